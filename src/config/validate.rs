@@ -1,0 +1,304 @@
+//! Cross-reference and value checks on a parsed [`Config`]; every problem is reported with its key path.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::{Config, ConfigIssue};
+
+/// Names become metric label values and URL path segments, so keep them to a safe alphabet.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check_name(&mut self, path: String, name: &str, seen: &mut HashSet<String>, what: &str) {
+        if !valid_name(name) {
+            self.push(
+                path,
+                format!("{what} name `{name}` must be 1-64 characters of letters, digits, `-`, `_`, `.`"),
+            );
+        } else if !seen.insert(name.to_string()) {
+            self.push(path, format!("duplicate {what} name `{name}`"));
+        }
+    }
+}
+
+/// Parse and check a backend URL: `http(s)://host[:port]` with no path, query or credentials.
+pub fn check_backend_url(raw: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a valid URL: {e}"))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!(
+            "`{raw}` must use http or https, not `{}`",
+            u.scheme()
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{raw}` has no host"));
+    }
+    if u.path() != "/" && !u.path().is_empty() {
+        return Err(format!("`{raw}` must not have a path (`{}`)", u.path()));
+    }
+    if u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+        || u.password().is_some()
+    {
+        return Err(format!(
+            "`{raw}` must not carry a query, fragment or credentials"
+        ));
+    }
+    Ok(u)
+}
+
+pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
+    let mut is = Issues(Vec::new());
+
+    // Listeners.
+    if c.proxy.listeners.is_empty() {
+        is.push("proxy.listeners", "at least one listener is required");
+    }
+    let mut listener_names = HashSet::new();
+    let mut addresses = HashSet::new();
+    for (i, l) in c.proxy.listeners.iter().enumerate() {
+        is.check_name(
+            format!("proxy.listeners[{i}].name"),
+            &l.name,
+            &mut listener_names,
+            "listener",
+        );
+        match l.address.parse::<SocketAddr>() {
+            Ok(a) => {
+                if !addresses.insert(a) {
+                    is.push(
+                        format!("proxy.listeners[{i}].address"),
+                        format!("address {a} is used twice"),
+                    );
+                }
+            }
+            Err(_) => is.push(
+                format!("proxy.listeners[{i}].address"),
+                format!(
+                    "`{}` is not an IP:port address (e.g. 127.0.0.1:8080)",
+                    l.address
+                ),
+            ),
+        }
+    }
+    match c.admin.address.parse::<SocketAddr>() {
+        Ok(a) if addresses.contains(&a) => is.push(
+            "admin.address",
+            format!("address {a} is also a proxy listener"),
+        ),
+        Ok(_) => {}
+        Err(_) => is.push(
+            "admin.address",
+            format!(
+                "`{}` is not an IP:port address (e.g. 127.0.0.1:8090)",
+                c.admin.address
+            ),
+        ),
+    }
+    if let Some(ext) = &c.proxy.external_url {
+        match url::Url::parse(ext) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
+            _ => is.push(
+                "proxy.external_url",
+                format!(
+                    "`{ext}` must be an absolute http(s) URL such as https://trino.example.com"
+                ),
+            ),
+        }
+    }
+    if c.proxy.sticky_capacity == 0 {
+        is.push("proxy.sticky_capacity", "must be at least 1");
+    }
+    if c.server.threads == Some(0) {
+        is.push("server.threads", "must be at least 1");
+    }
+    for (key, path) in [
+        ("server.pid_file", &c.server.pid_file),
+        ("server.upgrade_sock", &c.server.upgrade_sock),
+    ] {
+        if let Some(p) = path {
+            if !p.starts_with('/') {
+                is.push(key, format!("`{p}` must be an absolute path"));
+            }
+        }
+    }
+
+    // Groups.
+    let mut groups = HashSet::new();
+    if c.groups.is_empty() {
+        is.push("groups", "at least one group is required");
+    }
+    for (i, g) in c.groups.iter().enumerate() {
+        is.check_name(format!("groups[{i}].name"), &g.name, &mut groups, "group");
+    }
+    if !groups.contains(&c.routing.default_group) {
+        is.push(
+            "routing.default_group",
+            format!(
+                "group `{}` is not defined in `groups`",
+                c.routing.default_group
+            ),
+        );
+    }
+
+    // Backends.
+    let mut backends = HashSet::new();
+    for (i, b) in c.backends.iter().enumerate() {
+        is.check_name(
+            format!("backends[{i}].name"),
+            &b.name,
+            &mut backends,
+            "backend",
+        );
+        if !groups.contains(&b.group) {
+            is.push(
+                format!("backends[{i}].group"),
+                format!("group `{}` is not defined in `groups`", b.group),
+            );
+        }
+        if let Err(e) = check_backend_url(&b.url) {
+            is.push(format!("backends[{i}].url"), e);
+        }
+        if b.weight == 0 {
+            is.push(
+                format!("backends[{i}].weight"),
+                "must be at least 1 (disable the backend instead)",
+            );
+        }
+    }
+
+    // Policies.
+    let mut policies = HashSet::new();
+    for (i, p) in c.routing.policies.iter().enumerate() {
+        let at = format!("routing.policies[{i}]");
+        is.check_name(format!("{at}.name"), &p.name, &mut policies, "policy");
+        if !groups.contains(&p.group) {
+            is.push(
+                format!("{at}.group"),
+                format!("group `{}` is not defined in `groups`", p.group),
+            );
+        }
+        let m = &p.match_;
+        if let Some(l) = &m.listener {
+            if !listener_names.contains(l) {
+                is.push(
+                    format!("{at}.match.listener"),
+                    format!("listener `{l}` is not defined in `proxy.listeners`"),
+                );
+            }
+        }
+        for (key, re) in [("source", &m.source), ("user", &m.user)] {
+            if let Some(re) = re {
+                if let Err(e) = regex::Regex::new(re) {
+                    is.push(format!("{at}.match.{key}"), format!("invalid regex: {e}"));
+                }
+            }
+        }
+        for name in m.headers.keys() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                is.push(
+                    format!("{at}.match.headers.{name}"),
+                    format!("`{name}` is not a valid header name"),
+                );
+            }
+        }
+        for (key, tags) in [
+            ("client_tags_all", &m.client_tags_all),
+            ("client_tags_any", &m.client_tags_any),
+        ] {
+            if tags.iter().any(|t| t.trim().is_empty() || t.contains(',')) {
+                is.push(
+                    format!("{at}.match.{key}"),
+                    "tags must be non-empty and must not contain `,`",
+                );
+            }
+        }
+        if let Some(h) = &m.host {
+            if h.is_empty() || h.contains(':') || h.contains('/') {
+                is.push(
+                    format!("{at}.match.host"),
+                    format!("`{h}` must be a host name without port"),
+                );
+            }
+        }
+    }
+
+    if is.0.is_empty() {
+        Ok(())
+    } else {
+        Err(is.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse_str;
+
+    fn base(extra_policy: &str, backends: &str) -> String {
+        format!(
+            r#"
+proxy:
+  listeners: [{{ name: main, address: "127.0.0.1:8080" }}]
+admin: {{ address: "127.0.0.1:8090" }}
+routing:
+  default_group: adhoc
+  policies:
+{extra_policy}
+groups:
+  - {{ name: adhoc, strategy: round_robin }}
+backends:
+{backends}
+"#
+        )
+    }
+
+    fn err(text: &str) -> String {
+        parse_str("c.yaml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reports_each_cross_reference_with_its_path() {
+        let text = base(
+            "    - { name: p, match: { listener: other, source: \"(\" }, group: nope }",
+            "  - { name: b, url: \"ftp://x\", group: ghost }\n  - { name: b, url: \"http://h:1/path\", group: adhoc }",
+        );
+        let msg = err(&text);
+        for needle in [
+            "c.yaml: routing.policies[0].group: group `nope` is not defined",
+            "c.yaml: routing.policies[0].match.listener: listener `other` is not defined",
+            "c.yaml: routing.policies[0].match.source: invalid regex",
+            "c.yaml: backends[0].group: group `ghost` is not defined",
+            "c.yaml: backends[0].url: `ftp://x` must use http or https",
+            "c.yaml: backends[1].name: duplicate backend name `b`",
+            "c.yaml: backends[1].url: `http://h:1/path` must not have a path",
+        ] {
+            assert!(msg.contains(needle), "missing `{needle}` in:\n{msg}");
+        }
+    }
+
+    #[test]
+    fn accepts_a_minimal_valid_file() {
+        let text = base(
+            "    []",
+            "  - { name: b, url: \"https://trino.example.com\", group: adhoc }",
+        )
+        .replace("  policies:\n    []", "  policies: []");
+        parse_str("c.yaml", &text).expect("valid");
+    }
+}

@@ -1,0 +1,107 @@
+//! `trino-edge demo`: the gateway plus two emulated Trino backends on loopback, for a first look.
+
+use std::net::SocketAddr;
+
+use crate::config::parse_str;
+use crate::emulator::{self, EmulatorConfig};
+use crate::server::{serve, ServeOptions};
+
+pub struct DemoOptions {
+    pub port: u16,
+    pub admin_port: u16,
+    pub backend_ports: [u16; 2],
+}
+
+/// Start the emulators on their own runtime thread (Pingora owns the main thread), then serve.
+pub fn run(opts: DemoOptions) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Vec<String>, String>>();
+    let ports = opts.backend_ports;
+    std::thread::Builder::new()
+        .name("demo-backends".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut handles = Vec::new();
+                for (i, port) in ports.iter().enumerate() {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+                    let cfg = EmulatorConfig {
+                        name: format!("trino-{}", i + 1),
+                        ..EmulatorConfig::default()
+                    };
+                    match emulator::start(addr, cfg).await {
+                        Ok(h) => handles.push(h),
+                        Err(e) => {
+                            let _ = tx
+                                .send(Err(format!("cannot start emulated backend on {addr}: {e}")));
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(Ok(handles.iter().map(|h| h.url()).collect()));
+                // Keep the backends (and their runtime) alive for the life of the process.
+                std::future::pending::<()>().await;
+                drop(handles);
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    let urls = rx.recv().map_err(|e| e.to_string())??;
+
+    let yaml = format!(
+        r#"
+proxy:
+  listeners:
+    - {{ name: main, address: "127.0.0.1:{port}" }}
+admin:
+  address: "127.0.0.1:{admin}"
+routing:
+  default_group: adhoc
+  policies:
+    - {{ name: etl-tag, priority: 10, match: {{ client_tags_all: [etl] }}, group: etl }}
+groups:
+  - {{ name: adhoc, strategy: round_robin }}
+  - {{ name: etl, strategy: least_load }}
+backends:
+  - {{ name: trino-1, url: "{b1}", group: adhoc }}
+  - {{ name: trino-2, url: "{b2}", group: adhoc }}
+server:
+  grace_period: 0s
+  graceful_shutdown_timeout: 1s
+"#,
+        port = opts.port,
+        admin = opts.admin_port,
+        b1 = urls[0],
+        b2 = urls[1],
+    );
+    let config = parse_str("<demo>", &yaml).map_err(|e| e.to_string())?;
+    let gw = format!("http://127.0.0.1:{}", opts.port);
+    println!(
+        r#"
+trino-edge demo
+  gateway   {gw}   (point any Trino client here)
+  admin     http://127.0.0.1:{admin}/readyz
+  backends  trino-1 {b1}, trino-2 {b2}  (emulated Trino, group `adhoc`, round robin)
+
+Try it:
+  curl -s -X POST -H 'X-Trino-User: demo' --data 'SELECT 1' {gw}/v1/statement
+  python3 -c "import trino; c = trino.dbapi.connect(host='127.0.0.1', port={port}, user='demo').cursor(); c.execute('SELECT * FROM UNNEST(sequence(1, 5))'); print(c.fetchall())"
+  java -jar trino-cli.jar --server {gw} --user demo --execute 'SELECT * FROM UNNEST(sequence(1, 5))'
+
+Ctrl-C stops everything.
+"#,
+        admin = opts.admin_port,
+        port = opts.port,
+        b1 = urls[0],
+        b2 = urls[1],
+    );
+    serve(config, ServeOptions::default())
+}

@@ -1,0 +1,943 @@
+//! End-to-end tests of the emulator over real HTTP (reqwest against `start` on 127.0.0.1:0).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+use super::{start, EmulatorConfig, EmulatorHandle, FailureMode};
+
+async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    start(addr, config).await.expect("emulator starts")
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// One HTTP exchange of a query.
+struct Exchange {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn exchange(resp: reqwest::Response) -> Exchange {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Exchange {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn submit(c: &Client, base: &str, sql: &str, headers: &[(&str, &str)]) -> Exchange {
+    let mut req = c
+        .post(format!("{base}/v1/statement"))
+        .header("X-Trino-User", "alice")
+        .body(sql.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    exchange(req.send().await.expect("POST")).await
+}
+
+async fn get(c: &Client, uri: &str) -> Exchange {
+    exchange(
+        c.get(uri)
+            .header("X-Trino-User", "alice")
+            .send()
+            .await
+            .expect("GET"),
+    )
+    .await
+}
+
+/// Submits and follows `nextUri` to the end, returning every exchange (the POST first).
+async fn run(c: &Client, base: &str, sql: &str, headers: &[(&str, &str)]) -> Vec<Exchange> {
+    let mut all = vec![submit(c, base, sql, headers).await];
+    while let Some(next) = all
+        .last()
+        .and_then(|e| e.body.get("nextUri"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
+        let e = get(c, &next).await;
+        assert_eq!(e.status, StatusCode::OK, "GET {next}: {:?}", e.body);
+        all.push(e);
+        assert!(all.len() < 10_000, "runaway paging");
+    }
+    all
+}
+
+fn state_of(e: &Exchange) -> &str {
+    e.body["stats"]["state"].as_str().unwrap_or("?")
+}
+
+fn rows(exchanges: &[Exchange]) -> Vec<Value> {
+    exchanges
+        .iter()
+        .filter_map(|e| e.body.get("data").and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn header<'a>(e: &'a Exchange, name: &str) -> Option<&'a str> {
+    e.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn query_ids_carry_the_coordinator_id() {
+    let fixed = emulator(EmulatorConfig {
+        coordinator_id: Some("ab2cd".into()),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    assert_eq!(fixed.coordinator_id(), "ab2cd");
+    let c = client();
+    let first = submit(&c, &fixed.url(), "SELECT 1", &[]).await;
+    let second = submit(&c, &fixed.url(), "SELECT 1", &[]).await;
+    let ids: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|e| e.body["id"].as_str().expect("id"))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let parts: Vec<&str> = id.split('_').collect();
+        assert_eq!(parts.len(), 4, "{id}");
+        assert_eq!(parts[0].len(), 8);
+        assert_eq!(parts[1].len(), 6);
+        assert_eq!(parts[2], format!("{i:05}"));
+        assert_eq!(parts[3], "ab2cd");
+        let when = chrono::NaiveDateTime::parse_from_str(&id[..15], "%Y%m%d_%H%M%S")
+            .expect("UTC timestamp");
+        let age = chrono::Utc::now().naive_utc() - when;
+        assert!(age.num_seconds().abs() < 60, "{id} is not now (UTC)");
+    }
+
+    let random = emulator(EmulatorConfig::default()).await;
+    let cid = random.coordinator_id().to_string();
+    assert_eq!(cid.len(), 5);
+    assert!(cid
+        .bytes()
+        .all(|b| b"abcdefghijkmnpqrstuvwxyz23456789".contains(&b)));
+    let e = submit(&c, &random.url(), "SELECT 1", &[]).await;
+    assert!(e.body["id"]
+        .as_str()
+        .expect("id")
+        .ends_with(&format!("_{cid}")));
+}
+
+#[tokio::test]
+async fn paging_follows_queued_running_finished() {
+    let emu = emulator(EmulatorConfig {
+        rows_per_page: 1000,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let base = emu.url();
+    let c = client();
+    let all = run(&c, &base, "SELECT * FROM UNNEST(sequence(1, 2500))", &[]).await;
+    let states: Vec<&str> = all.iter().map(state_of).collect();
+    assert_eq!(
+        states,
+        ["QUEUED", "QUEUED", "RUNNING", "RUNNING", "FINISHED"]
+    );
+    let id = all[0].body["id"].as_str().expect("id").to_string();
+    assert_eq!(all[0].body["infoUri"], format!("{base}/ui/query.html?{id}"));
+    let uris: Vec<String> = all
+        .iter()
+        .filter_map(|e| e.body["nextUri"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(uris.len(), 4);
+    assert!(uris[0].starts_with(&format!("{base}/v1/statement/queued/{id}/")));
+    assert!(uris[0].ends_with("/1"));
+    for (i, uri) in uris.iter().enumerate().skip(1) {
+        assert!(uri.starts_with(&format!("{base}/v1/statement/executing/{id}/")));
+        assert!(uri.ends_with(&format!("/{}", i + 1)), "{uri}");
+    }
+    // RUNNING pages carry columns and data; the last page has no nextUri.
+    for e in &all[2..] {
+        assert_eq!(
+            e.body["columns"],
+            json!([{"name": "_col0", "type": "bigint",
+                    "typeSignature": {"rawType": "bigint", "arguments": []}}])
+        );
+    }
+    assert_eq!(all[2].body["data"].as_array().map(Vec::len), Some(1000));
+    assert!(all[2].body["partialCancelUri"].is_string());
+    assert!(all[4].body.get("nextUri").is_none());
+    let values: Vec<i64> = rows(&all)
+        .iter()
+        .map(|r| r[0].as_i64().expect("bigint"))
+        .collect();
+    assert_eq!(values, (1..=2500).collect::<Vec<i64>>());
+    assert_eq!(emu.state.query_state(&id).as_deref(), Some("FINISHED"));
+    let stats = emu.state.stats();
+    assert_eq!(stats.submissions, 1);
+    assert_eq!(stats.pages, 4);
+    assert_eq!(stats.last_user.as_deref(), Some("alice"));
+
+    // Re-GET of the current (last) token replays the page; older tokens are gone; later
+    // tokens and wrong slugs are not found.
+    let last = &uris[3];
+    let replay = get(&c, last).await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.body, all[4].body);
+    assert_eq!(get(&c, &uris[2]).await.status, StatusCode::GONE);
+    let (prefix, _) = last.rsplit_once('/').expect("token");
+    assert_eq!(
+        get(&c, &format!("{prefix}/9")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let wrong_slug = last.replacen(&format!("/{id}/y"), &format!("/{id}/ybad"), 1);
+    let e = get(&c, &wrong_slug).await;
+    assert_eq!(e.status, StatusCode::NOT_FOUND);
+    assert_eq!(e.body, "Query not found");
+    // the queued path only serves token 1
+    let on_queued_path = last.replace("/executing/", "/queued/");
+    assert_eq!(get(&c, &on_queued_path).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn retry_of_current_token_returns_same_page() {
+    let emu = emulator(EmulatorConfig {
+        rows_per_page: 2,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let c = client();
+    let post = submit(
+        &c,
+        &emu.url(),
+        "SELECT x FROM UNNEST(sequence(5, 1)) AS t(x)",
+        &[],
+    )
+    .await;
+    let queued = get(&c, post.body["nextUri"].as_str().expect("next")).await;
+    let uri = queued.body["nextUri"].as_str().expect("next").to_string();
+    let first = get(&c, &uri).await;
+    let again = get(&c, &uri).await;
+    assert_eq!(first.body, again.body);
+    assert_eq!(first.body["data"], json!([[5], [4]]));
+    assert_eq!(first.body["columns"][0]["name"], "x");
+}
+
+#[tokio::test]
+async fn forwarded_headers_shape_absolute_uris() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let base = emu.url();
+    let e = submit(
+        &c,
+        &base,
+        "SELECT 1",
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "gw.example:8443"),
+        ],
+    )
+    .await;
+    let id = e.body["id"].as_str().expect("id");
+    assert!(e.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .starts_with("https://gw.example:8443/v1/statement/queued/"));
+    assert_eq!(
+        e.body["infoUri"],
+        format!("https://gw.example:8443/ui/query.html?{id}")
+    );
+    // X-Forwarded-Port wins over the port in X-Forwarded-Host.
+    let e = submit(
+        &c,
+        &base,
+        "SELECT 1",
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "gw.example:8443"),
+            ("X-Forwarded-Port", "9443"),
+        ],
+    )
+    .await;
+    assert!(e.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .starts_with("https://gw.example:9443/"));
+    // Only a host: proto defaults to http, no port is invented.
+    let e = submit(&c, &base, "SELECT 1", &[("X-Forwarded-Host", "gw.example")]).await;
+    assert!(e.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .starts_with("http://gw.example/v1/statement/"));
+    // Follow-up pages use the forwarded base too.
+    let next = e.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .replace("http://gw.example", &base);
+    let page = exchange(
+        c.get(&next)
+            .header("X-Forwarded-Host", "gw2.example:81")
+            .send()
+            .await
+            .expect("GET"),
+    )
+    .await;
+    assert!(page.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .starts_with("http://gw2.example:81/v1/statement/executing/"));
+    // Without forwarded headers: the Host header.
+    let e = submit(&c, &base, "SELECT 1", &[]).await;
+    assert!(e.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .starts_with(&format!("{base}/v1/statement/queued/")));
+    let stats = emu.state.stats();
+    assert_eq!(stats.forwarded_host_requests, 4);
+    assert_eq!(stats.last_forwarded_host.as_deref(), Some("gw2.example:81"));
+
+    // A Trino without process-forwarded ignores them.
+    let plain = emulator(EmulatorConfig {
+        ignore_forwarded: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let e = submit(
+        &c,
+        &plain.url(),
+        "SELECT 1",
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "gw.example:8443"),
+        ],
+    )
+    .await;
+    assert!(e.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .starts_with(&format!("{}/v1/statement/queued/", plain.url())));
+    assert_eq!(plain.state.stats().forwarded_host_requests, 1);
+}
+
+#[tokio::test]
+async fn failures_are_http_200_with_trino_error() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let all = run(&c, &emu.url(), "SELEC 1", &[]).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(state_of(&all[0]), "QUEUED");
+    assert!(all[0].body["nextUri"].is_string());
+    let failed = &all[1].body;
+    assert_eq!(all[1].status, StatusCode::OK);
+    assert_eq!(failed["stats"]["state"], "FAILED");
+    assert!(failed.get("nextUri").is_none());
+    let error = &failed["error"];
+    assert_eq!(error["errorName"], "SYNTAX_ERROR");
+    assert_eq!(error["errorCode"], 1);
+    assert_eq!(error["errorType"], "USER_ERROR");
+    assert_eq!(
+        error["errorLocation"],
+        json!({"lineNumber": 1, "columnNumber": 1})
+    );
+    assert!(error["message"]
+        .as_str()
+        .expect("message")
+        .starts_with("line 1:1: mismatched input 'SELEC'"));
+    assert_eq!(error["failureInfo"]["message"], error["message"]);
+    assert_eq!(error["failureInfo"]["suppressed"], json!([]));
+    assert_eq!(error["failureInfo"]["stack"], json!([]));
+    assert!(error["failureInfo"]["type"].is_string());
+    let id = failed["id"].as_str().expect("id");
+    assert_eq!(emu.state.query_state(id).as_deref(), Some("FAILED"));
+
+    let all = run(&c, &emu.url(), "select fail('boom')", &[]).await;
+    let error = &all[1].body["error"];
+    assert_eq!(error["errorName"], "GENERIC_USER_ERROR");
+    assert_eq!(error["errorCode"], 0);
+    assert_eq!(error["errorType"], "USER_ERROR");
+    assert_eq!(error["message"], "boom");
+}
+
+#[tokio::test]
+async fn cancel_by_delete_of_next_uri() {
+    let emu = emulator(EmulatorConfig {
+        rows_per_page: 10,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let c = client();
+    let post = submit(
+        &c,
+        &emu.url(),
+        "SELECT * FROM UNNEST(sequence(1, 1000))",
+        &[],
+    )
+    .await;
+    let id = post.body["id"].as_str().expect("id").to_string();
+    let queued = get(&c, post.body["nextUri"].as_str().expect("next")).await;
+    let first_uri = queued.body["nextUri"].as_str().expect("next").to_string();
+    let running = get(&c, &first_uri).await;
+    assert_eq!(state_of(&running), "RUNNING");
+    assert_eq!(emu.state.query_state(&id).as_deref(), Some("RUNNING"));
+    let next = running.body["nextUri"].as_str().expect("next").to_string();
+
+    let del = c.delete(&next).send().await.expect("DELETE");
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    assert!(emu.state.was_canceled(&id));
+    assert_eq!(emu.state.query_state(&id).as_deref(), Some("FAILED"));
+    assert_eq!(emu.state.stats().cancels, 1);
+
+    let after = get(&c, &next).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(state_of(&after), "FAILED");
+    assert!(after.body.get("nextUri").is_none());
+    assert_eq!(after.body["error"]["errorName"], "USER_CANCELED");
+    assert_eq!(after.body["error"]["errorCode"], 3);
+    assert_eq!(after.body["error"]["errorType"], "USER_ERROR");
+    assert_eq!(after.body["error"]["message"], "Query was canceled");
+    assert_eq!(get(&c, &first_uri).await.status, StatusCode::GONE);
+
+    // Canceling again is accepted but changes nothing.
+    let del = c.delete(&next).send().await.expect("DELETE");
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    assert_eq!(emu.state.stats().cancels, 1);
+
+    let info: Value = c
+        .get(format!("{}/v1/query/{id}", emu.url()))
+        .send()
+        .await
+        .expect("info")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["state"], "FAILED");
+    assert_eq!(info["errorCode"]["name"], "USER_CANCELED");
+}
+
+#[tokio::test]
+async fn cancel_reaches_a_delayed_page() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let post = submit(
+        &c,
+        &emu.url(),
+        "/* emulator:page_delay_ms=600 */ SELECT 1",
+        &[],
+    )
+    .await;
+    let id = post.body["id"].as_str().expect("id").to_string();
+    let next = post.body["nextUri"].as_str().expect("next").to_string();
+    let started = Instant::now();
+    let pending = tokio::spawn({
+        let c = c.clone();
+        async move { get(&c, &next).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let del = c
+        .delete(format!("{}/v1/query/{id}", emu.url()))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+    let page = pending.await.expect("join");
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "page was delayed"
+    );
+    assert_eq!(state_of(&page), "FAILED");
+    assert_eq!(page.body["error"]["errorName"], "USER_CANCELED");
+    assert!(emu.state.was_canceled(&id));
+}
+
+#[tokio::test]
+async fn sleep_keeps_the_query_running() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let started = Instant::now();
+    let all = run(&c, &emu.url(), "SELECT sleep(1300)", &[]).await;
+    assert!(started.elapsed() >= Duration::from_millis(1300));
+    let states: Vec<&str> = all.iter().map(state_of).collect();
+    assert_eq!(states, ["QUEUED", "QUEUED", "RUNNING", "FINISHED"]);
+    assert!(all[2].body.get("data").is_none());
+    assert_eq!(rows(&all), vec![json!([1300])]);
+}
+
+#[tokio::test]
+async fn use_and_session_statements_set_headers() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let all = run(&c, &emu.url(), "USE tpch.tiny", &[]).await;
+    for e in [&all[0], all.last().expect("final")] {
+        assert_eq!(header(e, "x-trino-set-catalog"), Some("tpch"));
+        assert_eq!(header(e, "x-trino-set-schema"), Some("tiny"));
+    }
+    let last = &all.last().expect("final").body;
+    assert_eq!(last["stats"]["state"], "FINISHED");
+    assert_eq!(last["updateType"], "USE");
+    assert_eq!(last["columns"], json!([]));
+    assert!(last.get("data").is_none());
+
+    let all = run(&c, &emu.url(), "use sf1", &[("X-Trino-Catalog", "tpch")]).await;
+    let last = all.last().expect("final");
+    assert_eq!(header(last, "x-trino-set-schema"), Some("sf1"));
+    assert_eq!(header(last, "x-trino-set-catalog"), None);
+
+    let all = run(&c, &emu.url(), "USE sf1", &[]).await;
+    assert_eq!(
+        all.last().expect("final").body["error"]["errorName"],
+        "MISSING_CATALOG_NAME"
+    );
+
+    let all = run(
+        &c,
+        &emu.url(),
+        "SET SESSION query_max_run_time = '1 h'",
+        &[],
+    )
+    .await;
+    let last = all.last().expect("final");
+    assert_eq!(
+        header(last, "x-trino-set-session"),
+        Some("query_max_run_time=1+h")
+    );
+    assert_eq!(last.body["updateType"], "SET SESSION");
+    let all = run(&c, &emu.url(), "SET SESSION a = b", &[]).await;
+    assert_eq!(header(&all[0], "x-trino-set-session"), Some("a=b"));
+
+    let all = run(&c, &emu.url(), "RESET SESSION a", &[]).await;
+    assert_eq!(header(&all[0], "x-trino-clear-session"), Some("a"));
+
+    // A legacy client that only speaks X-Presto-* gets X-Presto-* back.
+    let resp = c
+        .post(format!("{}/v1/statement", emu.url()))
+        .header("X-Presto-User", "old")
+        .body("USE hive.web")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get("x-presto-set-catalog")
+            .and_then(|v| v.to_str().ok()),
+        Some("hive")
+    );
+    assert_eq!(emu.state.stats().last_user.as_deref(), Some("old"));
+}
+
+#[tokio::test]
+async fn transactions_are_tracked() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let base = emu.url();
+    let all = run(
+        &c,
+        &base,
+        "START TRANSACTION",
+        &[("X-Trino-Transaction-Id", "NONE")],
+    )
+    .await;
+    let txn = header(&all[0], "x-trino-started-transaction-id")
+        .expect("started")
+        .to_string();
+    assert_eq!(txn.len(), 36);
+    assert_eq!(
+        header(all.last().expect("final"), "x-trino-started-transaction-id"),
+        Some(txn.as_str())
+    );
+    assert_eq!(
+        all.last().expect("final").body["updateType"],
+        "START TRANSACTION"
+    );
+
+    let in_txn = [("X-Trino-Transaction-Id", txn.as_str())];
+    let all = run(&c, &base, "SELECT 1", &in_txn).await;
+    assert_eq!(state_of(all.last().expect("final")), "FINISHED");
+    let nested = run(&c, &base, "START TRANSACTION", &in_txn).await;
+    assert_eq!(
+        nested.last().expect("final").body["error"]["errorName"],
+        "NOT_SUPPORTED"
+    );
+
+    let all = run(&c, &base, "COMMIT", &in_txn).await;
+    assert_eq!(
+        header(all.last().expect("final"), "x-trino-clear-transaction-id"),
+        Some("true")
+    );
+    assert_eq!(all.last().expect("final").body["updateType"], "COMMIT");
+
+    // The committed id is no longer known, nor is one this emulator never issued.
+    for id in [txn.as_str(), "1b4e28ba-2fa1-11d2-883f-0016d3cca427"] {
+        let all = run(&c, &base, "SELECT 1", &[("X-Trino-Transaction-Id", id)]).await;
+        let error = &all.last().expect("final").body["error"];
+        assert_eq!(error["errorName"], "UNKNOWN_TRANSACTION");
+        assert_eq!(error["errorCode"], 20);
+    }
+    let all = run(&c, &base, "ROLLBACK", &[]).await;
+    assert_eq!(
+        all.last().expect("final").body["error"]["errorName"],
+        "NOT_IN_TRANSACTION"
+    );
+    let all = run(&c, &base, "START TRANSACTION", &[]).await;
+    let txn = header(&all[0], "x-trino-started-transaction-id")
+        .expect("started")
+        .to_string();
+    let all = run(
+        &c,
+        &base,
+        "ROLLBACK",
+        &[("X-Trino-Transaction-Id", txn.as_str())],
+    )
+    .await;
+    assert_eq!(all.last().expect("final").body["updateType"], "ROLLBACK");
+}
+
+#[tokio::test]
+async fn literals_session_functions_and_show() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let base = emu.url();
+    let all = run(
+        &c,
+        &base,
+        "SELECT 1, 2147483648, 1.50, 'abc', true, NULL AS n, 2.5e1;",
+        &[],
+    )
+    .await;
+    let last = &all.last().expect("final").body;
+    let types: Vec<&str> = last["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "integer",
+            "bigint",
+            "decimal(3,2)",
+            "varchar(3)",
+            "boolean",
+            "unknown",
+            "double"
+        ]
+    );
+    let names: Vec<&str> = last["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["_col0", "_col1", "_col2", "_col3", "_col4", "n", "_col6"]
+    );
+    assert_eq!(
+        last["data"],
+        json!([[1, 2147483648_i64, "1.50", "abc", true, null, 25.0]])
+    );
+
+    let all = run(
+        &c,
+        &base,
+        "SELECT current_user, current_catalog, current_schema",
+        &[("X-Trino-Catalog", "tpch")],
+    )
+    .await;
+    assert_eq!(rows(&all), vec![json!(["alice", "tpch", null])]);
+
+    let all = run(&c, &base, "show catalogs", &[]).await;
+    assert_eq!(rows(&all), vec![json!(["system"]), json!(["tpch"])]);
+    let all = run(&c, &base, "SHOW SCHEMAS", &[]).await;
+    assert_eq!(
+        rows(&all),
+        vec![json!(["information_schema"]), json!(["tiny"])]
+    );
+
+    let all = run(
+        &c,
+        &base,
+        "SELECT state, count(*) FROM system.runtime.queries \
+         WHERE state NOT IN ('FINISHED', 'FAILED') GROUP BY state",
+        &[],
+    )
+    .await;
+    // The probe itself is running while it is being answered.
+    assert_eq!(rows(&all), vec![json!(["RUNNING", 1])]);
+}
+
+#[tokio::test]
+async fn info_query_resources_and_not_found() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let base = emu.url();
+    let info: Value = c
+        .get(format!("{base}/v1/info"))
+        .send()
+        .await
+        .expect("info")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["nodeVersion"]["version"], "446-emulator");
+    assert_eq!(info["environment"], "emulator");
+    assert_eq!(info["coordinator"], true);
+    assert_eq!(info["starting"], false);
+    assert!(info["uptime"].as_str().expect("uptime").ends_with('s'));
+
+    let post = submit(
+        &c,
+        &base,
+        "SELECT 1",
+        &[("X-Trino-Source", "tests"), ("X-Trino-Schema", "tiny")],
+    )
+    .await;
+    let id = post.body["id"].as_str().expect("id");
+    let q: Value = c
+        .get(format!("{base}/v1/query/{id}"))
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(q["queryId"], id);
+    assert_eq!(q["state"], "QUEUED");
+    assert_eq!(q["query"], "SELECT 1");
+    assert_eq!(
+        q["session"],
+        json!({"user": "alice", "source": "tests", "catalog": null, "schema": "tiny"})
+    );
+    assert_eq!(q["self"], format!("{base}/v1/query/{id}"));
+
+    let html = c
+        .get(post.body["infoUri"].as_str().expect("infoUri"))
+        .send()
+        .await
+        .expect("ui");
+    assert_eq!(html.status(), StatusCode::OK);
+    assert!(html.text().await.expect("html").contains(id));
+
+    let unknown = "20240101_000000_00000_zzzzz";
+    for resp in [
+        c.get(format!("{base}/v1/query/{unknown}")).send().await,
+        c.get(format!("{base}/ui/query.html?{unknown}"))
+            .send()
+            .await,
+        c.delete(format!("{base}/v1/query/{unknown}")).send().await,
+        c.get(format!("{base}/v1/statement/executing/{unknown}/yx/2"))
+            .send()
+            .await,
+        c.delete(format!("{base}/v1/statement/queued/{unknown}/yx/1"))
+            .send()
+            .await,
+    ] {
+        let resp = resp.expect("request");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.text().await.expect("body"), "Query not found");
+    }
+
+    // Missing user: 400 with a plain message, and no query is created.
+    let resp = c
+        .post(format!("{base}/v1/statement"))
+        .body("SELECT 1")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.text().await.expect("body"), "User must be set");
+    assert_eq!(emu.state.stats().submissions, 1);
+}
+
+#[tokio::test]
+async fn legacy_statement_path_is_served() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let post = submit(&c, &emu.url(), "SELECT 7", &[]).await;
+    let legacy = post.body["nextUri"]
+        .as_str()
+        .expect("next")
+        .replace("/v1/statement/queued/", "/v1/statement/");
+    let e = get(&c, &legacy).await;
+    assert_eq!(e.status, StatusCode::OK);
+    assert_eq!(state_of(&e), "QUEUED");
+}
+
+#[tokio::test]
+async fn stats_endpoint_and_failure_modes() {
+    let emu = emulator(EmulatorConfig {
+        name: "trino-9".into(),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let base = emu.url();
+    let c = client();
+    assert_eq!(
+        c.get(format!("{base}/v1/info"))
+            .send()
+            .await
+            .expect("info")
+            .status(),
+        StatusCode::OK
+    );
+
+    emu.state.set_failure_mode(FailureMode::Status(503));
+    let resp = c.get(format!("{base}/v1/info")).send().await.expect("info");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.text().await.expect("body").contains("trino-9"));
+    let resp = c
+        .post(format!("{base}/v1/statement"))
+        .header("X-Trino-User", "u")
+        .body("SELECT 1")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // The control plane keeps working, uncounted.
+    let stats: Value = c
+        .get(format!("{base}/v1/emulator/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["requests"], 3);
+    assert_eq!(stats["submissions"], 0);
+    assert_eq!(stats["last_user"], "u");
+    let resp = c
+        .put(format!("{base}/v1/emulator/failure-mode"))
+        .body("none")
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(emu.state.failure_mode(), FailureMode::None);
+    assert_eq!(
+        c.get(format!("{base}/v1/info"))
+            .send()
+            .await
+            .expect("info")
+            .status(),
+        StatusCode::OK
+    );
+
+    // Reset: new connections and the kept-alive one are cut without a response.
+    emu.state.set_failure_mode(FailureMode::Reset);
+    assert!(c.get(format!("{base}/v1/info")).send().await.is_err());
+    assert!(client()
+        .get(format!("{base}/v1/info"))
+        .send()
+        .await
+        .is_err());
+    emu.state.set_failure_mode(FailureMode::None);
+    assert_eq!(
+        client()
+            .get(format!("{base}/v1/info"))
+            .send()
+            .await
+            .expect("info")
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_listener_and_connections() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let base = emu.url();
+    let c = client();
+    // A slow page in flight when the emulator dies gets no response.
+    let post = submit(&c, &base, "/* emulator:page_delay_ms=5000 */ SELECT 1", &[]).await;
+    let next = post.body["nextUri"].as_str().expect("next").to_string();
+    let in_flight = tokio::spawn({
+        let c = c.clone();
+        async move { c.get(&next).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    emu.shutdown();
+    emu.shutdown();
+    emu.stopped().await;
+    assert!(emu.is_shut_down());
+    let result = in_flight.await.expect("join");
+    assert!(result.is_err(), "in-flight request must fail");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(client()
+        .get(format!("{base}/v1/info"))
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn ten_million_rows_are_generated_lazily() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let c = client();
+    let started = Instant::now();
+    let post = submit(
+        &c,
+        &emu.url(),
+        "SELECT * FROM UNNEST(sequence(1, 10000000))",
+        &[],
+    )
+    .await;
+    let queued = get(&c, post.body["nextUri"].as_str().expect("next")).await;
+    let first = get(&c, queued.body["nextUri"].as_str().expect("next")).await;
+    assert_eq!(first.body["data"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(first.body["data"][999], json!([1000]));
+    assert_eq!(first.body["stats"]["totalSplits"], 10_000);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let second = get(&c, first.body["nextUri"].as_str().expect("next")).await;
+    assert_eq!(second.body["data"][0], json!([1001]));
+    let del = c
+        .delete(second.body["nextUri"].as_str().expect("next"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_queries_do_not_interfere() {
+    let emu = emulator(EmulatorConfig {
+        rows_per_page: 100,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let base = emu.url();
+    let mut tasks = Vec::new();
+    for i in 1..=16_i64 {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let all = run(
+                &c,
+                &base,
+                &format!("SELECT * FROM UNNEST(sequence({i}, {}))", i * 300),
+                &[],
+            )
+            .await;
+            let values: Vec<i64> = rows(&all)
+                .iter()
+                .map(|r| r[0].as_i64().expect("bigint"))
+                .collect();
+            assert_eq!(values, (i..=i * 300).collect::<Vec<i64>>());
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(emu.state.stats().submissions, 16);
+}

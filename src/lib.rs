@@ -1,0 +1,17 @@
+//! trino-edge: a Pingora-based edge gateway for Trino.
+//!
+//! Module map: [`config`] (file → validated structs) · [`snapshot`] (immutable routing table behind
+//! arc-swap) · [`routing`] (policies and strategies) · [`stickiness`] (query id → backend) ·
+//! [`proxy`] (the Pingora `ProxyHttp` phases) · [`admin`] (admin listener) · [`reload`] (SIGHUP) ·
+//! [`server`] (assembly) · [`demo`] · [`emulator`] (a Trino-protocol backend for tests and demos).
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod emulator;
+pub mod proxy;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod stickiness;

@@ -1,0 +1,164 @@
+//! The `trino-edge` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use trino_edge::config;
+use trino_edge::demo::{self, DemoOptions};
+use trino_edge::emulator::{self, EmulatorConfig};
+use trino_edge::server::{serve, ServeOptions};
+use trino_edge::snapshot::{RuntimeRegistry, Snapshot};
+
+#[derive(Parser)]
+#[command(
+    name = "trino-edge",
+    version,
+    about = "A high-performance edge gateway for Trino"
+)]
+struct Cli {
+    /// Log line format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Take over the listening sockets of a running instance (send it SIGQUIT).
+        #[arg(long, short)]
+        upgrade: bool,
+    },
+    /// Validate a config file and print the effective routing table.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway with two emulated Trino backends on loopback.
+    Demo {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value_t = 8090)]
+        admin_port: u16,
+        #[arg(long, num_args = 2, value_delimiter = ',', default_values_t = [18081, 18082])]
+        backend_ports: Vec<u16>,
+    },
+    /// Run one emulated Trino coordinator (for benchmarks and manual tests).
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:18081")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        rows_per_page: usize,
+        #[arg(long, default_value_t = 0)]
+        page_delay_ms: u64,
+        #[arg(long)]
+        coordinator_id: Option<String>,
+        /// Behave like a Trino without `http-server.process-forwarded`.
+        #[arg(long)]
+        ignore_forwarded: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config, upgrade } => config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                serve(
+                    loaded.config,
+                    ServeOptions {
+                        file: Some(loaded.file),
+                        upgrade,
+                    },
+                )
+            }),
+        Command::CheckConfig { config } => config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                let snap = Snapshot::compile(&loaded.config, 1, &RuntimeRegistry::default())
+                    .map_err(|e| e.to_string())?;
+                println!("{}: OK\n\n{}", config.display(), snap.describe());
+                Ok(())
+            }),
+        Command::Demo {
+            port,
+            admin_port,
+            backend_ports,
+        } => demo::run(DemoOptions {
+            port,
+            admin_port,
+            backend_ports: [backend_ports[0], backend_ports[1]],
+        }),
+        Command::Emulator {
+            listen,
+            rows_per_page,
+            page_delay_ms,
+            coordinator_id,
+            ignore_forwarded,
+        } => run_emulator(
+            EmulatorConfig {
+                name: format!("emulator-{}", listen.port()),
+                coordinator_id,
+                rows_per_page,
+                page_delay: Duration::from_millis(page_delay_ms),
+                ignore_forwarded,
+            },
+            listen,
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let h = emulator::start(listen, cfg)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        eprintln!(
+            "emulated Trino coordinator {} on {}",
+            h.coordinator_id(),
+            h.url()
+        );
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+        h.shutdown();
+        Ok(())
+    })
+}

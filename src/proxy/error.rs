@@ -1,0 +1,203 @@
+//! Errors the gateway itself answers with, all in Trino's `{"error": {...}}` shape.
+//!
+//! One place maps every failure to a status code, an `errorName` and a clear message, so that Trino
+//! clients show something a user can act on instead of a proxy's HTML error page.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// Gateway error codes live in their own range so they never collide with Trino's own codes
+/// (user errors 0x0000_xxxx, internal 0x0001_xxxx, resources 0x0002_xxxx, connectors 0x01xx_xxxx).
+const CODE_BASE: i32 = 0x7E00_0000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub status: u16,
+    pub name: &'static str,
+    pub error_type: &'static str,
+    pub code: i32,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Inner<'a> {
+    message: &'a str,
+    error_code: i32,
+    error_name: &'a str,
+    error_type: &'a str,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+impl GatewayError {
+    fn new(
+        status: u16,
+        name: &'static str,
+        error_type: &'static str,
+        n: i32,
+        message: String,
+    ) -> Self {
+        GatewayError {
+            status,
+            name,
+            error_type,
+            code: CODE_BASE + n,
+            message,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "GATEWAY_BAD_REQUEST", "USER_ERROR", 1, message.into())
+    }
+
+    pub fn invalid_query_id(id: &str) -> Self {
+        let shown: String = id.chars().take(64).collect();
+        Self::new(
+            400,
+            "INVALID_QUERY_ID",
+            "USER_ERROR",
+            2,
+            format!("`{shown}` is not a valid Trino query id (expected lowercase letters, digits and `_`)"),
+        )
+    }
+
+    pub fn query_not_found(id: &str) -> Self {
+        Self::new(
+            404,
+            "QUERY_NOT_FOUND",
+            "USER_ERROR",
+            3,
+            format!(
+                "Query {id} is not known to this gateway: no backend that ran it was found (it may have \
+                 expired, or its cluster restarted or was removed)"
+            ),
+        )
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        let shown: String = path.chars().take(200).collect();
+        Self::new(
+            404,
+            "NOT_FOUND",
+            "USER_ERROR",
+            4,
+            format!("No such resource: {shown}"),
+        )
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            405,
+            "METHOD_NOT_ALLOWED",
+            "USER_ERROR",
+            5,
+            format!("{method} is not allowed on {path}"),
+        )
+    }
+
+    pub fn unknown_transaction(txn: &str) -> Self {
+        let shown: String = txn.chars().take(64).collect();
+        Self::new(
+            404,
+            "UNKNOWN_TRANSACTION",
+            "USER_ERROR",
+            6,
+            format!("Transaction {shown} was not started through this gateway, or has expired"),
+        )
+    }
+
+    pub fn no_backend(group: &str) -> Self {
+        Self::new(
+            503,
+            "NO_BACKEND_AVAILABLE",
+            "INSUFFICIENT_RESOURCES",
+            7,
+            format!("No available backend in routing group `{group}`: every backend is disabled or unreachable"),
+        )
+    }
+
+    pub fn backend_unreachable(backend: &str, detail: &str) -> Self {
+        Self::new(
+            502,
+            "BACKEND_UNREACHABLE",
+            "EXTERNAL",
+            8,
+            format!("Trino backend `{backend}` could not be reached: {detail}"),
+        )
+    }
+
+    pub fn backend_timeout(backend: &str) -> Self {
+        Self::new(
+            504,
+            "BACKEND_TIMEOUT",
+            "EXTERNAL",
+            10,
+            format!("Trino backend `{backend}` did not answer in time"),
+        )
+    }
+
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self::new(501, "NOT_SUPPORTED", "USER_ERROR", 11, message.into())
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            500,
+            "GATEWAY_INTERNAL_ERROR",
+            "INTERNAL_ERROR",
+            12,
+            message.into(),
+        )
+    }
+
+    /// The JSON body: `{"error":{"message","errorCode","errorName","errorType"}}`.
+    pub fn body(&self) -> Bytes {
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                error_code: self.code,
+                error_name: self.name,
+                error_type: self.error_type,
+            },
+        };
+        // Serializing plain strings and numbers cannot fail.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.name, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_trino_shaped() {
+        let e = GatewayError::query_not_found("20260430_121314_00042_k3f9a");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        let err = &v["error"];
+        assert_eq!(err["errorName"], "QUERY_NOT_FOUND");
+        assert_eq!(err["errorType"], "USER_ERROR");
+        assert!(err["errorCode"].as_i64().unwrap() > 0);
+        assert!(err["message"]
+            .as_str()
+            .unwrap()
+            .contains("20260430_121314_00042_k3f9a"));
+    }
+
+    #[test]
+    fn hostile_values_are_truncated_and_escaped() {
+        let e = GatewayError::invalid_query_id(&format!("\"}}{}", "x".repeat(10_000)));
+        assert!(e.body().len() < 400);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().starts_with("`\"}"));
+    }
+}

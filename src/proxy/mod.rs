@@ -1,0 +1,507 @@
+//! The Pingora `ProxyHttp` implementation: one trait method per phase.
+//!
+//! * `request_filter` classifies the request and decides the backend (policy → group → strategy for
+//!   new queries, query id → owner for follow-ups), answering bad input itself;
+//! * `upstream_peer` turns the decision into a peer, and picks another backend of the group when a
+//!   connect failure asked for a retry;
+//! * `upstream_request_filter` adds `X-Forwarded-*`;
+//! * `response_filter`/`response_body_filter` learn query and transaction ownership — only the small
+//!   submission response is ever looked into, result pages stream through untouched.
+
+pub mod error;
+pub mod forwarded;
+pub mod target;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderName, Method};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use serde::Deserialize;
+use tracing::{debug, info, warn};
+
+use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::routing::{choose_group, strategy, RouteReason};
+use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
+use crate::stickiness::Stickiness;
+use error::GatewayError;
+use target::{classify, Target};
+
+/// The submission response is small (no result rows); cap what we hold of it to learn the query id.
+const MAX_SUBMISSION_RESPONSE: usize = 1 << 20;
+
+const STARTED_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-started-transaction-id");
+const CLEAR_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-clear-transaction-id");
+
+/// State shared by every listener of one gateway process.
+pub struct Gateway {
+    pub snapshots: Arc<SnapshotHandle>,
+    pub sticky: Stickiness,
+    pub connect_timeout: Duration,
+}
+
+/// One proxy service per listener, so policies can match the listener by name.
+pub struct TrinoProxy {
+    pub listener: Arc<str>,
+    pub gateway: Arc<Gateway>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Submit,
+    FollowUp,
+    Other,
+}
+
+/// Buffers the submission response until the query id can be read from it.
+struct Learner {
+    buf: Vec<u8>,
+    expected: Option<usize>,
+}
+
+pub struct RequestCtx {
+    snap: Arc<Snapshot>,
+    started: Instant,
+    kind: Kind,
+    group: Option<usize>,
+    reason: Option<RouteReason>,
+    /// Where the request goes. For follow-ups this is the owner recorded when the query was
+    /// learned, which may no longer be in the current snapshot (removed backends drain).
+    backend: Option<Arc<Backend>>,
+    /// Index of `backend` in `snap.backends` when a strategy picked it (retries need it).
+    picked: Option<usize>,
+    /// Backends that failed to connect for this request; a retry skips them.
+    tried: Vec<usize>,
+    retryable: bool,
+    inflight: Option<Arc<BackendRuntime>>,
+    learner: Option<Learner>,
+    query_id: Option<String>,
+    failure: Option<GatewayError>,
+}
+
+impl RequestCtx {
+    fn backend_name(&self) -> &str {
+        self.backend.as_ref().map(|b| &*b.name).unwrap_or("-")
+    }
+}
+
+#[derive(Deserialize)]
+struct Submitted<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// Write a gateway error as the whole response and close the connection (an unread request body
+/// may still be on it).
+async fn respond(session: &mut Session, err: &GatewayError) -> pingora_error::Result<()> {
+    let body = err.body();
+    let mut resp = ResponseHeader::build(err.status, Some(3))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+fn has_body(req: &RequestHeader) -> bool {
+    let declared = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) != Some(0));
+    declared || req.headers.contains_key(TRANSFER_ENCODING)
+}
+
+impl TrinoProxy {
+    /// Decide where the request goes; `Err` is answered to the client as is.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        let req = session.req_header();
+        let snap = ctx.snap.clone();
+        if matches!(req.method, Method::GET | Method::HEAD | Method::DELETE) && has_body(req) {
+            return Err(GatewayError::bad_request(format!(
+                "{} requests must not carry a body",
+                req.method
+            )));
+        }
+        let target = classify(&req.method, req.uri.path(), req.uri.query())?;
+        match target {
+            Target::Query(id) => {
+                ctx.kind = Kind::FollowUp;
+                let resolution = self.gateway.sticky.resolve_query(id);
+                let owner = resolution.backend().ok_or_else(|| GatewayError::query_not_found(id))?;
+                debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
+                ctx.backend = Some(owner.clone());
+                Ok(())
+            }
+            Target::Spooled => Err(GatewayError::not_supported(
+                "The spooling protocol is not routed by this gateway yet; disable spooling in the client \
+                 (e.g. the CLI's --encoding) or connect to the cluster directly",
+            )),
+            Target::Submit | Target::Other => {
+                ctx.kind = if target == Target::Submit { Kind::Submit } else { Kind::Other };
+                // A statement inside a transaction must reach the backend that started it.
+                let txn = TRANSACTION_ID
+                    .get(&req.headers)
+                    .map_err(|h| GatewayError::bad_request(format!("header {h} is not valid UTF-8")))?
+                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
+                if let Some(txn) = txn {
+                    let owner = self
+                        .gateway
+                        .sticky
+                        .resolve_transaction(txn)
+                        .ok_or_else(|| GatewayError::unknown_transaction(txn))?;
+                    ctx.backend = Some(owner);
+                    return Ok(());
+                }
+                let facts = RequestFacts::from_headers(&self.listener, &req.headers)
+                    .map_err(|h| GatewayError::bad_request(format!("header {h} is not valid UTF-8")))?;
+                let (group, reason) = choose_group(&snap, &facts);
+                ctx.group = Some(group);
+                ctx.reason = Some(reason);
+                ctx.retryable = true;
+                let g = &snap.groups[group];
+                let bi = strategy::pick(&snap, g, &[]).ok_or_else(|| GatewayError::no_backend(&g.name))?;
+                ctx.picked = Some(bi);
+                ctx.backend = Some(snap.backends[bi].clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn learn_from_submission(&self, ctx: &mut RequestCtx) {
+        let Some(learner) = ctx.learner.take() else {
+            return;
+        };
+        let Some(backend) = &ctx.backend else { return };
+        match serde_json::from_slice::<Submitted<'_>>(&learner.buf) {
+            Ok(Submitted { id: Some(id) }) => {
+                self.gateway.sticky.learn_query(&id, backend);
+                ctx.query_id = Some(id.into_owned());
+            }
+            Ok(Submitted { id: None }) => debug!("submission response without a query id"),
+            Err(e) => warn!(
+                backend = ctx.backend_name(),
+                "submission response is not Trino JSON: {e}"
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for TrinoProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            snap: self.gateway.snapshots.load(),
+            started: Instant::now(),
+            kind: Kind::Other,
+            group: None,
+            reason: None,
+            backend: None,
+            picked: None,
+            tried: Vec::new(),
+            retryable: false,
+            inflight: None,
+            learner: None,
+            query_id: None,
+            failure: None,
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<bool> {
+        match self.route(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(err) => {
+                debug!(path = %session.req_header().uri.path(), "rejected: {err}");
+                respond(session, &err).await?;
+                ctx.failure = Some(err);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Box<HttpPeer>> {
+        if let Some(current) = ctx.picked.filter(|p| ctx.tried.contains(p)) {
+            // A retry after a connect failure: another backend of the same group.
+            let snap = ctx.snap.clone();
+            let next = ctx
+                .group
+                .and_then(|g| strategy::pick(&snap, &snap.groups[g], &ctx.tried));
+            let Some(next) = next else {
+                let tried: Vec<&str> = ctx.tried.iter().map(|&b| &*snap.backends[b].name).collect();
+                ctx.failure = Some(GatewayError::backend_unreachable(
+                    &tried.join(", "),
+                    "connection failed to every backend of the group",
+                ));
+                return Err(Error::explain(
+                    ErrorType::ConnectError,
+                    "no backend left to try",
+                ));
+            };
+            info!(from = %snap.backends[current].name, to = %snap.backends[next].name, "retrying on another backend");
+            ctx.picked = Some(next);
+            ctx.backend = Some(snap.backends[next].clone());
+        }
+        let b = ctx
+            .backend
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
+
+        let addr: SocketAddr = match b.address.parse() {
+            Ok(a) => a,
+            Err(_) => match tokio::net::lookup_host(&b.address)
+                .await
+                .ok()
+                .and_then(|mut it| it.next())
+            {
+                Some(a) => a,
+                None => {
+                    if let Some(p) = ctx.picked {
+                        ctx.tried.push(p);
+                    }
+                    let mut e = Error::explain(
+                        ErrorType::ConnectError,
+                        format!("cannot resolve {}", b.address),
+                    );
+                    e.set_retry(ctx.retryable);
+                    return Err(e);
+                }
+            },
+        };
+        if let Some(prev) = ctx.inflight.take() {
+            prev.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        b.runtime.inflight.fetch_add(1, Ordering::Relaxed);
+        ctx.inflight = Some(b.runtime.clone());
+
+        let mut peer = HttpPeer::new(addr, b.tls, b.host.clone());
+        peer.options.connection_timeout = Some(self.gateway.connect_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let listener_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
+        forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr)?;
+        if let Some(b) = &ctx.backend {
+            if b.rewrite_host {
+                upstream.insert_header(HOST, b.authority.as_str())?;
+            }
+        }
+        if ctx.kind == Kind::Submit {
+            // Keep the (small) submission response uncompressed so its query id can be read.
+            upstream.remove_header(&ACCEPT_ENCODING);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        if let Some(backend) = &ctx.backend {
+            if let Some(txn) = resp
+                .headers
+                .get(STARTED_TRANSACTION)
+                .and_then(|v| v.to_str().ok())
+            {
+                self.gateway.sticky.learn_transaction(txn, backend);
+            }
+            if resp.headers.contains_key(CLEAR_TRANSACTION) {
+                if let Ok(Some(txn)) = TRANSACTION_ID.get(&session.req_header().headers) {
+                    self.gateway.sticky.forget_transaction(txn);
+                }
+            }
+        }
+        if ctx.kind == Kind::Submit && resp.status.as_u16() == 200 {
+            let encoded = resp
+                .headers
+                .get(CONTENT_ENCODING)
+                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            if encoded {
+                warn!(
+                    backend = ctx.backend_name(),
+                    "compressed submission response; query id not learned"
+                );
+            } else {
+                let expected = resp
+                    .headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                ctx.learner = Some(Learner {
+                    buf: Vec::with_capacity(expected.unwrap_or(4096).min(MAX_SUBMISSION_RESPONSE)),
+                    expected,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Option<Duration>> {
+        let Some(learner) = ctx.learner.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(chunk) = body {
+            if learner.buf.len() + chunk.len() > MAX_SUBMISSION_RESPONSE {
+                warn!(backend = ctx.backend_name(), "submission response over {MAX_SUBMISSION_RESPONSE} bytes; query id not learned");
+                ctx.learner = None;
+                return Ok(None);
+            }
+            learner.buf.extend_from_slice(chunk);
+        }
+        // Learn before the last byte goes out: a client may send the first follow-up as soon as it
+        // has the whole body, possibly on another connection.
+        if end_of_stream || learner.expected.is_some_and(|n| learner.buf.len() >= n) {
+            self.learn_from_submission(ctx);
+        }
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        warn!(backend = ctx.backend_name(), peer = %peer, "connect failed: {e}");
+        if let Some(p) = ctx.picked {
+            ctx.tried.push(p);
+        }
+        // Nothing has been sent yet, so a new query can safely go to another backend of its group.
+        // Follow-ups must not: their query lives on this backend only.
+        e.set_retry(ctx.retryable);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = ctx.failure.clone().or_else(|| match e.esource() {
+            ErrorSource::Upstream => Some(match e.etype() {
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    GatewayError::backend_timeout(ctx.backend_name())
+                }
+                _ => GatewayError::backend_unreachable(ctx.backend_name(), &e.to_string()),
+            }),
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                _ => Some(GatewayError::bad_request(format!(
+                    "malformed request: {}",
+                    e.etype().as_str()
+                ))),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
+                ErrorType::HTTPStatus(code) if (400..500).contains(code) => Some(
+                    GatewayError::bad_request(format!("request rejected: {}", e.etype().as_str())),
+                ),
+                _ => Some(GatewayError::internal(format!(
+                    "gateway error: {}",
+                    e.etype().as_str()
+                ))),
+            },
+        });
+        let code = match &err {
+            Some(err) if session.response_written().is_none() => {
+                if let Err(we) = respond(session, err).await {
+                    debug!("could not send error response: {we}");
+                }
+                err.status
+            }
+            Some(err) => err.status,
+            None => 0,
+        };
+        if ctx.failure.is_none() {
+            ctx.failure = err;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(rt) = ctx.inflight.take() {
+            rt.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        let group = ctx.group.map(|g| &*ctx.snap.groups[g].name).unwrap_or("-");
+        if ctx.kind == Kind::Submit {
+            let headers = &session.req_header().headers;
+            let user = crate::routing::facts::USER
+                .get(headers)
+                .ok()
+                .flatten()
+                .unwrap_or("-");
+            let source = crate::routing::facts::SOURCE
+                .get(headers)
+                .ok()
+                .flatten()
+                .unwrap_or("-");
+            info!(
+                query_id = ctx.query_id.as_deref().unwrap_or("-"),
+                user,
+                source,
+                group,
+                backend = ctx.backend_name(),
+                policy = ctx.reason.map(|r| r.policy_name(&ctx.snap)).unwrap_or("-"),
+                status,
+                elapsed_ms,
+                "query submitted"
+            );
+        } else if let Some(failure) = &ctx.failure {
+            info!(
+                path = %session.req_header().uri.path(),
+                backend = ctx.backend_name(),
+                status,
+                error = failure.name,
+                "request failed: {}",
+                failure.message
+            );
+        } else if let Some(e) = e {
+            debug!(
+                backend = ctx.backend_name(),
+                status, "request ended with error: {e}"
+            );
+        }
+    }
+}

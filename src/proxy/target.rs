@@ -1,0 +1,184 @@
+//! What a request is about, from its method and path: a new query, a follow-up of a known query,
+//! or something not tied to a query.
+
+use http::Method;
+
+use super::error::GatewayError;
+use crate::stickiness::is_valid_query_id;
+
+/// Longest path we accept; Trino's own paths are far shorter, so longer ones are hostile or broken.
+const MAX_PATH: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `POST /v1/statement`: a new query, routed by policy and strategy.
+    Submit,
+    /// Any request of an existing query (`nextUri` pages, cancel, `/v1/query/{id}`, UI pages).
+    Query(&'a str),
+    /// `/v1/spooled/...`: segments of the spooling protocol.
+    Spooled,
+    /// Not tied to a query (`/v1/info`, UI assets, ...): routed like a submission.
+    Other,
+}
+
+impl Target<'_> {
+    /// Short fixed label (for logs and metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Submit => "submit",
+            Target::Query(_) => "query",
+            Target::Spooled => "spooled",
+            Target::Other => "other",
+        }
+    }
+}
+
+fn query(id: &str) -> Result<Target<'_>, GatewayError> {
+    if is_valid_query_id(id) {
+        Ok(Target::Query(id))
+    } else {
+        Err(GatewayError::invalid_query_id(id))
+    }
+}
+
+/// Classify a request. Errors are answered to the client as they are.
+pub fn classify<'a>(
+    method: &Method,
+    path: &'a str,
+    query_string: Option<&'a str>,
+) -> Result<Target<'a>, GatewayError> {
+    if path.len() > MAX_PATH {
+        return Err(GatewayError::bad_request(format!(
+            "request path is longer than {MAX_PATH} bytes"
+        )));
+    }
+    if !path.starts_with('/')
+        || path.split('/').any(|seg| seg == ".." || seg == ".")
+        || path.bytes().any(|b| b.is_ascii_control())
+        || path.contains("%2e")
+        || path.contains("%2E")
+        || path.contains("%2f")
+        || path.contains("%2F")
+    {
+        return Err(GatewayError::bad_request(
+            "request path contains dot segments, encoded separators or control characters",
+        ));
+    }
+
+    if path == "/v1/statement" || path == "/v1/statement/" {
+        return if method == Method::POST {
+            Ok(Target::Submit)
+        } else {
+            Err(GatewayError::method_not_allowed(
+                method.as_str(),
+                "/v1/statement",
+            ))
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/statement/") {
+        let mut segs = rest.split('/');
+        let first = segs.next().unwrap_or("");
+        let id = match first {
+            "queued" | "executing" => match segs.next() {
+                Some("partialCancel") => segs.next().unwrap_or(""),
+                Some(id) => id,
+                None => "",
+            },
+            // Older servers: /v1/statement/{queryId}/{slug}/{token}
+            id => id,
+        };
+        return query(id);
+    }
+    if let Some(rest) = path.strip_prefix("/v1/query/") {
+        return query(rest.split('/').next().unwrap_or(""));
+    }
+    if let Some(rest) = path.strip_prefix("/ui/api/query/") {
+        return query(rest.split('/').next().unwrap_or(""));
+    }
+    if path == "/ui/query.html" || path == "/ui/query" {
+        // The UI links `query.html?{queryId}`; tolerate `?queryId={id}` too.
+        let q = query_string.unwrap_or("");
+        let id = q.strip_prefix("queryId=").unwrap_or(q);
+        let id = id.split('&').next().unwrap_or("");
+        return if id.is_empty() {
+            Ok(Target::Other)
+        } else {
+            query(id)
+        };
+    }
+    if path.starts_with("/v1/spooled/") {
+        return Ok(Target::Spooled);
+    }
+    Ok(Target::Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "20260430_121314_00042_k3f9a";
+
+    fn c(method: Method, path: &str, q: Option<&str>) -> Result<Target<'static>, u16> {
+        let path: &'static str = Box::leak(path.to_string().into_boxed_str());
+        let q: Option<&'static str> = q.map(|q| &*Box::leak(q.to_string().into_boxed_str()));
+        classify(&method, path, q).map_err(|e| e.status)
+    }
+
+    #[test]
+    fn statement_paths() {
+        assert_eq!(c(Method::POST, "/v1/statement", None), Ok(Target::Submit));
+        assert_eq!(c(Method::GET, "/v1/statement", None), Err(405));
+        for p in [
+            format!("/v1/statement/queued/{ID}/y1a2b/1"),
+            format!("/v1/statement/executing/{ID}/y1a2b/2"),
+            format!("/v1/statement/executing/partialCancel/{ID}/0/y1a2b/2"),
+            format!("/v1/statement/{ID}/y1a2b/3"),
+            format!("/v1/query/{ID}"),
+            format!("/v1/query/{ID}/killed"),
+            format!("/ui/api/query/{ID}"),
+        ] {
+            assert_eq!(c(Method::GET, &p, None), Ok(Target::Query(ID)), "{p}");
+        }
+        assert_eq!(
+            c(Method::GET, "/ui/query.html", Some(ID)),
+            Ok(Target::Query(ID))
+        );
+        assert_eq!(
+            c(
+                Method::GET,
+                "/ui/query.html",
+                Some(&format!("queryId={ID}"))
+            ),
+            Ok(Target::Query(ID))
+        );
+    }
+
+    #[test]
+    fn other_and_hostile_paths() {
+        assert_eq!(c(Method::GET, "/v1/info", None), Ok(Target::Other));
+        assert_eq!(c(Method::GET, "/ui/", None), Ok(Target::Other));
+        assert_eq!(
+            c(Method::GET, "/v1/spooled/download/abc", None),
+            Ok(Target::Spooled)
+        );
+        assert_eq!(
+            c(Method::GET, "/v1/statement/queued/NOT-AN-ID/x/1", None),
+            Err(400)
+        );
+        assert_eq!(c(Method::GET, "/v1/statement/queued/", None), Err(400));
+        assert_eq!(c(Method::GET, "/v1/query/../../etc/passwd", None), Err(400));
+        assert_eq!(c(Method::GET, "/v1/query/%2e%2e/x", None), Err(400));
+        assert_eq!(
+            c(
+                Method::GET,
+                &format!("/v1/query/{}", "a".repeat(5000)),
+                None
+            ),
+            Err(400)
+        );
+        assert_eq!(
+            c(Method::GET, &format!("/v1/query/{}", "a".repeat(200)), None),
+            Err(400)
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The request attributes routing decisions look at, extracted once per submission.
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderName};
+
+/// Routing inputs; borrowed from the request headers, so extracting them allocates nothing.
+#[derive(Debug, Clone)]
+pub struct RequestFacts<'a> {
+    pub listener: &'a str,
+    pub user: Option<&'a str>,
+    pub source: Option<&'a str>,
+    /// Raw `X-Trino-Client-Tags` value (comma separated).
+    pub client_tags: Option<&'a str>,
+    pub routing_group: Option<&'a str>,
+    /// `Host` without port.
+    pub host: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+/// A Trino request header together with its legacy `X-Presto-*` twin.
+pub struct TrinoHeader {
+    pub name: &'static str,
+    pub trino: HeaderName,
+    pub presto: HeaderName,
+}
+
+impl TrinoHeader {
+    const fn new(trino: &'static str, presto: &'static str) -> Self {
+        TrinoHeader {
+            name: trino,
+            trino: HeaderName::from_static(trino),
+            presto: HeaderName::from_static(presto),
+        }
+    }
+
+    /// The header's value, preferring `X-Trino-*`. `Err` names the header if it is not UTF-8.
+    pub fn get<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, &'static str> {
+        let v = headers
+            .get(&self.trino)
+            .or_else(|| headers.get(&self.presto));
+        match v {
+            None => Ok(None),
+            Some(v) => v.to_str().map(Some).map_err(|_| self.name),
+        }
+    }
+}
+
+pub const USER: TrinoHeader = TrinoHeader::new("x-trino-user", "x-presto-user");
+pub const SOURCE: TrinoHeader = TrinoHeader::new("x-trino-source", "x-presto-source");
+pub const CLIENT_TAGS: TrinoHeader =
+    TrinoHeader::new("x-trino-client-tags", "x-presto-client-tags");
+pub const ROUTING_GROUP: TrinoHeader =
+    TrinoHeader::new("x-trino-routing-group", "x-presto-routing-group");
+pub const TRANSACTION_ID: TrinoHeader =
+    TrinoHeader::new("x-trino-transaction-id", "x-presto-transaction-id");
+
+impl<'a> RequestFacts<'a> {
+    /// Facts with only the listener and headers set (for tests and the dry-run API).
+    pub fn new(listener: &'a str, headers: &'a HeaderMap) -> Self {
+        RequestFacts {
+            listener,
+            user: None,
+            source: None,
+            client_tags: None,
+            routing_group: None,
+            host: None,
+            headers,
+        }
+    }
+
+    /// Extract from request headers. `Err` names a routing header whose value is not valid UTF-8.
+    pub fn from_headers(listener: &'a str, headers: &'a HeaderMap) -> Result<Self, &'static str> {
+        let host = match headers.get(HOST) {
+            None => None,
+            Some(h) => Some(strip_port(h.to_str().map_err(|_| "Host")?)),
+        };
+        Ok(RequestFacts {
+            listener,
+            user: USER.get(headers)?,
+            source: SOURCE.get(headers)?,
+            client_tags: CLIENT_TAGS.get(headers)?,
+            routing_group: ROUTING_GROUP.get(headers)?,
+            host,
+            headers,
+        })
+    }
+
+    /// Iterate the client tags, trimmed, skipping empty entries.
+    pub fn tags(&self) -> impl Iterator<Item = &'a str> {
+        self.client_tags
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// `host:port` → `host`, also for bracketed IPv6 literals.
+pub fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.example.com:8080"), "a.example.com");
+        assert_eq!(strip_port("a.example.com"), "a.example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("::1"), "::1");
+    }
+
+    #[test]
+    fn presto_headers_are_twins() {
+        let mut h = HeaderMap::new();
+        h.insert("x-presto-user", "alice".parse().unwrap());
+        h.insert("x-trino-source", "cli".parse().unwrap());
+        let f = RequestFacts::from_headers("main", &h).unwrap();
+        assert_eq!(f.user, Some("alice"));
+        assert_eq!(f.source, Some("cli"));
+    }
+
+    #[test]
+    fn non_utf8_routing_header_is_named() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-trino-user",
+            http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        assert_eq!(
+            RequestFacts::from_headers("main", &h).unwrap_err(),
+            "x-trino-user"
+        );
+    }
+}

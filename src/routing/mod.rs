@@ -1,0 +1,155 @@
+//! Choosing a group for a new query (policies) and a backend within it (strategies).
+
+pub mod facts;
+pub mod policy;
+pub mod strategy;
+
+use crate::snapshot::Snapshot;
+pub use facts::RequestFacts;
+
+/// Why a group was chosen, for logs, metrics and the dry-run API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteReason {
+    /// `X-Trino-Routing-Group` named an existing group.
+    Header,
+    /// The policy at this index of [`Snapshot::policies`] matched.
+    Policy(usize),
+    Default,
+}
+
+impl RouteReason {
+    pub fn policy_name<'a>(&self, snap: &'a Snapshot) -> &'a str {
+        match *self {
+            RouteReason::Header => "routing-group-header",
+            RouteReason::Policy(i) => &snap.policies[i].name,
+            RouteReason::Default => "default",
+        }
+    }
+}
+
+/// Pick the group for a new query: header (if honoured and the group exists), then the first
+/// matching policy by descending priority, then the default group.
+pub fn choose_group(snap: &Snapshot, facts: &RequestFacts<'_>) -> (usize, RouteReason) {
+    if snap.honor_routing_group_header {
+        if let Some(g) = facts
+            .routing_group
+            .and_then(|name| snap.group_by_name(name.trim()))
+        {
+            return (g, RouteReason::Header);
+        }
+    }
+    for (i, p) in snap.policies.iter().enumerate() {
+        if p.matches(facts) {
+            return (p.group, RouteReason::Policy(i));
+        }
+    }
+    (snap.default_group, RouteReason::Default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+    use crate::snapshot::{RuntimeRegistry, Snapshot};
+    use http::HeaderMap;
+
+    fn snap() -> Snapshot {
+        let c = parse_str(
+            "t",
+            r#"
+proxy: { listeners: [{ name: main, address: "127.0.0.1:1" }, { name: bi, address: "127.0.0.1:2" }] }
+admin: { address: "127.0.0.1:3" }
+routing:
+  default_group: adhoc
+  policies:
+    - { name: low, priority: 1, match: { user: "^svc_" }, group: etl }
+    - { name: high, priority: 10, match: { client_tags_all: [etl, nightly], source: "^airflow" }, group: etl }
+    - { name: bi, priority: 5, match: { listener: bi }, group: bi }
+    - { name: team, priority: 5, match: { headers: { X-Team: data }, host: "Data.Example.com" }, group: bi }
+groups: [{ name: adhoc }, { name: etl }, { name: bi }]
+"#,
+        )
+        .unwrap();
+        Snapshot::compile(&c, 1, &RuntimeRegistry::default()).unwrap()
+    }
+
+    fn route<'s>(s: &'s Snapshot, f: RequestFacts<'_>) -> (&'s str, &'s str) {
+        let (g, why) = choose_group(s, &f);
+        (&s.groups[g].name, why.policy_name(s))
+    }
+
+    #[test]
+    fn policies_apply_in_priority_order() {
+        let s = snap();
+        let h = HeaderMap::new();
+        let base = RequestFacts::new("main", &h);
+        assert_eq!(route(&s, base.clone()), ("adhoc", "default"));
+        assert_eq!(
+            route(
+                &s,
+                RequestFacts {
+                    user: Some("svc_x"),
+                    ..base.clone()
+                }
+            ),
+            ("etl", "low")
+        );
+        let tagged = RequestFacts {
+            client_tags: Some("nightly, etl,x"),
+            source: Some("airflow-prod"),
+            ..base.clone()
+        };
+        assert_eq!(route(&s, tagged.clone()), ("etl", "high"));
+        // One tag missing: `high` fails, nothing else matches.
+        assert_eq!(
+            route(
+                &s,
+                RequestFacts {
+                    client_tags: Some("etl"),
+                    ..tagged.clone()
+                }
+            ),
+            ("adhoc", "default")
+        );
+        assert_eq!(route(&s, RequestFacts::new("bi", &h)), ("bi", "bi"));
+    }
+
+    #[test]
+    fn header_and_host_conditions() {
+        let s = snap();
+        let mut h = HeaderMap::new();
+        h.insert("x-team", "data".parse().unwrap());
+        let f = RequestFacts {
+            host: Some("data.example.COM"),
+            ..RequestFacts::new("main", &h)
+        };
+        assert_eq!(route(&s, f.clone()), ("bi", "team"));
+        assert_eq!(
+            route(
+                &s,
+                RequestFacts {
+                    host: Some("other"),
+                    ..f
+                }
+            ),
+            ("adhoc", "default")
+        );
+    }
+
+    #[test]
+    fn routing_group_header_wins_when_the_group_exists() {
+        let s = snap();
+        let h = HeaderMap::new();
+        let f = RequestFacts {
+            routing_group: Some("bi"),
+            user: Some("svc_a"),
+            ..RequestFacts::new("main", &h)
+        };
+        assert_eq!(route(&s, f.clone()), ("bi", "routing-group-header"));
+        let f = RequestFacts {
+            routing_group: Some("missing"),
+            ..f
+        };
+        assert_eq!(route(&s, f), ("etl", "low"));
+    }
+}

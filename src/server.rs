@@ -1,0 +1,115 @@
+//! Assembles the Pingora server: one proxy service per listener, the admin listener and the
+//! reload watcher, all sharing one [`Gateway`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use tracing::info;
+
+use crate::admin::AdminService;
+use crate::config::Config;
+use crate::proxy::{Gateway, TrinoProxy};
+use crate::reload::Reloader;
+use crate::snapshot::SnapshotHandle;
+use crate::stickiness::Stickiness;
+
+#[derive(Debug, Default, Clone)]
+pub struct ServeOptions {
+    /// Config file to re-read on SIGHUP (`None` for in-memory configs).
+    pub file: Option<PathBuf>,
+    /// Take over listening sockets from a running instance (Pingora's SIGQUIT upgrade).
+    pub upgrade: bool,
+}
+
+/// Pingora's process settings from ours. pid file and upgrade socket default to paths derived from
+/// the admin port, so several instances on one host don't fight over Pingora's `/tmp/pingora.pid`.
+fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    let admin_port = config.admin.address.rsplit(':').next().unwrap_or("0");
+    let mut conf = ServerConf {
+        threads: s.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        grace_period_seconds: Some(s.grace_period.get().as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.get().as_secs()),
+        ..ServerConf::default()
+    };
+    let tmp = std::env::temp_dir();
+    conf.pid_file = s.pid_file.clone().unwrap_or_else(|| {
+        tmp.join(format!("trino-edge-{admin_port}.pid"))
+            .display()
+            .to_string()
+    });
+    conf.upgrade_sock = s.upgrade_sock.clone().unwrap_or_else(|| {
+        tmp.join(format!("trino-edge-{admin_port}.sock"))
+            .display()
+            .to_string()
+    });
+    conf
+}
+
+/// Build everything and run until a shutdown signal. Errors are startup problems (ports taken).
+pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
+    let snapshots = SnapshotHandle::new(&config).map_err(|e| e.to_string())?;
+    let gateway = Arc::new(Gateway {
+        snapshots: snapshots.clone(),
+        sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
+        connect_timeout: config.proxy.connect_timeout.get(),
+    });
+
+    // Report taken ports clearly before Pingora takes over (it would only panic in a thread).
+    if !opts.upgrade {
+        for l in &config.proxy.listeners {
+            std::net::TcpListener::bind(&l.address).map_err(|e| {
+                format!(
+                    "cannot listen on {} (listener `{}`): {e}",
+                    l.address, l.name
+                )
+            })?;
+        }
+    }
+    let admin = AdminService::bind(&config.admin.address, gateway.clone())
+        .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
+
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&config));
+    server.bootstrap();
+
+    for l in &config.proxy.listeners {
+        let proxy = TrinoProxy {
+            listener: l.name.as_str().into(),
+            gateway: gateway.clone(),
+        };
+        let mut service = pingora_proxy::http_proxy_service_with_name(
+            &server.configuration,
+            proxy,
+            &format!("proxy {}", l.name),
+        );
+        service.add_tcp(&l.address);
+        server.add_service(service);
+        info!(listener = %l.name, "proxy listener on http://{}", l.address);
+    }
+    server.add_service(background_service("admin", admin));
+    server.add_service(background_service(
+        "config reload",
+        Reloader {
+            file: opts.file,
+            snapshots: snapshots.clone(),
+            started_with: config.clone(),
+        },
+    ));
+    info!(
+        "routing table (snapshot {}):\n{}",
+        snapshots.load().version,
+        snapshots.load().describe()
+    );
+    server.run_forever()
+}

@@ -1,0 +1,279 @@
+//! Query id → owning backend: every follow-up of a query must reach the backend that runs it.
+//!
+//! Resolution order (see DESIGN.md §4):
+//! 1. the in-process map of query ids learned from submission responses (bounded, expiring);
+//! 2. the coordinator id — the last five characters of a Trino query id, random per coordinator
+//!    process — learned per backend. This answers on *every* gateway instance that has seen any
+//!    query of that coordinator, without a database, so replicas keep each other's queries going;
+//! 3. otherwise a miss, which the proxy answers with a Trino-shaped 404, never a guess.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use quick_cache::sync::Cache;
+
+use crate::snapshot::Backend;
+
+pub type CoordinatorId = [u8; 5];
+
+/// The alphabet Trino draws coordinator ids from (base 32 without `l`, `o`, `0`, `1`).
+fn is_coordinator_char(b: u8) -> bool {
+    matches!(b, b'a'..=b'k' | b'm' | b'n' | b'p'..=b'z' | b'2'..=b'9')
+}
+
+/// A query id as Trino accepts it: `[a-z0-9_]`, bounded length.
+pub fn is_valid_query_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The coordinator id of a standard query id `YYYYMMDD_HHMMSS_NNNNN_ccccc`, if it has that form.
+pub fn coordinator_id(query_id: &str) -> Option<CoordinatorId> {
+    let b = query_id.as_bytes();
+    // 8 + 1 + 6 + 1 + (≥5 digits) + 1 + 5
+    if b.len() < 27 || b[8] != b'_' || b[15] != b'_' || b[b.len() - 6] != b'_' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !digits(0..8) || !digits(9..15) || !digits(16..b.len() - 6) {
+        return None;
+    }
+    let tail = &b[b.len() - 5..];
+    if !tail.iter().all(|&c| is_coordinator_char(c)) {
+        return None;
+    }
+    let mut id = [0u8; 5];
+    id.copy_from_slice(tail);
+    Some(id)
+}
+
+/// The owner is kept as the backend itself, not its name: a query keeps reaching its coordinator
+/// even after a reload removed or re-pointed that backend (removal means "no new queries").
+#[derive(Clone)]
+struct Entry {
+    backend: Arc<Backend>,
+    learned: Instant,
+}
+
+/// How a follow-up's backend was found (a metric label later, so a fixed set).
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    Memory(Arc<Backend>),
+    CoordinatorId(Arc<Backend>),
+    Miss,
+}
+
+impl Resolution {
+    pub fn backend(&self) -> Option<&Arc<Backend>> {
+        match self {
+            Resolution::Memory(b) | Resolution::CoordinatorId(b) => Some(b),
+            Resolution::Miss => None,
+        }
+    }
+
+    pub fn source(&self) -> &'static str {
+        match self {
+            Resolution::Memory(_) => "memory",
+            Resolution::CoordinatorId(_) => "coordinator_id",
+            Resolution::Miss => "miss",
+        }
+    }
+}
+
+pub struct Stickiness {
+    queries: Cache<String, Entry>,
+    transactions: Cache<String, Entry>,
+    coordinators: ArcSwap<HashMap<CoordinatorId, Arc<Backend>>>,
+    ttl: Duration,
+}
+
+impl Stickiness {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Stickiness {
+            queries: Cache::new(capacity.max(1)),
+            transactions: Cache::new((capacity / 10).max(1_000)),
+            coordinators: ArcSwap::from_pointee(HashMap::new()),
+            ttl,
+        }
+    }
+
+    /// Record that `backend` runs `query_id` (and owns its coordinator id).
+    pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) {
+        if !is_valid_query_id(query_id) {
+            return;
+        }
+        self.queries.insert(
+            query_id.to_string(),
+            Entry {
+                backend: backend.clone(),
+                learned: Instant::now(),
+            },
+        );
+        if let Some(cid) = coordinator_id(query_id) {
+            self.learn_coordinator(cid, backend);
+        }
+    }
+
+    /// Record a backend's coordinator id; a later owner of the same id wins (a restarted
+    /// coordinator draws a new id, so a clash means the old process is gone).
+    pub fn learn_coordinator(&self, cid: CoordinatorId, backend: &Arc<Backend>) {
+        if self
+            .coordinators
+            .load()
+            .get(&cid)
+            .is_some_and(|b| Arc::ptr_eq(b, backend))
+        {
+            return; // the common case: nothing new, no write
+        }
+        self.coordinators.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(cid, backend.clone());
+            map
+        });
+    }
+
+    pub fn resolve_query(&self, query_id: &str) -> Resolution {
+        if let Some(e) = self.queries.get(query_id) {
+            if e.learned.elapsed() < self.ttl {
+                return Resolution::Memory(e.backend);
+            }
+        }
+        if let Some(b) =
+            coordinator_id(query_id).and_then(|cid| self.coordinators.load().get(&cid).cloned())
+        {
+            return Resolution::CoordinatorId(b);
+        }
+        Resolution::Miss
+    }
+
+    pub fn learn_transaction(&self, txn: &str, backend: &Arc<Backend>) {
+        if txn.len() <= 128 {
+            self.transactions.insert(
+                txn.to_string(),
+                Entry {
+                    backend: backend.clone(),
+                    learned: Instant::now(),
+                },
+            );
+        }
+    }
+
+    pub fn forget_transaction(&self, txn: &str) {
+        self.transactions.remove(txn);
+    }
+
+    pub fn resolve_transaction(&self, txn: &str) -> Option<Arc<Backend>> {
+        self.transactions
+            .get(txn)
+            .filter(|e| e.learned.elapsed() < self.ttl)
+            .map(|e| e.backend)
+    }
+
+    /// Number of coordinator ids known (for readiness and tests).
+    pub fn known_coordinators(&self) -> usize {
+        self.coordinators.load().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_coordinator_ids() {
+        assert_eq!(
+            coordinator_id("20260430_121314_00042_k3f9a"),
+            Some(*b"k3f9a")
+        );
+        assert_eq!(
+            coordinator_id("20200513_074020_00002_mgdh8"),
+            Some(*b"mgdh8")
+        );
+        assert_eq!(
+            coordinator_id("20200514_063907_02437_mgdh8"),
+            Some(*b"mgdh8")
+        );
+        // 'l', '0', '1' and 'o' are not in the alphabet; malformed shapes are rejected.
+        assert_eq!(coordinator_id("20260430_121314_00042_k3f9l"), None);
+        assert_eq!(coordinator_id("20260430_121314_00042_k3f9"), None);
+        assert_eq!(coordinator_id("2026043x_121314_00042_k3f9a"), None);
+        assert_eq!(coordinator_id("short"), None);
+        assert_eq!(
+            coordinator_id("20260430_121314_000420000_k3f9a"),
+            Some(*b"k3f9a")
+        );
+    }
+
+    #[test]
+    fn validates_query_ids() {
+        assert!(is_valid_query_id("20260430_121314_00042_k3f9a"));
+        assert!(!is_valid_query_id(""));
+        assert!(!is_valid_query_id("../etc/passwd"));
+        assert!(!is_valid_query_id("ABC"));
+        assert!(!is_valid_query_id(&"a".repeat(129)));
+    }
+
+    fn backends() -> Vec<Arc<Backend>> {
+        let c = crate::config::parse_str(
+            "t",
+            r#"
+proxy: { listeners: [{ name: main, address: "127.0.0.1:1" }] }
+admin: { address: "127.0.0.1:3" }
+routing: { default_group: g }
+groups: [{ name: g }]
+backends:
+  - { name: a, url: "http://127.0.0.1:10", group: g }
+  - { name: b, url: "http://127.0.0.1:11", group: g }
+"#,
+        )
+        .unwrap();
+        crate::snapshot::Snapshot::compile(&c, 1, &Default::default())
+            .unwrap()
+            .backends
+    }
+
+    fn owner(r: &Resolution) -> (&'static str, Option<&str>) {
+        (r.source(), r.backend().map(|b| &*b.name))
+    }
+
+    #[test]
+    fn resolves_by_memory_then_coordinator_then_misses() {
+        let s = Stickiness::new(100, Duration::from_secs(60));
+        let bs = backends();
+        let (a, b) = (&bs[0], &bs[1]);
+        s.learn_query("20260430_121314_00042_k3f9a", a);
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121314_00042_k3f9a")),
+            ("memory", Some("a"))
+        );
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121315_00043_k3f9a")),
+            ("coordinator_id", Some("a"))
+        );
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121315_00043_zzzzz")),
+            ("miss", None)
+        );
+        s.learn_coordinator(*b"k3f9a", b);
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121316_00044_k3f9a")),
+            ("coordinator_id", Some("b"))
+        );
+        assert_eq!(s.known_coordinators(), 1);
+    }
+
+    #[test]
+    fn entries_expire() {
+        let s = Stickiness::new(100, Duration::from_millis(0));
+        let bs = backends();
+        s.learn_query("custom_id", &bs[0]);
+        s.learn_transaction("t1", &bs[0]);
+        assert!(matches!(s.resolve_query("custom_id"), Resolution::Miss));
+        assert!(s.resolve_transaction("t1").is_none());
+    }
+}

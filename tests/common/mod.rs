@@ -1,0 +1,329 @@
+//! Shared harness for end-to-end tests: the real `trino-edge` binary on ephemeral loopback ports,
+//! emulated Trino backends in-process, and a small Trino protocol client.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use trino_edge::emulator::{self, EmulatorConfig, EmulatorHandle};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_trino-edge");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn backend(rows_per_page: usize) -> EmulatorHandle {
+    backend_with(EmulatorConfig {
+        rows_per_page,
+        ..EmulatorConfig::default()
+    })
+    .await
+}
+
+pub async fn backend_with(cfg: EmulatorConfig) -> EmulatorHandle {
+    emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), cfg)
+        .await
+        .expect("start emulator")
+}
+
+/// A running gateway process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    pub admin: String,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Start `trino-edge serve` with this YAML and wait until its admin listener answers.
+    pub async fn start(yaml: &str, proxy_port: u16, admin_port: u16) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn trino-edge");
+        let gw = Gateway {
+            child,
+            url: format!("http://127.0.0.1:{proxy_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            config_path,
+            log_path,
+            _dir: dir,
+        };
+        gw.wait_ready(proxy_port).await;
+        gw
+    }
+
+    async fn wait_ready(&self, proxy_port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            let admin_ok = http
+                .get(format!("{}/livez", self.admin))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            let proxy_ok = tokio::net::TcpStream::connect(("127.0.0.1", proxy_port))
+                .await
+                .is_ok();
+            if admin_ok && proxy_ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Replace the config file and send SIGHUP.
+    pub fn reload(&self, yaml: &str) {
+        let tmp = self.config_path.with_extension("tmp");
+        std::fs::File::create(&tmp)
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn snapshot_version(&self) -> u64 {
+        let v: Value = reqwest::get(format!("{}/readyz", self.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["snapshotVersion"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// YAML for one listener, an admin port, groups and backends (`(name, url, group)`), plus extra
+/// `routing:` lines (policies).
+pub fn config_yaml(
+    listeners: &[(&str, u16)],
+    admin_port: u16,
+    groups: &[(&str, &str)],
+    backends: &[(&str, String, &str)],
+    policies: &str,
+) -> String {
+    let mut y = String::from("proxy:\n  listeners:\n");
+    for (name, port) in listeners {
+        y += &format!("    - {{ name: {name}, address: \"127.0.0.1:{port}\" }}\n");
+    }
+    y += &format!("admin:\n  address: \"127.0.0.1:{admin_port}\"\n");
+    y += &format!("routing:\n  default_group: {}\n", groups[0].0);
+    if policies.trim().is_empty() {
+        y += "  policies: []\n";
+    } else {
+        y += "  policies:\n";
+        y += policies;
+        if !policies.ends_with('\n') {
+            y += "\n";
+        }
+    }
+    y += "groups:\n";
+    for (name, strategy) in groups {
+        y += &format!("  - {{ name: {name}, strategy: {strategy} }}\n");
+    }
+    y += "backends:\n";
+    for (name, url, group) in backends {
+        y += &format!("  - {{ name: {name}, url: \"{url}\", group: {group} }}\n");
+    }
+    y += "server:\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n";
+    y
+}
+
+/// Gateway with one listener named `main` over the given backends, all in group `adhoc`.
+pub async fn simple_gateway(backends: &[&EmulatorHandle], strategy: &str) -> Gateway {
+    let port = free_port();
+    let admin = free_port();
+    let list: Vec<(String, String, &str)> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("trino-{}", i + 1), b.url(), "adhoc"))
+        .collect();
+    let list: Vec<(&str, String, &str)> = list
+        .iter()
+        .map(|(n, u, g)| (n.as_str(), u.clone(), *g))
+        .collect();
+    let yaml = config_yaml(&[("main", port)], admin, &[("adhoc", strategy)], &list, "");
+    Gateway::start(&yaml, port, admin).await
+}
+
+/// Everything a test may want to know about one query run through the protocol.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub id: String,
+    pub rows: Vec<Value>,
+    pub error: Option<Value>,
+    pub pages: usize,
+    pub next_uris: Vec<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Outcome {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub user: String,
+    /// Follow `nextUri` through this base URL instead of the one in the URI (another instance).
+    pub rebase: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            user: "tester".into(),
+            rebase: None,
+        }
+    }
+
+    pub fn rebased(&self, base: &str) -> Client {
+        Client {
+            rebase: Some(base.to_string()),
+            ..self.clone()
+        }
+    }
+
+    pub fn follow_url(&self, uri: &str) -> String {
+        match &self.rebase {
+            None => uri.to_string(),
+            Some(base) => {
+                let after_scheme = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+                let path = after_scheme
+                    .find('/')
+                    .map(|i| &after_scheme[i..])
+                    .unwrap_or("/");
+                format!("{base}{path}")
+            }
+        }
+    }
+
+    pub async fn submit(&self, sql: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/statement", self.base))
+            .header("X-Trino-User", &self.user)
+            .body(sql.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("submit")
+    }
+
+    /// Submit and follow `nextUri` to the end; panics on any non-200 HTTP answer.
+    pub async fn run(&self, sql: &str, headers: &[(&str, &str)]) -> Outcome {
+        let resp = self.submit(sql, headers).await;
+        let mut out = Outcome::default();
+        let mut body = Self::page(resp, &mut out).await;
+        out.id = body["id"].as_str().unwrap_or_default().to_string();
+        loop {
+            if let Some(rows) = body["data"].as_array() {
+                out.rows.extend(rows.iter().cloned());
+            }
+            if !body["error"].is_null() {
+                out.error = Some(body["error"].clone());
+            }
+            let Some(next) = body["nextUri"].as_str() else {
+                break;
+            };
+            out.next_uris.push(next.to_string());
+            let mut req = self
+                .http
+                .get(self.follow_url(next))
+                .header("X-Trino-User", &self.user);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            body = Self::page(req.send().await.expect("page"), &mut out).await;
+        }
+        out
+    }
+
+    async fn page(resp: reqwest::Response, out: &mut Outcome) -> Value {
+        let status = resp.status();
+        for (k, v) in resp.headers() {
+            out.headers
+                .push((k.to_string(), v.to_str().unwrap_or("").to_string()));
+        }
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "unexpected HTTP status; body: {text}");
+        out.pages += 1;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("page is not JSON ({e}): {text}"))
+    }
+}
+
+/// Assert a gateway error body: `{"error":{"message","errorCode","errorName","errorType"}}`.
+pub fn assert_trino_error(body: &str, name: &str) -> Value {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    let err = &v["error"];
+    assert_eq!(err["errorName"], name, "{body}");
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(err["errorCode"].is_i64(), "{body}");
+    assert!(err["errorType"].is_string(), "{body}");
+    v
+}
+
+/// The coordinator id a query id belongs to (its last five characters).
+pub fn coordinator_of(query_id: &str) -> &str {
+    &query_id[query_id.len() - 5..]
+}
