@@ -65,11 +65,8 @@ admin:
   address: "127.0.0.1:{admin}"
 routing:
   default_group: adhoc
-  policies:
-    - {{ name: etl-tag, priority: 10, match: {{ client_tags_all: [etl] }}, group: etl }}
 groups:
   - {{ name: adhoc, strategy: round_robin }}
-  - {{ name: etl, strategy: least_load }}
 backends:
   - {{ name: trino-1, url: "{b1}", group: adhoc }}
   - {{ name: trino-2, url: "{b2}", group: adhoc }}

@@ -54,7 +54,8 @@ enum Command {
         port: u16,
         #[arg(long, default_value_t = 8090)]
         admin_port: u16,
-        #[arg(long, num_args = 2, value_delimiter = ',', default_values_t = [18081, 18082])]
+        /// Ports of the two emulated backends, e.g. `18081,18082`.
+        #[arg(long, value_delimiter = ',', default_values_t = [18081, 18082])]
         backend_ports: Vec<u16>,
     },
     /// Run one emulated Trino coordinator (for benchmarks and manual tests).
@@ -112,11 +113,14 @@ fn main() -> ExitCode {
             port,
             admin_port,
             backend_ports,
-        } => demo::run(DemoOptions {
-            port,
-            admin_port,
-            backend_ports: [backend_ports[0], backend_ports[1]],
-        }),
+        } => match backend_ports[..] {
+            [b1, b2] => demo::run(DemoOptions {
+                port,
+                admin_port,
+                backend_ports: [b1, b2],
+            }),
+            _ => Err("--backend-ports takes exactly two ports, e.g. 18081,18082".to_string()),
+        },
         Command::Emulator {
             listen,
             rows_per_page,
