@@ -2,16 +2,18 @@
 //!
 //! Module map: [`config`] (file → validated structs) · [`snapshot`] (immutable routing table behind
 //! arc-swap) · [`routing`] (policies and strategies) · [`stickiness`] (query id → backend) ·
-//! [`proxy`] (the Pingora `ProxyHttp` phases) · [`admin`] (admin listener) · [`reload`] (SIGHUP) ·
+//! [`proxy`] (the Pingora `ProxyHttp` phases) · [`admin`] (admin listener) · [`reload`] (SIGHUP) · [`health`] (probes) ·
 //! [`server`] (assembly) · [`demo`] · [`emulator`] (a Trino-protocol backend for tests and demos).
 
 pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod emulator;
+pub mod health;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod stickiness;
+pub mod trino_client;

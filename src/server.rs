@@ -2,6 +2,7 @@
 //! reload watcher, all sharing one [`Gateway`].
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -11,6 +12,7 @@ use tracing::info;
 
 use crate::admin::AdminService;
 use crate::config::Config;
+use crate::health::HealthChecker;
 use crate::proxy::{Gateway, TrinoProxy};
 use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
@@ -60,7 +62,11 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         snapshots: snapshots.clone(),
         sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
         connect_timeout: config.proxy.connect_timeout.get(),
+        read_timeout: config.proxy.read_timeout.get(),
+        max_submit_attempts: config.proxy.max_submit_attempts,
+        health_rounds: AtomicU64::new(0),
     });
+    let health = HealthChecker::new(gateway.clone())?;
 
     // Report taken ports clearly before Pingora takes over (it would only panic in a thread).
     if !opts.upgrade {
@@ -98,6 +104,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         info!(listener = %l.name, "proxy listener on http://{}", l.address);
     }
     server.add_service(background_service("admin", admin));
+    server.add_service(background_service("health checks", health));
     server.add_service(background_service(
         "config reload",
         Reloader {

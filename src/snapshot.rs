@@ -13,27 +13,37 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::config::validate::check_backend_url;
-use crate::config::{Config, ConfigError, Strategy};
+use crate::config::{Config, ConfigError, HealthConfig, Strategy};
+use crate::health::state::{BackendHealth, Health};
 use crate::routing::policy::CompiledPolicy;
 
-/// State of a backend that must outlive snapshots (a reload must not reset a running count).
+/// State of a backend that must outlive snapshots (a reload must not reset health or counts).
 #[derive(Debug, Default)]
 pub struct BackendRuntime {
     /// Requests currently proxied to this backend. For Trino this tracks running queries closely:
     /// a running query's client is almost always waiting in a long-poll page request.
     pub inflight: AtomicI64,
+    pub health: BackendHealth,
 }
 
-/// Keeps one [`BackendRuntime`] per backend name across snapshots. Only touched while compiling.
+/// Keeps one [`BackendRuntime`] per backend (name and URL: a re-pointed backend starts over as
+/// PENDING) across snapshots. Only touched while compiling.
 #[derive(Debug, Default)]
 pub struct RuntimeRegistry {
-    backends: Mutex<HashMap<String, Arc<BackendRuntime>>>,
+    backends: Mutex<HashMap<(String, String), Arc<BackendRuntime>>>,
 }
 
 impl RuntimeRegistry {
-    fn backend(&self, name: &str) -> Arc<BackendRuntime> {
+    /// Runtimes for exactly these backends; others are dropped from the registry (snapshots and
+    /// sticky entries that still point at them keep theirs alive while they need them).
+    fn runtimes(&self, keys: &[(String, String)]) -> Vec<Arc<BackendRuntime>> {
         let mut map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(name.to_string()).or_default().clone()
+        let out: Vec<Arc<BackendRuntime>> = keys
+            .iter()
+            .map(|k| map.entry(k.clone()).or_default().clone())
+            .collect();
+        map.retain(|k, _| keys.contains(k));
+        out
     }
 }
 
@@ -52,13 +62,52 @@ pub struct Backend {
     /// `host[:port]` as a `Host` header value.
     pub authority: String,
     pub rewrite_host: bool,
+    pub max_queued_queries: Option<i64>,
+    pub max_running_queries: Option<i64>,
     pub runtime: Arc<BackendRuntime>,
+}
+
+impl Backend {
+    pub fn health(&self) -> Health {
+        self.runtime.health.state()
+    }
+
+    /// Running queries: the backend's last report plus queries started since, or — before any
+    /// report — this gateway's requests in flight.
+    pub fn running_estimate(&self) -> i64 {
+        let h = &self.runtime.health;
+        if h.load_known.load(std::sync::atomic::Ordering::Relaxed) {
+            h.running_estimate()
+        } else {
+            self.runtime
+                .inflight
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    pub fn queued_reported(&self) -> i64 {
+        self.runtime
+            .health
+            .reported_queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// At a configured concurrency limit: gets no new queries.
+    pub fn is_full(&self) -> bool {
+        self.max_running_queries
+            .is_some_and(|m| self.running_estimate() >= m)
+            || self
+                .max_queued_queries
+                .is_some_and(|m| self.queued_reported() >= m)
+    }
 }
 
 #[derive(Debug)]
 pub struct Group {
     pub name: Arc<str>,
     pub strategy: Strategy,
+    /// Never fall back to another group.
+    pub strict: bool,
     /// Indexes into [`Snapshot::backends`], in config order.
     pub members: Vec<usize>,
     /// Round-robin cursor; a reload starts a fresh rotation, which is harmless.
@@ -84,6 +133,7 @@ pub struct Snapshot {
     pub honor_routing_group_header: bool,
     pub external_url: Option<ExternalUrl>,
     pub trust_forwarded_headers: bool,
+    pub health: HealthConfig,
     group_index: HashMap<String, usize>,
 }
 
@@ -107,11 +157,18 @@ impl Snapshot {
             .map(|g| Group {
                 name: g.name.as_str().into(),
                 strategy: g.strategy,
+                strict: g.strict,
                 members: Vec::new(),
                 cursor: AtomicUsize::new(0),
             })
             .collect();
 
+        let keys: Vec<(String, String)> = config
+            .backends
+            .iter()
+            .map(|b| (b.name.clone(), b.url.clone()))
+            .collect();
+        let mut runtimes = registry.runtimes(&keys).into_iter();
         let mut backends = Vec::with_capacity(config.backends.len());
         for (i, b) in config.backends.iter().enumerate() {
             let group = *group_index.get(&b.group).ok_or_else(|| {
@@ -147,12 +204,23 @@ impl Snapshot {
                 host: bare_host,
                 authority,
                 rewrite_host: b.rewrite_host,
-                runtime: registry.backend(&b.name),
+                max_queued_queries: b.max_queued_queries.map(i64::from),
+                max_running_queries: b.max_running_queries.map(i64::from),
+                runtime: runtimes.next().unwrap_or_default(),
             }));
         }
 
         let mut policies = Vec::with_capacity(config.routing.policies.len());
         for (i, p) in config.routing.policies.iter().enumerate() {
+            let fallback = match &p.fallback_group {
+                None => None,
+                Some(fb) => Some(*group_index.get(fb).ok_or_else(|| {
+                    bug(
+                        &format!("routing.policies[{i}].fallback_group"),
+                        format!("unknown group `{fb}`"),
+                    )
+                })?),
+            };
             let group = *group_index.get(&p.group).ok_or_else(|| {
                 bug(
                     &format!("routing.policies[{i}].group"),
@@ -160,7 +228,7 @@ impl Snapshot {
                 )
             })?;
             policies.push(
-                CompiledPolicy::compile(p, group)
+                CompiledPolicy::compile(p, group, fallback)
                     .map_err(|e| bug(&format!("routing.policies[{i}]"), e))?,
             );
         }
@@ -199,6 +267,7 @@ impl Snapshot {
             honor_routing_group_header: config.routing.honor_routing_group_header,
             external_url,
             trust_forwarded_headers: config.proxy.trust_forwarded_headers,
+            health: config.health.clone(),
             group_index,
         })
     }

@@ -8,6 +8,7 @@
 //! 3. otherwise a miss, which the proxy answers with a Trino-shaped 404, never a guess.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,8 @@ pub fn coordinator_id(query_id: &str) -> Option<CoordinatorId> {
 struct Entry {
     backend: Arc<Backend>,
     learned: Instant,
+    /// Set once the query's last page went through; shared by every clone of the entry.
+    finished: Arc<AtomicBool>,
 }
 
 /// How a follow-up's backend was found (a metric label later, so a fixed set).
@@ -112,6 +115,7 @@ impl Stickiness {
             Entry {
                 backend: backend.clone(),
                 learned: Instant::now(),
+                finished: Arc::default(),
             },
         );
         if let Some(cid) = coordinator_id(query_id) {
@@ -137,15 +141,36 @@ impl Stickiness {
         });
     }
 
+    /// Record that a query this instance routed has finished. `true` only the first time, so a
+    /// re-fetched last page or a cancel after the end is not counted twice.
+    pub fn mark_finished(&self, query_id: &str) -> bool {
+        self.queries
+            .get(query_id)
+            .is_some_and(|e| !e.finished.swap(true, Ordering::Relaxed))
+    }
+
+    /// Drop a coordinator id whose process is gone (its queries died with it): follow-ups of its
+    /// queries then get the gateway's clean 404 instead of reaching the restarted coordinator.
+    pub fn forget_coordinator(&self, cid: CoordinatorId) {
+        if self.coordinators.load().contains_key(&cid) {
+            self.coordinators.rcu(|map| {
+                let mut map = HashMap::clone(map);
+                map.remove(&cid);
+                map
+            });
+        }
+    }
+
     pub fn resolve_query(&self, query_id: &str) -> Resolution {
+        let cid = coordinator_id(query_id);
         if let Some(e) = self.queries.get(query_id) {
-            if e.learned.elapsed() < self.ttl {
+            // A remembered query of a coordinator known to have restarted is gone too.
+            let alive = cid.is_none_or(|c| self.coordinators.load().contains_key(&c));
+            if alive && e.learned.elapsed() < self.ttl {
                 return Resolution::Memory(e.backend);
             }
         }
-        if let Some(b) =
-            coordinator_id(query_id).and_then(|cid| self.coordinators.load().get(&cid).cloned())
-        {
+        if let Some(b) = cid.and_then(|cid| self.coordinators.load().get(&cid).cloned()) {
             return Resolution::CoordinatorId(b);
         }
         Resolution::Miss
@@ -158,6 +183,7 @@ impl Stickiness {
                 Entry {
                     backend: backend.clone(),
                     learned: Instant::now(),
+                    finished: Arc::default(),
                 },
             );
         }
@@ -265,6 +291,22 @@ backends:
             ("coordinator_id", Some("b"))
         );
         assert_eq!(s.known_coordinators(), 1);
+        assert!(s.mark_finished("20260430_121314_00042_k3f9a"));
+        assert!(
+            !s.mark_finished("20260430_121314_00042_k3f9a"),
+            "counted once"
+        );
+        assert!(
+            !s.mark_finished("20260430_121314_00099_k3f9a"),
+            "not routed here"
+        );
+        // A restarted coordinator's queries are gone, also those remembered by id.
+        s.learn_query("20260430_121317_00045_k3f9a", b);
+        s.forget_coordinator(*b"k3f9a");
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121317_00045_k3f9a")),
+            ("miss", None)
+        );
     }
 
     #[test]

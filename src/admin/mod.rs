@@ -1,13 +1,15 @@
-//! The admin listener: health endpoints now; the REST API and `/metrics` build on this router.
+//! The admin listener: health endpoints and the backend status API; the rest of the REST API and
+//! `/metrics` build on this router.
 //!
 //! It runs as a Pingora background service on its own port, so an overloaded proxy listener never
 //! starves the operator's view of the gateway.
 
 use std::net::TcpListener as StdTcpListener;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +19,10 @@ use pingora_core::services::background::BackgroundService;
 use serde_json::json;
 use tracing::{error, info};
 
+use crate::health::state::Health;
 use crate::proxy::Gateway;
+use crate::routing::strategy;
+use crate::snapshot::{Backend, Snapshot};
 
 #[derive(Clone)]
 struct AdminState {
@@ -28,6 +33,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/api/v1/backends", get(list_backends))
+        .route("/api/v1/backends/{name}", get(get_backend))
         .fallback(not_found)
         .with_state(AdminState { gateway })
 }
@@ -36,23 +43,107 @@ async fn livez() -> Json<serde_json::Value> {
     Json(json!({ "status": "live" }))
 }
 
-/// Ready when the current snapshot can route a query somewhere: at least one enabled backend.
+/// Ready when the current snapshot can route a query: some backend is enabled and (when health
+/// checks run) the first probe round is done and found one healthy.
 async fn readyz(State(st): State<AdminState>) -> Response {
     let snap = st.gateway.snapshots.load();
     let enabled = snap.backends.iter().filter(|b| b.enabled).count();
+    let routable = snap
+        .backends
+        .iter()
+        .filter(|b| strategy::is_routable(&snap, b))
+        .count();
+    let rounds = st.gateway.health_rounds.load(Ordering::Relaxed);
+    let status = if enabled == 0 {
+        "not ready: no enabled backend"
+    } else if snap.health.enabled && rounds == 0 {
+        "not ready: first health check still running"
+    } else if routable == 0 {
+        "not ready: no healthy backend"
+    } else {
+        "ready"
+    };
     let body = json!({
-        "status": if enabled > 0 { "ready" } else { "not ready: no enabled backend" },
+        "status": status,
         "snapshotVersion": snap.version,
         "backends": snap.backends.len(),
         "enabledBackends": enabled,
+        "healthyBackends": routable,
+        "healthRounds": rounds,
         "knownCoordinators": st.gateway.sticky.known_coordinators(),
     });
-    let code = if enabled > 0 {
+    let code = if status == "ready" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// A backend as the API shows it: its configuration plus read-only status fields.
+fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
+    let h = &b.runtime.health;
+    let report = h.report();
+    let inflight = b.runtime.inflight.load(Ordering::Relaxed);
+    let health = if snap.health.enabled {
+        h.state()
+    } else {
+        Health::Healthy
+    };
+    // DRAINING: deactivated while requests are still in flight; they finish, nothing new comes.
+    let state = match (b.enabled, inflight > 0) {
+        (false, true) => "DRAINING",
+        (false, false) => "INACTIVE",
+        (true, _) => match health {
+            Health::Pending => "PENDING",
+            Health::Healthy => "HEALTHY",
+            Health::Unhealthy => "UNHEALTHY",
+        },
+    };
+    let load_known = h.load_known.load(Ordering::Relaxed);
+    json!({
+        "name": &*b.name,
+        "url": b.url,
+        "group": &*snap.groups[b.group].name,
+        "enabled": b.enabled,
+        "weight": b.weight,
+        "maxQueuedQueries": b.max_queued_queries,
+        "maxRunningQueries": b.max_running_queries,
+        "state": state,
+        "health": health,
+        "full": b.is_full(),
+        "runningQueries": load_known.then(|| h.reported_running.load(Ordering::Relaxed)),
+        "queuedQueries": load_known.then(|| h.reported_queued.load(Ordering::Relaxed)),
+        "startedSinceProbe": h.started_since_probe.load(Ordering::Relaxed),
+        "inflightRequests": inflight,
+        "coordinatorId": report.coordinator_id,
+        "version": report.version,
+        "lastCheck": report.last_check.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()),
+        "lastError": report.last_error,
+        "coordinatorRestarts": report.restarts,
+    })
+}
+
+async fn list_backends(State(st): State<AdminState>) -> Json<serde_json::Value> {
+    let snap = st.gateway.snapshots.load();
+    Json(serde_json::Value::Array(
+        snap.backends
+            .iter()
+            .map(|b| backend_json(&snap, b))
+            .collect(),
+    ))
+}
+
+async fn get_backend(State(st): State<AdminState>, Path(name): Path<String>) -> Response {
+    let snap = st.gateway.snapshots.load();
+    match snap.backends.iter().find(|b| *b.name == *name) {
+        Some(b) => Json(backend_json(&snap, b)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no backend named `{name}`") })),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

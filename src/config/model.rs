@@ -20,7 +20,82 @@ pub struct Config {
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
     #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
     pub server: ServerConfig,
+}
+
+/// Active health and load checks of every backend (see `src/health/`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `false`: no probes; every enabled backend counts as healthy (health managed elsewhere).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// Budget of one whole probe of one backend (info + SQL + load).
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: HumanDuration,
+    /// Consecutive good probes that make an unhealthy backend healthy again.
+    #[serde(default = "two")]
+    pub rise: u32,
+    /// Consecutive failed probes that make a healthy backend unhealthy.
+    #[serde(default = "two")]
+    pub fall: u32,
+    /// Query run through the client protocol on every probe (`null`: none). Its query id teaches
+    /// the gateway the backend's coordinator id before any client query; a new id means the
+    /// coordinator restarted. With `load: query` the load query plays this part.
+    #[serde(default = "default_probe_sql")]
+    pub sql: Option<String>,
+    /// `X-Trino-User` of probe queries.
+    #[serde(default = "default_probe_user")]
+    pub user: String,
+    /// Where queued/running counts come from.
+    #[serde(default)]
+    pub load: LoadSource,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadSource {
+    /// `SELECT state, count(*) FROM system.runtime.queries ...` through the client protocol.
+    #[default]
+    Query,
+    /// The coordinator's OpenMetrics `/metrics` (`trino_execution_name_QueryManager_*Queries`).
+    Metrics,
+    None,
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_probe_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+fn two() -> u32 {
+    2
+}
+fn default_probe_sql() -> Option<String> {
+    Some("SELECT 1".to_string())
+}
+fn default_probe_user() -> String {
+    "trino-edge".to_string()
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            enabled: true,
+            interval: default_interval(),
+            timeout: default_probe_timeout(),
+            rise: 2,
+            fall: 2,
+            sql: default_probe_sql(),
+            user: default_probe_user(),
+            load: LoadSource::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,6 +119,21 @@ pub struct ProxyConfig {
     /// Timeout for establishing a connection to a backend; a timeout counts as a connect failure.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// Longest wait for a backend's answer (Trino answers a page within about a second, so a
+    /// silent backend is dead, and its clients should hear so instead of hanging).
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Most backends one submission is tried on (connect failures, resets before an answer, and
+    /// 502/503/504 answers move it to the next healthy backend of its group).
+    #[serde(default = "default_submit_attempts")]
+    pub max_submit_attempts: usize,
+}
+
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_submit_attempts() -> usize {
+    3
 }
 
 fn default_sticky_capacity() -> usize {
@@ -92,6 +182,9 @@ pub struct PolicyConfig {
     #[serde(rename = "match", default)]
     pub match_: MatchConfig,
     pub group: String,
+    /// Where to go when `group` has no available backend (default: `routing.default_group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_group: Option<String>,
 }
 
 /// Conditions of a policy; every condition given must hold, an empty match always holds.
@@ -127,6 +220,9 @@ pub struct GroupConfig {
     pub name: String,
     #[serde(default)]
     pub strategy: Strategy,
+    /// Never fall back to another group: no available backend means a 503.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -165,6 +261,12 @@ pub struct BackendConfig {
     /// `nextUri` from the client's `Host`, i.e. pointing back at the gateway.
     #[serde(default)]
     pub rewrite_host: bool,
+    /// The backend gets no new queries while it reports this many queued queries.
+    #[serde(default)]
+    pub max_queued_queries: Option<u32>,
+    /// The backend gets no new queries while it runs this many (reported + started since).
+    #[serde(default)]
+    pub max_running_queries: Option<u32>,
 }
 
 fn one() -> u32 {

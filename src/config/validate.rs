@@ -139,6 +139,23 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
         }
     }
 
+    let h = &c.health;
+    if h.rise == 0 || h.fall == 0 {
+        is.push("health", "rise and fall must be at least 1");
+    }
+    if h.enabled && h.interval.get().is_zero() {
+        is.push("health.interval", "must be longer than 0s");
+    }
+    if h.enabled && h.timeout.get().is_zero() {
+        is.push("health.timeout", "must be longer than 0s");
+    }
+    if h.user.trim().is_empty() {
+        is.push("health.user", "must not be empty");
+    }
+    if c.proxy.max_submit_attempts == 0 {
+        is.push("proxy.max_submit_attempts", "must be at least 1");
+    }
+
     // Groups.
     let mut groups = HashSet::new();
     if c.groups.is_empty() {
@@ -175,6 +192,12 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
         if let Err(e) = check_backend_url(&b.url) {
             is.push(format!("backends[{i}].url"), e);
         }
+        if b.max_queued_queries == Some(0) || b.max_running_queries == Some(0) {
+            is.push(
+                format!("backends[{i}]"),
+                "max_queued_queries and max_running_queries must be at least 1",
+            );
+        }
         if b.weight == 0 {
             is.push(
                 format!("backends[{i}].weight"),
@@ -193,6 +216,14 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
                 format!("{at}.group"),
                 format!("group `{}` is not defined in `groups`", p.group),
             );
+        }
+        if let Some(fb) = &p.fallback_group {
+            if !groups.contains(fb) {
+                is.push(
+                    format!("{at}.fallback_group"),
+                    format!("group `{fb}` is not defined in `groups`"),
+                );
+            }
         }
         let m = &p.match_;
         if let Some(l) = &m.listener {

@@ -116,7 +116,19 @@ impl GatewayError {
             "NO_BACKEND_AVAILABLE",
             "INSUFFICIENT_RESOURCES",
             7,
-            format!("No available backend in routing group `{group}`: every backend is disabled or unreachable"),
+            format!("No available backend in routing group `{group}`: every backend is disabled, unhealthy or unreachable"),
+        )
+    }
+
+    pub fn all_full(group: &str) -> Self {
+        Self::new(
+            503,
+            "BACKENDS_AT_CAPACITY",
+            "INSUFFICIENT_RESOURCES",
+            13,
+            format!(
+                "Every backend in routing group `{group}` is at its concurrency limit; retry later"
+            ),
         )
     }
 

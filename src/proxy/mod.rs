@@ -10,11 +10,12 @@
 
 pub mod error;
 pub mod forwarded;
+pub mod page_scan;
 pub mod target;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +31,12 @@ use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
-use crate::routing::{choose_group, strategy, RouteReason};
+use crate::routing::strategy::{self, Unavailable};
+use crate::routing::{choose_group, RouteReason};
 use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
 use crate::stickiness::Stickiness;
 use error::GatewayError;
+use page_scan::{PageScan, Verdict};
 use target::{classify, Target};
 
 /// The submission response is small (no result rows); cap what we hold of it to learn the query id.
@@ -47,6 +50,10 @@ pub struct Gateway {
     pub snapshots: Arc<SnapshotHandle>,
     pub sticky: Stickiness,
     pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_submit_attempts: usize,
+    /// Completed health-check rounds (readiness waits for the first).
+    pub health_rounds: AtomicU64,
 }
 
 /// One proxy service per listener, so policies can match the listener by name.
@@ -82,8 +89,14 @@ pub struct RequestCtx {
     /// Backends that failed to connect for this request; a retry skips them.
     tried: Vec<usize>,
     retryable: bool,
+    /// The backend's response head arrived (after that, nothing is retried).
+    response_started: bool,
     inflight: Option<Arc<BackendRuntime>>,
     learner: Option<Learner>,
+    /// Watches a result page for the query's end.
+    page_scan: Option<PageScan>,
+    /// The request is for a `/v1/statement/...` page (or its cancel).
+    statement_page: bool,
     query_id: Option<String>,
     failure: Option<GatewayError>,
 }
@@ -98,6 +111,8 @@ impl RequestCtx {
 struct Submitted<'a> {
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
+    #[serde(rename = "nextUri")]
+    next_uri: Option<serde::de::IgnoredAny>,
 }
 
 /// Write a gateway error as the whole response and close the connection (an unread request body
@@ -121,6 +136,40 @@ fn has_body(req: &RequestHeader) -> bool {
     declared || req.headers.contains_key(TRANSFER_ENCODING)
 }
 
+/// Pick a backend in `group`; when it has none available, fall back to the policy's
+/// `fallback_group` or else the default group — unless the group is `strict`.
+fn pick_with_fallback(
+    snap: &Snapshot,
+    group: usize,
+    reason: RouteReason,
+) -> Result<(usize, usize), GatewayError> {
+    let g = &snap.groups[group];
+    let why = match strategy::pick(snap, g, &[]) {
+        Ok(bi) => return Ok((group, bi)),
+        Err(why) => why,
+    };
+    let unavailable = |name: &str, why| match why {
+        Unavailable::AllFull => GatewayError::all_full(name),
+        Unavailable::NoneHealthy => GatewayError::no_backend(name),
+    };
+    let fallback = match reason {
+        RouteReason::Policy(i) => snap.policies[i].fallback_group,
+        _ => None,
+    }
+    .unwrap_or(snap.default_group);
+    if g.strict || fallback == group {
+        return Err(unavailable(&g.name, why));
+    }
+    let fb = &snap.groups[fallback];
+    match strategy::pick(snap, fb, &[]) {
+        Ok(bi) => {
+            warn!(from_group = %g.name, to_group = %fb.name, reason = ?why, "routing fallback");
+            Ok((fallback, bi))
+        }
+        Err(_) => Err(unavailable(&g.name, why)),
+    }
+}
+
 impl TrinoProxy {
     /// Decide where the request goes; `Err` is answered to the client as is.
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
@@ -140,6 +189,8 @@ impl TrinoProxy {
                 let owner = resolution.backend().ok_or_else(|| GatewayError::query_not_found(id))?;
                 debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
                 ctx.backend = Some(owner.clone());
+                ctx.query_id = Some(id.to_string());
+                ctx.statement_page = req.uri.path().starts_with("/v1/statement/");
                 Ok(())
             }
             Target::Spooled => Err(GatewayError::not_supported(
@@ -165,14 +216,35 @@ impl TrinoProxy {
                 let facts = RequestFacts::from_headers(&self.listener, &req.headers)
                     .map_err(|h| GatewayError::bad_request(format!("header {h} is not valid UTF-8")))?;
                 let (group, reason) = choose_group(&snap, &facts);
-                ctx.group = Some(group);
                 ctx.reason = Some(reason);
                 ctx.retryable = true;
-                let g = &snap.groups[group];
-                let bi = strategy::pick(&snap, g, &[]).ok_or_else(|| GatewayError::no_backend(&g.name))?;
+                let (group, bi) = pick_with_fallback(&snap, group, reason)?;
+                ctx.group = Some(group);
                 ctx.picked = Some(bi);
                 ctx.backend = Some(snap.backends[bi].clone());
                 Ok(())
+            }
+        }
+    }
+
+    /// Whether a failed submission attempt may move on to another backend of its group.
+    fn can_retry_submission(&self, ctx: &RequestCtx) -> bool {
+        ctx.kind == Kind::Submit
+            && ctx.retryable
+            && ctx.tried.len() < self.gateway.max_submit_attempts
+            && ctx.group.is_some_and(|g| {
+                strategy::has_candidate(&ctx.snap, &ctx.snap.groups[g], &ctx.tried)
+            })
+    }
+
+    /// Count the end of a query this instance routed (once), for the least-load estimate.
+    fn query_finished(&self, ctx: &RequestCtx) {
+        if let (Some(id), Some(b)) = (&ctx.query_id, &ctx.backend) {
+            if self.gateway.sticky.mark_finished(id) {
+                b.runtime
+                    .health
+                    .finished_since_probe
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -183,11 +255,17 @@ impl TrinoProxy {
         };
         let Some(backend) = &ctx.backend else { return };
         match serde_json::from_slice::<Submitted<'_>>(&learner.buf) {
-            Ok(Submitted { id: Some(id) }) => {
+            Ok(Submitted {
+                id: Some(id),
+                next_uri,
+            }) => {
                 self.gateway.sticky.learn_query(&id, backend);
                 ctx.query_id = Some(id.into_owned());
+                if next_uri.is_none() {
+                    self.query_finished(ctx);
+                }
             }
-            Ok(Submitted { id: None }) => debug!("submission response without a query id"),
+            Ok(Submitted { id: None, .. }) => debug!("submission response without a query id"),
             Err(e) => warn!(
                 backend = ctx.backend_name(),
                 "submission response is not Trino JSON: {e}"
@@ -211,8 +289,11 @@ impl ProxyHttp for TrinoProxy {
             picked: None,
             tried: Vec::new(),
             retryable: false,
+            response_started: false,
             inflight: None,
             learner: None,
+            page_scan: None,
+            statement_page: false,
             query_id: None,
             failure: None,
         }
@@ -244,7 +325,7 @@ impl ProxyHttp for TrinoProxy {
             let snap = ctx.snap.clone();
             let next = ctx
                 .group
-                .and_then(|g| strategy::pick(&snap, &snap.groups[g], &ctx.tried));
+                .and_then(|g| strategy::pick(&snap, &snap.groups[g], &ctx.tried).ok());
             let Some(next) = next else {
                 let tried: Vec<&str> = ctx.tried.iter().map(|&b| &*snap.backends[b].name).collect();
                 ctx.failure = Some(GatewayError::backend_unreachable(
@@ -291,10 +372,55 @@ impl ProxyHttp for TrinoProxy {
         }
         b.runtime.inflight.fetch_add(1, Ordering::Relaxed);
         ctx.inflight = Some(b.runtime.clone());
+        if ctx.kind == Kind::Submit {
+            b.runtime
+                .health
+                .started_since_probe
+                .fetch_add(1, Ordering::Relaxed);
+        }
 
         let mut peer = HttpPeer::new(addr, b.tls, b.host.clone());
         peer.options.connection_timeout = Some(self.gateway.connect_timeout);
+        peer.options.read_timeout = Some(self.gateway.read_timeout);
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        let status = resp.status.as_u16();
+        if ctx.kind == Kind::Submit && matches!(status, 502..=504) {
+            // The backend refused the query before creating it (Trino answers 502-504 only from
+            // a proxy in front of it or while it cannot take queries): try the next backend,
+            // so the client sees one clean answer. If none is left, pass this answer on —
+            // Trino clients retry 502/503/504 themselves.
+            if let Some(p) = ctx.picked {
+                ctx.tried.push(p);
+            }
+            if self.can_retry_submission(ctx) {
+                if let Some(b) = &ctx.backend {
+                    b.runtime
+                        .health
+                        .finished_since_probe
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                warn!(
+                    backend = ctx.backend_name(),
+                    status, "submission refused; trying another backend"
+                );
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "backend refused the submission",
+                );
+                e.set_retry(true);
+                return Err(e);
+            }
+        }
+        ctx.response_started = true;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -341,7 +467,28 @@ impl ProxyHttp for TrinoProxy {
                 }
             }
         }
-        if ctx.kind == Kind::Submit && resp.status.as_u16() == 200 {
+        let status = resp.status.as_u16();
+        if ctx.kind == Kind::FollowUp && ctx.query_id.is_some() {
+            let method = &session.req_header().method;
+            if *method == Method::DELETE && (200..300).contains(&status) {
+                self.query_finished(ctx); // canceled
+            } else if ctx.statement_page && matches!(status, 404 | 410) {
+                self.query_finished(ctx); // gone on the backend
+            } else if ctx.statement_page && *method == Method::GET && status == 200 {
+                ctx.page_scan =
+                    PageScan::new(resp.headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()));
+            }
+        }
+        if ctx.kind == Kind::Submit && status != 200 {
+            // Not started after all: undo the count made when the backend was picked.
+            if let Some(b) = &ctx.backend {
+                b.runtime
+                    .health
+                    .finished_since_probe
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if ctx.kind == Kind::Submit && status == 200 {
             let encoded = resp
                 .headers
                 .get(CONTENT_ENCODING)
@@ -373,6 +520,18 @@ impl ProxyHttp for TrinoProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Option<Duration>> {
+        if let Some(scan) = ctx.page_scan.as_mut() {
+            let mut verdict = body.as_ref().map_or(Verdict::Undecided, |b| scan.feed(b));
+            if verdict == Verdict::Undecided && end_of_stream {
+                verdict = scan.finish();
+            }
+            if verdict != Verdict::Undecided {
+                ctx.page_scan = None;
+                if verdict == Verdict::Finished {
+                    self.query_finished(ctx);
+                }
+            }
+        }
         let Some(learner) = ctx.learner.as_mut() else {
             return Ok(None);
         };
@@ -392,6 +551,39 @@ impl ProxyHttp for TrinoProxy {
         Ok(None)
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.kind == Kind::Submit && !ctx.response_started {
+            if matches!(e.etype(), ErrorType::HTTPStatus(_)) && e.retry() {
+                return e; // our own decision in `upstream_response_filter`
+            }
+            // A reset or close before any answer: the query may not exist anywhere, so move it
+            // to another backend if its body can be replayed.
+            if let Some(p) = ctx.picked.filter(|p| !ctx.tried.contains(p)) {
+                ctx.tried.push(p);
+            }
+            let retry =
+                !session.as_ref().retry_buffer_truncated() && self.can_retry_submission(ctx);
+            e.set_retry(retry);
+            return e;
+        }
+        // Pingora's default: only idempotent requests, and only on a reused connection.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -405,7 +597,7 @@ impl ProxyHttp for TrinoProxy {
         }
         // Nothing has been sent yet, so a new query can safely go to another backend of its group.
         // Follow-ups must not: their query lives on this backend only.
-        e.set_retry(ctx.retryable);
+        e.set_retry(ctx.retryable && ctx.tried.len() < self.gateway.max_submit_attempts);
         e
     }
 

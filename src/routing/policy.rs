@@ -13,6 +13,8 @@ pub struct CompiledPolicy {
     pub name: String,
     pub priority: i64,
     pub group: usize,
+    /// Group to use when `group` has no available backend (else the default group).
+    pub fallback_group: Option<usize>,
     listener: Option<String>,
     tags_all: Vec<String>,
     tags_any: Vec<String>,
@@ -24,7 +26,11 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
-    pub fn compile(p: &PolicyConfig, group: usize) -> Result<Self, String> {
+    pub fn compile(
+        p: &PolicyConfig,
+        group: usize,
+        fallback_group: Option<usize>,
+    ) -> Result<Self, String> {
         let m = &p.match_;
         let re = |r: &Option<String>| {
             r.as_deref()
@@ -42,6 +48,7 @@ impl CompiledPolicy {
             name: p.name.clone(),
             priority: p.priority,
             group,
+            fallback_group,
             listener: m.listener.clone(),
             tags_all: m
                 .client_tags_all

@@ -172,7 +172,39 @@ pub fn config_yaml(
         y += &format!("  - {{ name: {name}, url: \"{url}\", group: {group} }}\n");
     }
     y += "server:\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n";
+    // Routing tests count every request a backend sees, so probes are off unless a test turns
+    // them on with `with_health`.
+    y += "health: { enabled: false }\n";
     y
+}
+
+/// Turn health checks on with these settings (YAML flow-map body, e.g. `interval: 200ms`).
+pub fn with_health(yaml: &str, settings: &str) -> String {
+    yaml.replace(
+        "health: { enabled: false }",
+        &format!("health: {{ enabled: true, {settings} }}"),
+    )
+}
+
+/// Wait until the admin API shows backend `name` in `state`.
+pub async fn wait_state(gw: &Gateway, name: &str, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v: Value = reqwest::get(format!("{}/api/v1/backends/{name}", gw.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backend {name} not {state} in {within:?}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Gateway with one listener named `main` over the given backends, all in group `adhoc`.

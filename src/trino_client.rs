@@ -1,0 +1,114 @@
+//! A minimal Trino client-protocol client: submit a statement and follow `nextUri` to the end.
+//! Used by the health checker's SQL and load probes.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Default, Clone)]
+pub struct StatementOutcome {
+    pub id: Option<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// `errorName: message` of a failed query.
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    id: Option<String>,
+    next_uri: Option<String>,
+    data: Option<Vec<Vec<Value>>>,
+    error: Option<PageError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageError {
+    message: Option<String>,
+    error_name: Option<String>,
+}
+
+/// Replace scheme and authority of `uri` with `base`: a coordinator may advertise a name this
+/// process cannot resolve (or a gateway), but the path is what identifies the page.
+fn rebase(base: &str, uri: &str) -> String {
+    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+    let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
+    format!("{base}{path}")
+}
+
+/// Run `sql` on the coordinator at `base` (e.g. `http://host:8080`), reading at most `max_pages`.
+/// `Err` means the protocol itself failed (HTTP error, bad JSON); a failed query is `Ok` with
+/// `error` set.
+pub async fn execute(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    source: &str,
+    sql: &str,
+    max_pages: usize,
+) -> Result<StatementOutcome, String> {
+    let resp = http
+        .post(format!("{base}/v1/statement"))
+        .header("X-Trino-User", user)
+        .header("X-Trino-Source", source)
+        .body(sql.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("submit failed: {e}"))?;
+    let mut page = read_page(resp).await?;
+    let mut out = StatementOutcome {
+        id: page.id.clone(),
+        ..StatementOutcome::default()
+    };
+    for _ in 0..max_pages {
+        if let Some(rows) = page.data.take() {
+            out.rows.extend(rows);
+        }
+        if let Some(e) = page.error.take() {
+            out.error = Some(format!(
+                "{}: {}",
+                e.error_name.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            ));
+        }
+        let Some(next) = page.next_uri.take() else {
+            return Ok(out);
+        };
+        let resp = http
+            .get(rebase(base, &next))
+            .header("X-Trino-User", user)
+            .send()
+            .await
+            .map_err(|e| format!("page request failed: {e}"))?;
+        page = read_page(resp).await?;
+    }
+    Err(format!("no result after {max_pages} pages"))
+}
+
+async fn read_page(resp: reqwest::Response) -> Result<Page, String> {
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        let body: String = body.chars().take(200).collect();
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    resp.json::<Page>()
+        .await
+        .map_err(|e| format!("not a Trino response: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebases_next_uris() {
+        assert_eq!(
+            rebase(
+                "http://10.0.0.1:8080",
+                "http://trino.internal:8080/v1/statement/executing/q/y/1"
+            ),
+            "http://10.0.0.1:8080/v1/statement/executing/q/y/1"
+        );
+    }
+}
