@@ -85,7 +85,7 @@ server:
         r#"
 trino-edge demo
   gateway   {gw}   (point any Trino client here)
-  admin     http://127.0.0.1:{admin}/readyz
+  admin     http://127.0.0.1:{admin}/api/v1/backends
   backends  trino-1 {b1}, trino-2 {b2}  (emulated Trino, group `adhoc`, round robin)
 
 Try it:
