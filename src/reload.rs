@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
+use crate::metrics::METRICS;
 use crate::snapshot::SnapshotHandle;
 
 pub struct Reloader {
@@ -62,11 +63,18 @@ impl BackgroundService for Reloader {
         loop {
             tokio::select! {
                 _ = hup.recv() => match self.reload() {
-                    Ok(v) => info!(version = v, "configuration reloaded\n{}", self.snapshots.load().describe()),
-                    Err(e) => error!(
-                        version = self.snapshots.load().version,
-                        "configuration reload rejected, keeping the current snapshot: {e}"
-                    ),
+                    Ok(v) => {
+                        METRICS.config_reload.with_label_values(&["success"]).inc();
+                        METRICS.snapshot_version.set(v as i64);
+                        info!(version = v, "configuration reloaded\n{}", self.snapshots.load().describe())
+                    }
+                    Err(e) => {
+                        METRICS.config_reload.with_label_values(&["failure"]).inc();
+                        error!(
+                            version = self.snapshots.load().version,
+                            "configuration reload rejected, keeping the current snapshot: {e}"
+                        )
+                    }
                 },
                 _ = shutdown.changed() => return,
             }

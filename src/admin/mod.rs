@@ -33,6 +33,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/backends", get(list_backends))
         .route("/api/v1/backends/{name}", get(get_backend))
         .fallback(not_found)
@@ -78,6 +79,18 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<AdminState>) -> Response {
+    let body = crate::metrics::render(&st.gateway.snapshots.load());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// A backend as the API shows it: its configuration plus read-only status fields.

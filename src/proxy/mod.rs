@@ -30,6 +30,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
 use crate::routing::strategy::{self, Unavailable};
 use crate::routing::{choose_group, RouteReason};
@@ -79,6 +80,10 @@ pub struct RequestCtx {
     snap: Arc<Snapshot>,
     started: Instant,
     kind: Kind,
+    /// Metric label: submit|page|cancel|info|ui|other.
+    metric_kind: &'static str,
+    /// The request-duration histogram got its sample (at the response head).
+    timed: bool,
     group: Option<usize>,
     reason: Option<RouteReason>,
     /// Where the request goes. For follow-ups this is the owner recorded when the query was
@@ -104,6 +109,35 @@ pub struct RequestCtx {
 impl RequestCtx {
     fn backend_name(&self) -> &str {
         self.backend.as_ref().map(|b| &*b.name).unwrap_or("-")
+    }
+
+    fn group_name(&self) -> &str {
+        self.group
+            .map(|g| &*self.snap.groups[g].name)
+            .unwrap_or("-")
+    }
+
+    /// Sample the time to the response head, once.
+    fn observe_head(&mut self) {
+        if !self.timed {
+            self.timed = true;
+            METRICS
+                .request_duration
+                .with_label_values(&[self.metric_kind, self.group_name(), self.backend_name()])
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Count an upstream failure of the current backend, and whether it is retried elsewhere.
+    fn upstream_error(&self, kind: &str, retried: bool) {
+        let backend = self.backend_name();
+        METRICS
+            .upstream_errors
+            .with_label_values(&[backend, kind])
+            .inc();
+        if retried {
+            METRICS.retries.with_label_values(&[backend]).inc();
+        }
     }
 }
 
@@ -164,9 +198,27 @@ fn pick_with_fallback(
     match strategy::pick(snap, fb, &[]) {
         Ok(bi) => {
             warn!(from_group = %g.name, to_group = %fb.name, reason = ?why, "routing fallback");
+            METRICS
+                .routing_fallback
+                .with_label_values(&[&*g.name, &*fb.name])
+                .inc();
             Ok((fallback, bi))
         }
         Err(_) => Err(unavailable(&g.name, why)),
+    }
+}
+
+/// Fixed metric label for an upstream failure.
+fn upstream_error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            "timeout"
+        }
+        ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
+            "connect"
+        }
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => "reset",
+        _ => "other",
     }
 }
 
@@ -175,6 +227,7 @@ impl TrinoProxy {
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         let req = session.req_header();
         let snap = ctx.snap.clone();
+        ctx.metric_kind = target::metric_kind(&req.method, req.uri.path());
         if matches!(req.method, Method::GET | Method::HEAD | Method::DELETE) && has_body(req) {
             return Err(GatewayError::bad_request(format!(
                 "{} requests must not carry a body",
@@ -186,6 +239,7 @@ impl TrinoProxy {
             Target::Query(id) => {
                 ctx.kind = Kind::FollowUp;
                 let resolution = self.gateway.sticky.resolve_query(id);
+                METRICS.sticky_resolution.with_label_values(&[resolution.source()]).inc();
                 let owner = resolution.backend().ok_or_else(|| GatewayError::query_not_found(id))?;
                 debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
                 ctx.backend = Some(owner.clone());
@@ -229,8 +283,12 @@ impl TrinoProxy {
 
     /// Whether a failed submission attempt may move on to another backend of its group.
     fn can_retry_submission(&self, ctx: &RequestCtx) -> bool {
-        ctx.kind == Kind::Submit
-            && ctx.retryable
+        ctx.kind == Kind::Submit && self.can_retry(ctx)
+    }
+
+    /// Whether a request that reached no backend yet may try another of its group.
+    fn can_retry(&self, ctx: &RequestCtx) -> bool {
+        ctx.retryable
             && ctx.tried.len() < self.gateway.max_submit_attempts
             && ctx.group.is_some_and(|g| {
                 strategy::has_candidate(&ctx.snap, &ctx.snap.groups[g], &ctx.tried)
@@ -283,6 +341,8 @@ impl ProxyHttp for TrinoProxy {
             snap: self.gateway.snapshots.load(),
             started: Instant::now(),
             kind: Kind::Other,
+            metric_kind: "other",
+            timed: false,
             group: None,
             reason: None,
             backend: None,
@@ -358,6 +418,7 @@ impl ProxyHttp for TrinoProxy {
                     if let Some(p) = ctx.picked {
                         ctx.tried.push(p);
                     }
+                    ctx.upstream_error("resolve", ctx.retryable);
                     let mut e = Error::explain(
                         ErrorType::ConnectError,
                         format!("cannot resolve {}", b.address),
@@ -400,7 +461,9 @@ impl ProxyHttp for TrinoProxy {
             if let Some(p) = ctx.picked {
                 ctx.tried.push(p);
             }
-            if self.can_retry_submission(ctx) {
+            let retry = self.can_retry_submission(ctx);
+            ctx.upstream_error("refused_5xx", retry);
+            if retry {
                 if let Some(b) = &ctx.backend {
                     b.runtime
                         .health
@@ -468,6 +531,14 @@ impl ProxyHttp for TrinoProxy {
             }
         }
         let status = resp.status.as_u16();
+        ctx.observe_head();
+        if ctx.kind == Kind::Submit && status == 200 {
+            let policy = ctx.reason.map(|r| r.policy_name(&ctx.snap)).unwrap_or("-");
+            METRICS
+                .queries_submitted
+                .with_label_values(&[ctx.group_name(), ctx.backend_name(), policy])
+                .inc();
+        }
         if ctx.kind == Kind::FollowUp && ctx.query_id.is_some() {
             let method = &session.req_header().method;
             if *method == Method::DELETE && (200..300).contains(&status) {
@@ -571,6 +642,7 @@ impl ProxyHttp for TrinoProxy {
             }
             let retry =
                 !session.as_ref().retry_buffer_truncated() && self.can_retry_submission(ctx);
+            ctx.upstream_error(upstream_error_kind(&e), retry);
             e.set_retry(retry);
             return e;
         }
@@ -580,6 +652,9 @@ impl ProxyHttp for TrinoProxy {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
+        }
+        if e.esource() == &ErrorSource::Upstream {
+            ctx.upstream_error(upstream_error_kind(&e), e.retry());
         }
         e
     }
@@ -597,7 +672,9 @@ impl ProxyHttp for TrinoProxy {
         }
         // Nothing has been sent yet, so a new query can safely go to another backend of its group.
         // Follow-ups must not: their query lives on this backend only.
-        e.set_retry(ctx.retryable && ctx.tried.len() < self.gateway.max_submit_attempts);
+        let retry = self.can_retry(ctx);
+        ctx.upstream_error(upstream_error_kind(&e), retry);
+        e.set_retry(retry);
         e
     }
 
@@ -655,6 +732,17 @@ impl ProxyHttp for TrinoProxy {
             rt.inflight.fetch_sub(1, Ordering::Relaxed);
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        ctx.observe_head(); // answers the gateway wrote itself
+        METRICS
+            .requests
+            .with_label_values(&[
+                &*self.listener,
+                ctx.metric_kind,
+                ctx.group_name(),
+                ctx.backend_name(),
+                &status_label(status),
+            ])
+            .inc();
         let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         let group = ctx.group.map(|g| &*ctx.snap.groups[g].name).unwrap_or("-");
         if ctx.kind == Kind::Submit {

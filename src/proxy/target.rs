@@ -33,6 +33,31 @@ impl Target<'_> {
     }
 }
 
+/// The metric label of a request: submit|page|cancel|info|ui|other (a fixed set).
+pub fn metric_kind(method: &Method, path: &str) -> &'static str {
+    if path.starts_with("/v1/statement") {
+        return match *method {
+            Method::POST => "submit",
+            Method::DELETE => "cancel",
+            _ => "page",
+        };
+    }
+    if path.starts_with("/v1/query") {
+        return if *method == Method::DELETE {
+            "cancel"
+        } else {
+            "info"
+        };
+    }
+    if path == "/v1/info" || path.starts_with("/v1/info/") {
+        return "info";
+    }
+    if path.starts_with("/ui") {
+        return "ui";
+    }
+    "other"
+}
+
 fn query(id: &str) -> Result<Target<'_>, GatewayError> {
     if is_valid_query_id(id) {
         Ok(Target::Query(id))

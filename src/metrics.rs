@@ -1,0 +1,181 @@
+//! Prometheus metrics, served by the admin listener at `/metrics`.
+//!
+//! Every label value comes from the configuration (listener, group, backend and policy names) or
+//! from a fixed set (kinds, sources, results, HTTP status codes), never from what a client sends,
+//! so the number of series stays bounded whatever the traffic.
+
+use std::sync::atomic::Ordering;
+use std::sync::LazyLock;
+
+use prometheus::{
+    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    TextEncoder,
+};
+
+use crate::routing::strategy;
+use crate::snapshot::Snapshot;
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub queries_submitted: IntCounterVec,
+    pub routing_fallback: IntCounterVec,
+    pub sticky_resolution: IntCounterVec,
+    pub backend_up: IntGaugeVec,
+    pub backend_queued: IntGaugeVec,
+    pub backend_running: IntGaugeVec,
+    pub inflight_queries: IntGaugeVec,
+    pub upstream_errors: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub snapshot_version: IntGauge,
+    pub config_reload: IntCounterVec,
+}
+
+// Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
+// is a programming error caught by the first test that touches metrics.
+#[allow(clippy::expect_used)]
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = prometheus::register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
+    Metrics {
+        requests: register_int_counter_vec!(
+            "trino_edge_requests_total",
+            "Requests answered, by listener, kind (submit|page|cancel|info|ui|other), group, backend and HTTP status",
+            &["listener", "kind", "group", "backend", "status"]
+        )
+        .expect("metric"),
+        request_duration: register_histogram_vec!(
+            "trino_edge_request_duration_seconds",
+            "Time from request to response head",
+            &["kind", "group", "backend"],
+            exponential_buckets(0.0005, 2.0, 16).expect("buckets")
+        )
+        .expect("metric"),
+        queries_submitted: register_int_counter_vec!(
+            "trino_edge_queries_submitted_total",
+            "Queries a backend accepted (HTTP 200 to POST /v1/statement)",
+            &["group", "backend", "policy"]
+        )
+        .expect("metric"),
+        routing_fallback: register_int_counter_vec!(
+            "trino_edge_routing_fallback_total",
+            "Submissions sent to another group because theirs had no available backend",
+            &["from_group", "to_group"]
+        )
+        .expect("metric"),
+        sticky_resolution: register_int_counter_vec!(
+            "trino_edge_sticky_resolution_total",
+            "How follow-up requests found their backend (memory|coordinator_id|database|miss)",
+            &["source"]
+        )
+        .expect("metric"),
+        backend_up: register_int_gauge_vec!(
+            "trino_edge_backend_up",
+            "1 if the backend can take new queries (enabled and healthy)",
+            &["backend", "group"]
+        )
+        .expect("metric"),
+        backend_queued: register_int_gauge_vec!(
+            "trino_edge_backend_queued_queries",
+            "Queued queries the backend reported at its last load probe",
+            &["backend"]
+        )
+        .expect("metric"),
+        backend_running: register_int_gauge_vec!(
+            "trino_edge_backend_running_queries",
+            "Running queries the backend reported at its last load probe",
+            &["backend"]
+        )
+        .expect("metric"),
+        inflight_queries: register_int_gauge_vec!(
+            "trino_edge_inflight_queries",
+            "Running queries on the backend as this gateway estimates them (report + started - finished since)",
+            &["backend"]
+        )
+        .expect("metric"),
+        upstream_errors: register_int_counter_vec!(
+            "trino_edge_upstream_errors_total",
+            "Failures talking to backends (connect|timeout|reset|refused_5xx|resolve)",
+            &["backend", "kind"]
+        )
+        .expect("metric"),
+        retries: register_int_counter_vec!(
+            "trino_edge_retries_total",
+            "Requests moved off this backend to another one",
+            &["backend"]
+        )
+        .expect("metric"),
+        snapshot_version: register_int_gauge!("trino_edge_snapshot_version", "Version of the routing snapshot in use")
+            .expect("metric"),
+        config_reload: register_int_counter_vec!(
+            "trino_edge_config_reload_total",
+            "Configuration reloads by result (success|failure)",
+            &["result"]
+        )
+        .expect("metric"),
+    }
+});
+
+/// Status code as a label without allocating for the common codes.
+pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        0 => "0".into(),
+        200 => "200".into(),
+        204 => "204".into(),
+        400 => "400".into(),
+        404 => "404".into(),
+        410 => "410".into(),
+        500 => "500".into(),
+        502 => "502".into(),
+        503 => "503".into(),
+        504 => "504".into(),
+        s => s.to_string().into(),
+    }
+}
+
+/// Bring the per-backend gauges in line with `snap` (and drop series of removed backends).
+pub fn refresh_backend_gauges(snap: &Snapshot) {
+    let m = &*METRICS;
+    m.snapshot_version.set(snap.version as i64);
+    for g in [
+        &m.backend_up,
+        &m.backend_queued,
+        &m.backend_running,
+        &m.inflight_queries,
+    ] {
+        g.reset();
+    }
+    for b in &snap.backends {
+        let group = &*snap.groups[b.group].name;
+        m.backend_up
+            .with_label_values(&[&*b.name, group])
+            .set(i64::from(strategy::is_routable(snap, b)));
+        let h = &b.runtime.health;
+        if h.load_known.load(Ordering::Relaxed) {
+            m.backend_queued
+                .with_label_values(&[&*b.name])
+                .set(h.reported_queued.load(Ordering::Relaxed));
+            m.backend_running
+                .with_label_values(&[&*b.name])
+                .set(h.reported_running.load(Ordering::Relaxed));
+        }
+        m.inflight_queries
+            .with_label_values(&[&*b.name])
+            .set(b.running_estimate());
+    }
+}
+
+/// The text exposition of the default registry (ours, process metrics and Pingora's, if any).
+pub fn render(snap: &Snapshot) -> String {
+    refresh_backend_gauges(snap);
+    let mut out = Vec::with_capacity(16 * 1024);
+    if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut out) {
+        tracing::warn!("cannot encode metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
