@@ -92,13 +92,21 @@ impl Backend {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// At a configured concurrency limit: gets no new queries.
+    /// At a configured concurrency limit: gets no new queries. Queries started since the last
+    /// report count against both limits (each may still be queued or already running): a burst
+    /// between probes must not overshoot either.
     pub fn is_full(&self) -> bool {
+        let h = &self.runtime.health;
+        let queued_estimate = if h.load_known.load(std::sync::atomic::Ordering::Relaxed) {
+            self.queued_reported() + h.net_started_since_probe()
+        } else {
+            0
+        };
         self.max_running_queries
             .is_some_and(|m| self.running_estimate() >= m)
             || self
                 .max_queued_queries
-                .is_some_and(|m| self.queued_reported() >= m)
+                .is_some_and(|m| queued_estimate >= m)
     }
 }
 

@@ -113,11 +113,14 @@ impl BackendHealth {
     /// Estimated running queries: the last report, plus what we started since, minus what we saw
     /// finish since. Abandoned queries (clients that never read the last page) skew it for at most
     /// one probe interval, because every report starts the correction over.
+    /// Queries started minus queries seen finishing since the last load report.
+    pub fn net_started_since_probe(&self) -> i64 {
+        self.started_since_probe.load(Ordering::Relaxed)
+            - self.finished_since_probe.load(Ordering::Relaxed)
+    }
+
     pub fn running_estimate(&self) -> i64 {
-        let r = self.reported_running.load(Ordering::Relaxed)
-            + self.started_since_probe.load(Ordering::Relaxed)
-            - self.finished_since_probe.load(Ordering::Relaxed);
-        r.max(0)
+        (self.reported_running.load(Ordering::Relaxed) + self.net_started_since_probe()).max(0)
     }
 
     /// Remember the coordinator id seen by a probe; returns the previous one if it changed
