@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use crate::config::parse_str;
 use crate::emulator::{self, EmulatorConfig};
 use crate::server::{serve, ServeOptions};
+use crate::sync::ConfigSource;
 
 pub struct DemoOptions {
     pub port: u16,
@@ -56,6 +57,10 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let urls = rx.recv().map_err(|e| e.to_string())??;
 
+    // A fresh embedded database per demo run: the admin API edits it like a real deployment's.
+    let db_path = std::env::temp_dir().join(format!("trino-edge-demo-{}.db", opts.admin_port));
+    let _ = std::fs::remove_file(&db_path);
+    let db_url = format!("sqlite://{}", db_path.display());
     let yaml = format!(
         r#"
 proxy:
@@ -70,6 +75,8 @@ groups:
 backends:
   - {{ name: trino-1, url: "{b1}", group: adhoc }}
   - {{ name: trino-2, url: "{b2}", group: adhoc }}
+database:
+  url: "{db}"
 server:
   grace_period: 0s
   graceful_shutdown_timeout: 1s
@@ -78,6 +85,7 @@ server:
         admin = opts.admin_port,
         b1 = urls[0],
         b2 = urls[1],
+        db = db_url,
     );
     let config = parse_str("<demo>", &yaml).map_err(|e| e.to_string())?;
     let gw = format!("http://127.0.0.1:{}", opts.port);
@@ -93,12 +101,24 @@ Try it:
   python3 -c "import trino; c = trino.dbapi.connect(host='127.0.0.1', port={port}, user='demo').cursor(); c.execute('SELECT * FROM UNNEST(sequence(1, 5))'); print(c.fetchall())"
   java -jar trino-cli.jar --server {gw} --user demo --execute 'SELECT * FROM UNNEST(sequence(1, 5))'
 
+Operate it (state lives in {db}):
+  curl -s http://127.0.0.1:{admin}/api/v1/backends
+  curl -s -X POST http://127.0.0.1:{admin}/api/v1/backends/trino-2/deactivate   # drain trino-2
+  curl -s http://127.0.0.1:{admin}/metrics | grep trino_edge_queries_submitted
+
 Ctrl-C stops everything.
 "#,
         admin = opts.admin_port,
         port = opts.port,
         b1 = urls[0],
         b2 = urls[1],
+        db = db_path.display(),
     );
-    serve(config, ServeOptions::default())
+    serve(
+        config,
+        ServeOptions {
+            source: ConfigSource::Database,
+            ..ServeOptions::default()
+        },
+    )
 }

@@ -17,4 +17,6 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod stickiness;
+pub mod store;
+pub mod sync;
 pub mod trino_client;

@@ -12,6 +12,8 @@ use trino_edge::demo::{self, DemoOptions};
 use trino_edge::emulator::{self, EmulatorConfig};
 use trino_edge::server::{serve, ServeOptions};
 use trino_edge::snapshot::{RuntimeRegistry, Snapshot};
+use trino_edge::store::Store;
+use trino_edge::sync::{redact, ConfigSource};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +44,15 @@ enum Command {
         /// Take over the listening sockets of a running instance (send it SIGQUIT).
         #[arg(long, short)]
         upgrade: bool,
+        /// Who owns groups, backends and policies: the database (seeded from the file when empty;
+        /// the admin API edits it) or the file (the admin API is read-only).
+        #[arg(long, value_enum, default_value_t = ConfigSource::Database)]
+        config_source: ConfigSource,
+    },
+    /// Apply the database migrations of `database.url` and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Validate a config file and print the effective routing table.
     CheckConfig {
@@ -93,7 +104,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Serve { config, upgrade } => config::load(&config)
+        Command::Serve {
+            config,
+            upgrade,
+            config_source,
+        } => config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
                 serve(
@@ -101,9 +116,13 @@ fn main() -> ExitCode {
                     ServeOptions {
                         file: Some(loaded.file),
                         upgrade,
+                        source: config_source,
                     },
                 )
             }),
+        Command::Migrate { config } => config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| migrate(&loaded.config)),
         Command::CheckConfig { config } => config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
@@ -148,6 +167,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn migrate(config: &config::Config) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let url = &config.database.url;
+        let store = Store::connect(url)
+            .await
+            .map_err(|e| format!("database {}: {e}", redact(url)))?;
+        let applied = store
+            .migrate()
+            .await
+            .map_err(|e| format!("migration failed: {e}"))?;
+        println!(
+            "{}: {applied} migration(s) applied, schema up to date",
+            redact(url)
+        );
+        Ok(())
+    })
 }
 
 fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), String> {

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub snapshot_version: IntGauge,
     pub config_reload: IntCounterVec,
+    pub db_errors: IntCounterVec,
 }
 
 // Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
@@ -116,6 +117,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "trino_edge_config_reload_total",
             "Configuration reloads by result (success|failure)",
             &["result"]
+        )
+        .expect("metric"),
+        db_errors: register_int_counter_vec!(
+            "trino_edge_db_errors_total",
+            "Failed database operations (version|load|write|...)",
+            &["op"]
         )
         .expect("metric"),
     }

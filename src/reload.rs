@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config};
 use crate::metrics::METRICS;
 use crate::snapshot::SnapshotHandle;
+use crate::sync::StateSync;
 
 pub struct Reloader {
     /// `None` for configs built in memory (`demo`): nothing to re-read.
@@ -19,11 +20,13 @@ pub struct Reloader {
     pub snapshots: Arc<SnapshotHandle>,
     /// The config the process started with: listener and admin addresses cannot change live.
     pub started_with: Config,
+    /// In database mode the file only supplies the non-routing settings.
+    pub sync: Option<Arc<StateSync>>,
 }
 
 impl Reloader {
     /// Re-read and apply the file. Returns the new snapshot version, or the reason it was rejected.
-    pub fn reload(&self) -> Result<u64, String> {
+    pub async fn reload(&self) -> Result<u64, String> {
         let Some(file) = &self.file else {
             return Err("no config file to reload (configuration was built in memory)".into());
         };
@@ -45,6 +48,14 @@ impl Reloader {
                     .into(),
             );
         }
+        if let Some(sync) = &self.sync {
+            // Routing stays the database's; the file's other settings apply.
+            sync.file.store(Arc::new(loaded.config));
+            return match sync.reload(true).await? {
+                Some(v) => Ok(v),
+                None => Ok(self.snapshots.load().version),
+            };
+        }
         let snap = self.snapshots.replace(new).map_err(|e| e.to_string())?;
         Ok(snap.version)
     }
@@ -62,20 +73,24 @@ impl BackgroundService for Reloader {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => match self.reload() {
-                    Ok(v) => {
-                        METRICS.config_reload.with_label_values(&["success"]).inc();
-                        METRICS.snapshot_version.set(v as i64);
-                        info!(version = v, "configuration reloaded\n{}", self.snapshots.load().describe())
+                _ = hup.recv() => {
+                    let result = self.reload().await;
+                    // In database mode `StateSync::reload` counts the outcome itself.
+                    if self.sync.is_none() || result.is_err() {
+                        let label = if result.is_ok() { "success" } else { "failure" };
+                        METRICS.config_reload.with_label_values(&[label]).inc();
                     }
-                    Err(e) => {
-                        METRICS.config_reload.with_label_values(&["failure"]).inc();
-                        error!(
+                    match result {
+                        Ok(v) => {
+                            METRICS.snapshot_version.set(v as i64);
+                            info!(version = v, "configuration reloaded\n{}", self.snapshots.load().describe())
+                        }
+                        Err(e) => error!(
                             version = self.snapshots.load().version,
                             "configuration reload rejected, keeping the current snapshot: {e}"
-                        )
+                        ),
                     }
-                },
+                }
                 _ = shutdown.changed() => return,
             }
         }

@@ -17,6 +17,7 @@ use crate::proxy::{Gateway, TrinoProxy};
 use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
 use crate::stickiness::Stickiness;
+use crate::sync::{database_runtime, redact, ConfigSource, StateSync, SyncService};
 
 #[derive(Debug, Default, Clone)]
 pub struct ServeOptions {
@@ -24,6 +25,8 @@ pub struct ServeOptions {
     pub file: Option<PathBuf>,
     /// Take over listening sockets from a running instance (Pingora's SIGQUIT upgrade).
     pub upgrade: bool,
+    /// Who owns groups, backends and policies.
+    pub source: ConfigSource,
 }
 
 /// Pingora's process settings from ours. pid file and upgrade socket default to paths derived from
@@ -57,7 +60,20 @@ fn server_conf(config: &Config) -> ServerConf {
 
 /// Build everything and run until a shutdown signal. Errors are startup problems (ports taken).
 pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
-    let snapshots = SnapshotHandle::new(&config).map_err(|e| e.to_string())?;
+    // In database mode the routing config comes from the database (seeded from the file once).
+    let (routing_config, database) = match opts.source {
+        ConfigSource::File => (config.clone(), None),
+        ConfigSource::Database => {
+            let rt = database_runtime()?;
+            let (store, merged, version) = rt.block_on(StateSync::open(&config))?;
+            info!(database = %redact(&config.database.url), version, "routing config loaded from the database");
+            (merged, Some((store, rt, version)))
+        }
+    };
+    let snapshots = SnapshotHandle::new(&routing_config).map_err(|e| e.to_string())?;
+    let sync = database.map(|(store, rt, version)| {
+        StateSync::new(store, rt, snapshots.clone(), config.clone(), version)
+    });
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
         sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
@@ -79,7 +95,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             })?;
         }
     }
-    let admin = AdminService::bind(&config.admin.address, gateway.clone())
+    let admin = AdminService::bind(&config.admin.address, gateway.clone(), sync.clone())
         .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
 
     let opt = Opt {
@@ -105,12 +121,19 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     }
     server.add_service(background_service("admin", admin));
     server.add_service(background_service("health checks", health));
+    if let Some(sync) = &sync {
+        server.add_service(background_service(
+            "config sync",
+            SyncService { sync: sync.clone() },
+        ));
+    }
     server.add_service(background_service(
         "config reload",
         Reloader {
             file: opts.file,
             snapshots: snapshots.clone(),
             started_with: config.clone(),
+            sync,
         },
     ));
     info!(

@@ -133,6 +133,8 @@ pub struct ExternalUrl {
 #[derive(Debug)]
 pub struct Snapshot {
     pub version: u64,
+    /// The validated configuration this snapshot was compiled from (what the admin API shows).
+    pub config: Arc<Config>,
     pub listeners: Vec<Arc<str>>,
     pub backends: Vec<Arc<Backend>>,
     pub groups: Vec<Group>,
@@ -262,6 +264,7 @@ impl Snapshot {
 
         Ok(Snapshot {
             version,
+            config: Arc::new(config.clone()),
             listeners: config
                 .proxy
                 .listeners

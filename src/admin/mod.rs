@@ -4,15 +4,17 @@
 //! It runs as a Pingora background service on its own port, so an overloaded proxy listener never
 //! starves the operator's view of the gateway.
 
+pub mod config_api;
+
 use std::net::TcpListener as StdTcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -23,21 +25,65 @@ use crate::health::state::Health;
 use crate::proxy::Gateway;
 use crate::routing::strategy;
 use crate::snapshot::{Backend, Snapshot};
+use crate::sync::StateSync;
 
 #[derive(Clone)]
-struct AdminState {
+pub struct AdminState {
     gateway: Arc<Gateway>,
+    /// `None` with `--config-source file`: the API is read-only.
+    sync: Option<Arc<StateSync>>,
 }
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(gateway: Arc<Gateway>, sync: Option<Arc<StateSync>>) -> Router {
+    use config_api as api;
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/backends", get(list_backends))
-        .route("/api/v1/backends/{name}", get(get_backend))
+        .route(
+            "/api/v1/backends",
+            get(list_backends).post(api::create_backend),
+        )
+        .route(
+            "/api/v1/backends/{name}",
+            get(get_backend)
+                .put(api::replace_backend)
+                .delete(api::delete_backend),
+        )
+        .route(
+            "/api/v1/backends/{name}/activate",
+            post(api::activate_backend),
+        )
+        .route(
+            "/api/v1/backends/{name}/deactivate",
+            post(api::deactivate_backend),
+        )
+        .route(
+            "/api/v1/groups",
+            get(api::list_groups).post(api::create_group),
+        )
+        .route(
+            "/api/v1/groups/{name}",
+            get(api::get_group)
+                .put(api::replace_group)
+                .delete(api::delete_group),
+        )
+        .route(
+            "/api/v1/policies",
+            get(api::list_policies).post(api::create_policy),
+        )
+        .route(
+            "/api/v1/policies/{name}",
+            get(api::get_policy)
+                .put(api::replace_policy)
+                .delete(api::delete_policy),
+        )
         .fallback(not_found)
-        .with_state(AdminState { gateway })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(AdminState { gateway, sync })
 }
 
 async fn livez() -> Json<serde_json::Value> {
@@ -94,7 +140,7 @@ async fn metrics(State(st): State<AdminState>) -> Response {
 }
 
 /// A backend as the API shows it: its configuration plus read-only status fields.
-fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
+pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
     let h = &b.runtime.health;
     let report = h.report();
     let inflight = b.runtime.inflight.load(Ordering::Relaxed);
@@ -172,15 +218,21 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 pub struct AdminService {
     listener: std::sync::Mutex<Option<StdTcpListener>>,
     gateway: Arc<Gateway>,
+    sync: Option<Arc<StateSync>>,
 }
 
 impl AdminService {
-    pub fn bind(address: &str, gateway: Arc<Gateway>) -> std::io::Result<Self> {
+    pub fn bind(
+        address: &str,
+        gateway: Arc<Gateway>,
+        sync: Option<Arc<StateSync>>,
+    ) -> std::io::Result<Self> {
         let listener = StdTcpListener::bind(address)?;
         listener.set_nonblocking(true)?;
         Ok(AdminService {
             listener: std::sync::Mutex::new(Some(listener)),
             gateway,
+            sync,
         })
     }
 }
@@ -206,7 +258,7 @@ impl BackgroundService for AdminService {
         if let Ok(addr) = listener.local_addr() {
             info!("admin listener on http://{addr}");
         }
-        let app = router(self.gateway.clone());
+        let app = router(self.gateway.clone(), self.sync.clone());
         let stop = async move {
             let _ = shutdown.changed().await;
         };

@@ -22,7 +22,38 @@ pub struct Config {
     #[serde(default)]
     pub health: HealthConfig,
     #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
     pub server: ServerConfig,
+}
+
+/// Where shared state lives (see `src/store/`): the routing config once seeded, query history and
+/// learned coordinator ids, shared by every gateway instance that points at the same database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (embedded), `postgres://...` or `mysql://...` (MySQL 8, MariaDB).
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// How often each instance checks the config version for changes made through any instance.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+}
+
+fn default_database_url() -> String {
+    "sqlite://trino-edge.db".to_string()
+}
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration(Duration::from_millis(500))
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_database_url(),
+            poll_interval: default_poll_interval(),
+        }
+    }
 }
 
 /// Active health and load checks of every backend (see `src/health/`).

@@ -139,6 +139,25 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
         }
     }
 
+    let db = &c.database.url;
+    if ![
+        "sqlite:",
+        "postgres://",
+        "postgresql://",
+        "mysql://",
+        "mariadb://",
+    ]
+    .iter()
+    .any(|p| db.starts_with(p))
+    {
+        is.push(
+            "database.url",
+            format!("`{db}` must start with sqlite://, postgres://, postgresql://, mysql:// or mariadb://"),
+        );
+    }
+    if c.database.poll_interval.get().is_zero() {
+        is.push("database.poll_interval", "must be longer than 0s");
+    }
     let h = &c.health;
     if h.rise == 0 || h.fall == 0 {
         is.push("health", "rise and fall must be at least 1");

@@ -42,6 +42,7 @@ impl HealthChecker {
         for b in &snap.backends {
             let (http, b, cfg) = (self.http.clone(), b.clone(), cfg.clone());
             probes.spawn(async move {
+                let baseline = b.runtime.health.corrections();
                 let result =
                     match tokio::time::timeout(cfg.timeout.get(), probe::probe(&http, &b, &cfg))
                         .await
@@ -49,18 +50,24 @@ impl HealthChecker {
                         Ok(r) => r,
                         Err(_) => Err(format!("no answer within {}", cfg.timeout)),
                     };
-                (b, result)
+                (b, baseline, result)
             });
         }
         while let Some(done) = probes.join_next().await {
-            if let Ok((b, result)) = done {
-                self.apply(snap, &b, result);
+            if let Ok((b, baseline, result)) = done {
+                self.apply(snap, &b, baseline, result);
             }
         }
         self.gateway.health_rounds.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn apply(&self, snap: &Snapshot, b: &Arc<Backend>, result: Result<ProbeResult, String>) {
+    fn apply(
+        &self,
+        snap: &Snapshot,
+        b: &Arc<Backend>,
+        baseline: (i64, i64),
+        result: Result<ProbeResult, String>,
+    ) {
         let h = &b.runtime.health;
         let t = h.record(result.is_ok(), snap.health.rise, snap.health.fall);
         match &result {
@@ -69,7 +76,7 @@ impl HealthChecker {
                     info!(backend = %b.name, from = ?t.from, to = ?t.to, "backend is healthy");
                 }
                 if let Some((running, queued)) = r.load {
-                    h.set_load(running, queued);
+                    h.set_load_since(running, queued, baseline);
                 }
                 if let Some(cid) = r.query_id.as_deref().and_then(coordinator_id) {
                     if let Some(old) = h.observe_coordinator(cid) {

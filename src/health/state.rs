@@ -102,12 +102,30 @@ impl BackendHealth {
         Transition { from, to }
     }
 
-    pub fn set_load(&self, running: i64, queued: i64) {
+    /// The correction counters now; taken when a probe starts.
+    pub fn corrections(&self) -> (i64, i64) {
+        (
+            self.started_since_probe.load(Ordering::Relaxed),
+            self.finished_since_probe.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Store a load report from a probe that started when the counters were `baseline`: only what
+    /// the report already covers is taken off the counters, so queries started while the probe was
+    /// in flight still count (a reset to zero would lose them and let a burst overshoot a limit).
+    pub fn set_load_since(&self, running: i64, queued: i64, baseline: (i64, i64)) {
         self.reported_running.store(running, Ordering::Relaxed);
         self.reported_queued.store(queued, Ordering::Relaxed);
-        self.started_since_probe.store(0, Ordering::Relaxed);
-        self.finished_since_probe.store(0, Ordering::Relaxed);
+        self.started_since_probe
+            .fetch_sub(baseline.0, Ordering::Relaxed);
+        self.finished_since_probe
+            .fetch_sub(baseline.1, Ordering::Relaxed);
         self.load_known.store(true, Ordering::Relaxed);
+    }
+
+    /// Store a load report that covers everything counted so far.
+    pub fn set_load(&self, running: i64, queued: i64) {
+        self.set_load_since(running, queued, self.corrections());
     }
 
     /// Estimated running queries: the last report, plus what we started since, minus what we saw
@@ -193,5 +211,10 @@ mod tests {
         assert_eq!(h.running_estimate(), 1);
         h.set_load(5, 1);
         assert_eq!(h.running_estimate(), 5);
+        // A query started while a probe was in flight survives that probe's report.
+        let baseline = h.corrections();
+        h.started_since_probe.fetch_add(1, Ordering::Relaxed);
+        h.set_load_since(5, 1, baseline);
+        assert_eq!(h.running_estimate(), 6);
     }
 }

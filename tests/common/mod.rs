@@ -13,12 +13,20 @@ use trino_edge::emulator::{self, EmulatorConfig, EmulatorHandle};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_trino-edge");
 
+/// A free port for a gateway listener, below the kernel's ephemeral range (32768+): a port from
+/// that range could be handed to an emulator binding port 0 between our check and the gateway's
+/// bind. A per-process counter keeps the parallel tests of one binary apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 600) * 20;
+    let _ = NEXT.compare_exchange(0, start + 1, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let p = (20_000 + NEXT.fetch_add(1, Ordering::SeqCst) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 pub async fn backend(rows_per_page: usize) -> EmulatorHandle {
@@ -46,15 +54,30 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Start `trino-edge serve` with this YAML and wait until its admin listener answers.
+    /// Start `trino-edge serve --config-source file` with this YAML and wait until its admin
+    /// listener answers.
     pub async fn start(yaml: &str, proxy_port: u16, admin_port: u16) -> Gateway {
+        Self::start_with(yaml, proxy_port, admin_port, "file").await
+    }
+
+    /// Start with `--config-source SOURCE`. Without a `database:` section, the state goes to a
+    /// fresh SQLite file in the gateway's temp dir.
+    pub async fn start_with(yaml: &str, proxy_port: u16, admin_port: u16, source: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
+        let yaml = if yaml.contains("\ndatabase:") {
+            yaml.to_string()
+        } else {
+            format!(
+                "{yaml}database:\n  url: \"sqlite://{}/state.db\"\n",
+                dir.path().display()
+            )
+        };
         std::fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(BIN)
-            .args(["serve", "--config"])
+            .args(["serve", "--config-source", source, "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -62,7 +85,7 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("spawn trino-edge");
-        let gw = Gateway {
+        let mut gw = Gateway {
             child,
             url: format!("http://127.0.0.1:{proxy_port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
@@ -74,7 +97,7 @@ impl Gateway {
         gw
     }
 
-    async fn wait_ready(&self, proxy_port: u16) {
+    async fn wait_ready(&mut self, proxy_port: u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let http = reqwest::Client::new();
         loop {
@@ -88,6 +111,9 @@ impl Gateway {
                 .is_ok();
             if admin_ok && proxy_ok {
                 return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited ({status}):\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,

@@ -1,0 +1,243 @@
+//! Keeping every instance's snapshot in line with the shared database.
+//!
+//! In `database` mode the file seeds an empty database once; after that the database's groups,
+//! backends and policies are the truth, and the file supplies everything else (listeners, health,
+//! timeouts). Every instance polls the version counter; a change made through any instance's admin
+//! API is loaded, validated and swapped in within one poll interval. The request path never waits
+//! on any of this: it keeps reading the last good snapshot, also while the database is down.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::config::{validate, Config};
+use crate::metrics::METRICS;
+use crate::snapshot::SnapshotHandle;
+use crate::store::{Store, StoreError, StoredRouting};
+
+/// Which side owns groups, backends and policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ConfigSource {
+    /// The database (seeded from the file when empty); the admin API changes it.
+    #[default]
+    Database,
+    /// The file; the admin API is read-only and SIGHUP reloads the file.
+    File,
+}
+
+/// The file's routing parts replaced by the database's.
+pub fn merge(file: &Config, db: &StoredRouting) -> Config {
+    let mut c = file.clone();
+    c.groups = db.groups.clone();
+    c.backends = db.backends.clone();
+    c.routing.policies = db.policies.clone();
+    c
+}
+
+/// Validate a merged config, with issues as one message.
+pub fn check(config: &Config) -> Result<(), String> {
+    validate::validate(config).map_err(|issues| {
+        issues
+            .iter()
+            .map(|i| {
+                if i.path.is_empty() {
+                    i.message.clone()
+                } else {
+                    format!("{}: {}", i.path, i.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+pub struct StateSync {
+    store: Store,
+    /// The runtime that owns the pool's connections; every database call runs there, whichever
+    /// Pingora service runtime (admin, sync) asks for it.
+    rt: tokio::runtime::Handle,
+    pub snapshots: Arc<SnapshotHandle>,
+    /// The file's current settings (replaced on SIGHUP).
+    pub file: ArcSwap<Config>,
+    /// Database version the current snapshot was built from.
+    applied: AtomicI64,
+    /// One reload at a time (the poller and API writes may race).
+    reloading: Mutex<()>,
+}
+
+impl StateSync {
+    /// Connect, migrate, seed an empty database from the file, and return the merged config.
+    pub async fn open(file: &Config) -> Result<(Store, Config, i64), String> {
+        let url = &file.database.url;
+        let store = Store::connect(url)
+            .await
+            .map_err(|e| format!("database {}: {e}", redact(url)))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| format!("database migration failed: {e}"))?;
+        if store
+            .seed(&file.groups, &file.backends, &file.routing.policies)
+            .await
+            .map_err(|e| format!("seeding the database failed: {e}"))?
+        {
+            info!("database was empty: seeded it with the file's groups, backends and policies");
+        }
+        let stored = store
+            .load()
+            .await
+            .map_err(|e| format!("reading the database failed: {e}"))?;
+        let merged = merge(file, &stored);
+        check(&merged).map_err(|e| format!("the database's routing config is invalid: {e}"))?;
+        Ok((store, merged, stored.version))
+    }
+
+    pub fn new(
+        store: Store,
+        rt: tokio::runtime::Handle,
+        snapshots: Arc<SnapshotHandle>,
+        file: Config,
+        version: i64,
+    ) -> Arc<StateSync> {
+        Arc::new(StateSync {
+            store,
+            rt,
+            snapshots,
+            file: ArcSwap::from_pointee(file),
+            applied: AtomicI64::new(version),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// Run a store operation on the database runtime.
+    pub async fn db<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.rt.spawn(f(self.store.clone())).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Db(sqlx::Error::WorkerCrashed)),
+        }
+    }
+
+    /// Load the database and swap in a new snapshot if its version moved (or `force`). Counts
+    /// reloads (success, or failure for an invalid config) in the metrics.
+    pub async fn reload(&self, force: bool) -> Result<Option<u64>, String> {
+        let _one = self.reloading.lock().await;
+        let version = self
+            .db(|s| async move { s.version().await })
+            .await
+            .map_err(|e| db_error("version", e))?;
+        if !force && version == self.applied.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let stored = self
+            .db(|s| async move { s.load().await })
+            .await
+            .map_err(|e| db_error("load", e))?;
+        let merged = merge(&self.file.load(), &stored);
+        if let Err(e) = check(&merged) {
+            METRICS.config_reload.with_label_values(&["failure"]).inc();
+            return Err(format!(
+                "database version {} is invalid, keeping the current snapshot: {e}",
+                stored.version
+            ));
+        }
+        let snap = self.snapshots.replace(&merged).map_err(|e| {
+            METRICS.config_reload.with_label_values(&["failure"]).inc();
+            e.to_string()
+        })?;
+        self.applied.store(stored.version, Ordering::Relaxed);
+        METRICS.config_reload.with_label_values(&["success"]).inc();
+        METRICS.snapshot_version.set(snap.version as i64);
+        Ok(Some(snap.version))
+    }
+}
+
+/// A dedicated runtime thread for the database pool, alive for the whole process.
+pub fn database_runtime() -> Result<tokio::runtime::Handle, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("database".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+pub fn db_error(op: &str, e: StoreError) -> String {
+    METRICS.db_errors.with_label_values(&[op]).inc();
+    format!("database {op} failed: {e}")
+}
+
+/// Hide a password in a database URL for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Polls the version counter every `database.poll_interval`.
+pub struct SyncService {
+    pub sync: Arc<StateSync>,
+}
+
+#[async_trait]
+impl BackgroundService for SyncService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut failing = false;
+        loop {
+            let interval = self.sync.file.load().database.poll_interval.get();
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            // Log a failure once, and the recovery, instead of once per poll.
+            match self.sync.reload(false).await {
+                Ok(changed) => {
+                    if failing {
+                        info!("config sync: database reachable again");
+                        failing = false;
+                    }
+                    if let Some(v) = changed {
+                        info!(
+                            version = v,
+                            "routing config changed in the database; snapshot swapped"
+                        );
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!("config sync: {e} (routing continues on the current snapshot)");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    }
+}
