@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 
 use prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    TextEncoder,
+    exponential_buckets, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Encoder, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, TextEncoder,
 };
 
 use crate::routing::strategy;
@@ -31,6 +31,7 @@ pub struct Metrics {
     pub snapshot_version: IntGauge,
     pub config_reload: IntCounterVec,
     pub db_errors: IntCounterVec,
+    pub history_dropped: IntCounter,
 }
 
 // Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
@@ -121,8 +122,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("metric"),
         db_errors: register_int_counter_vec!(
             "trino_edge_db_errors_total",
-            "Failed database operations (version|load|write|...)",
+            "Failed database operations (version|load|history|coordinator|lookup)",
             &["op"]
+        )
+        .expect("metric"),
+        history_dropped: register_int_counter!(
+            "trino_edge_history_dropped_total",
+            "History events dropped because the database could not keep up"
         )
         .expect("metric"),
     }

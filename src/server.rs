@@ -13,6 +13,7 @@ use tracing::info;
 use crate::admin::AdminService;
 use crate::config::Config;
 use crate::health::HealthChecker;
+use crate::history;
 use crate::proxy::{Gateway, TrinoProxy};
 use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
@@ -58,22 +59,37 @@ fn server_conf(config: &Config) -> ServerConf {
     conf
 }
 
+/// How this instance names itself in query history: host name and admin port.
+fn instance_name(config: &Config) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "trino-edge".to_string());
+    let port = config.admin.address.rsplit(':').next().unwrap_or("0");
+    format!("{host}:{port}")
+}
+
 /// Build everything and run until a shutdown signal. Errors are startup problems (ports taken).
 pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
-    // In database mode the routing config comes from the database (seeded from the file once).
-    let (routing_config, database) = match opts.source {
-        ConfigSource::File => (config.clone(), None),
-        ConfigSource::Database => {
-            let rt = database_runtime()?;
-            let (store, merged, version) = rt.block_on(StateSync::open(&config))?;
-            info!(database = %redact(&config.database.url), version, "routing config loaded from the database");
-            (merged, Some((store, rt, version)))
-        }
-    };
+    // The database holds history and coordinator ids in both modes, and in database mode also
+    // the routing config (seeded from the file once).
+    let rt = database_runtime()?;
+    let (store, routing_config, version) = rt.block_on(StateSync::open(&config, opts.source))?;
+    if opts.source == ConfigSource::Database {
+        info!(database = %redact(&config.database.url), version, "routing config loaded from the database");
+    }
     let snapshots = SnapshotHandle::new(&routing_config).map_err(|e| e.to_string())?;
-    let sync = database.map(|(store, rt, version)| {
-        StateSync::new(store, rt, snapshots.clone(), config.clone(), version)
-    });
+    let sync = StateSync::new(
+        opts.source,
+        store,
+        rt,
+        snapshots.clone(),
+        config.clone(),
+        version,
+    );
+    let (history, history_writer) = history::channel(sync.clone());
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
         sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
@@ -81,6 +97,10 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         read_timeout: config.proxy.read_timeout.get(),
         max_submit_attempts: config.proxy.max_submit_attempts,
         health_rounds: AtomicU64::new(0),
+        history: Some(history),
+        database: Some(sync.clone()),
+        lookup_permits: tokio::sync::Semaphore::new(8),
+        instance: instance_name(&config),
     });
     let health = HealthChecker::new(gateway.clone())?;
 
@@ -95,7 +115,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             })?;
         }
     }
-    let admin = AdminService::bind(&config.admin.address, gateway.clone(), sync.clone())
+    let admin = AdminService::bind(&config.admin.address, gateway.clone(), Some(sync.clone()))
         .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
 
     let opt = Opt {
@@ -121,19 +141,21 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     }
     server.add_service(background_service("admin", admin));
     server.add_service(background_service("health checks", health));
-    if let Some(sync) = &sync {
-        server.add_service(background_service(
-            "config sync",
-            SyncService { sync: sync.clone() },
-        ));
-    }
+    server.add_service(background_service(
+        "config sync",
+        SyncService {
+            sync: sync.clone(),
+            gateway: gateway.clone(),
+        },
+    ));
+    server.add_service(background_service("history writer", history_writer));
     server.add_service(background_service(
         "config reload",
         Reloader {
             file: opts.file,
             snapshots: snapshots.clone(),
             started_with: config.clone(),
-            sync,
+            sync: (opts.source == ConfigSource::Database).then_some(sync),
         },
     ));
     info!(

@@ -106,9 +106,10 @@ impl Stickiness {
     }
 
     /// Record that `backend` runs `query_id` (and owns its coordinator id).
-    pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) {
+    /// Returns the query's coordinator id if this taught us a new coordinator → backend pairing.
+    pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) -> Option<CoordinatorId> {
         if !is_valid_query_id(query_id) {
-            return;
+            return None;
         }
         self.queries.insert(
             query_id.to_string(),
@@ -118,27 +119,28 @@ impl Stickiness {
                 finished: Arc::default(),
             },
         );
-        if let Some(cid) = coordinator_id(query_id) {
-            self.learn_coordinator(cid, backend);
-        }
+        let cid = coordinator_id(query_id)?;
+        self.learn_coordinator(cid, backend).then_some(cid)
     }
 
     /// Record a backend's coordinator id; a later owner of the same id wins (a restarted
     /// coordinator draws a new id, so a clash means the old process is gone).
-    pub fn learn_coordinator(&self, cid: CoordinatorId, backend: &Arc<Backend>) {
+    /// Returns whether the pairing is new.
+    pub fn learn_coordinator(&self, cid: CoordinatorId, backend: &Arc<Backend>) -> bool {
         if self
             .coordinators
             .load()
             .get(&cid)
             .is_some_and(|b| Arc::ptr_eq(b, backend))
         {
-            return; // the common case: nothing new, no write
+            return false; // the common case: nothing new, no write
         }
         self.coordinators.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.insert(cid, backend.clone());
             map
         });
+        true
     }
 
     /// Record that a query this instance routed has finished. `true` only the first time, so a
@@ -198,6 +200,10 @@ impl Stickiness {
             .get(txn)
             .filter(|e| e.learned.elapsed() < self.ttl)
             .map(|e| e.backend)
+    }
+
+    pub fn knows_coordinator(&self, cid: CoordinatorId) -> bool {
+        self.coordinators.load().contains_key(&cid)
     }
 
     /// Number of coordinator ids known (for readiness and tests).

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::{validate, Config};
 use crate::metrics::METRICS;
+use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
 use crate::store::{Store, StoreError, StoredRouting};
 
@@ -58,6 +59,7 @@ pub fn check(config: &Config) -> Result<(), String> {
 }
 
 pub struct StateSync {
+    pub source: ConfigSource,
     store: Store,
     /// The runtime that owns the pool's connections; every database call runs there, whichever
     /// Pingora service runtime (admin, sync) asks for it.
@@ -72,8 +74,9 @@ pub struct StateSync {
 }
 
 impl StateSync {
-    /// Connect, migrate, seed an empty database from the file, and return the merged config.
-    pub async fn open(file: &Config) -> Result<(Store, Config, i64), String> {
+    /// Connect and migrate; in database mode also seed an empty database from the file and
+    /// return the merged config (in file mode the file's config as it is).
+    pub async fn open(file: &Config, source: ConfigSource) -> Result<(Store, Config, i64), String> {
         let url = &file.database.url;
         let store = Store::connect(url)
             .await
@@ -82,6 +85,9 @@ impl StateSync {
             .migrate()
             .await
             .map_err(|e| format!("database migration failed: {e}"))?;
+        if source == ConfigSource::File {
+            return Ok((store, file.clone(), 0));
+        }
         if store
             .seed(&file.groups, &file.backends, &file.routing.policies)
             .await
@@ -99,6 +105,7 @@ impl StateSync {
     }
 
     pub fn new(
+        source: ConfigSource,
         store: Store,
         rt: tokio::runtime::Handle,
         snapshots: Arc<SnapshotHandle>,
@@ -106,6 +113,7 @@ impl StateSync {
         version: i64,
     ) -> Arc<StateSync> {
         Arc::new(StateSync {
+            source,
             store,
             rt,
             snapshots,
@@ -113,6 +121,30 @@ impl StateSync {
             applied: AtomicI64::new(version),
             reloading: Mutex::new(()),
         })
+    }
+
+    /// Learn the coordinator ids other instances stored, so this one can route follow-ups for
+    /// backends it has not talked to yet. Local knowledge wins over the database's.
+    pub async fn learn_shared_coordinators(&self, gateway: &Gateway) -> Result<usize, String> {
+        let shared = self
+            .db(|s| async move { s.coordinators().await })
+            .await
+            .map_err(|e| db_error("coordinators", e))?;
+        let snap = self.snapshots.load();
+        let mut learned = 0;
+        for (id, backend) in shared {
+            let Some(cid) = <[u8; 5]>::try_from(id.as_bytes()).ok() else {
+                continue;
+            };
+            if gateway.sticky.knows_coordinator(cid) {
+                continue;
+            }
+            if let Some(b) = snap.backends.iter().find(|b| *b.name == *backend) {
+                gateway.sticky.learn_coordinator(cid, b);
+                learned += 1;
+            }
+        }
+        Ok(learned)
     }
 
     /// Run a store operation on the database runtime.
@@ -131,6 +163,9 @@ impl StateSync {
     /// Load the database and swap in a new snapshot if its version moved (or `force`). Counts
     /// reloads (success, or failure for an invalid config) in the metrics.
     pub async fn reload(&self, force: bool) -> Result<Option<u64>, String> {
+        if self.source == ConfigSource::File {
+            return Ok(None); // the file owns routing; SIGHUP reloads it
+        }
         let _one = self.reloading.lock().await;
         let version = self
             .db(|s| async move { s.version().await })
@@ -205,13 +240,26 @@ pub fn redact(url: &str) -> String {
 /// Polls the version counter every `database.poll_interval`.
 pub struct SyncService {
     pub sync: Arc<StateSync>,
+    pub gateway: Arc<Gateway>,
 }
+
+/// Coordinator ids are re-read from the database every this many polls.
+const COORDINATOR_EVERY: u32 = 4;
 
 #[async_trait]
 impl BackgroundService for SyncService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut failing = false;
+        let mut polls = 0u32;
         loop {
+            polls = polls.wrapping_add(1);
+            if polls % COORDINATOR_EVERY == 1 {
+                if let Err(e) = self.sync.learn_shared_coordinators(&self.gateway).await {
+                    if !failing {
+                        warn!("config sync: {e}");
+                    }
+                }
+            }
             let interval = self.sync.file.load().database.poll_interval.get();
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}

@@ -354,3 +354,119 @@ async fn two_instances_on_postgres_stay_in_step() {
     assert!(out.next_uris.len() >= 10);
     store.drop_all_for_tests().await.unwrap();
 }
+
+/// Query history is written off the request path and served by the API; an instance that never
+/// saw a query's coordinator finds its owner through the shared database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_recorded_served_and_used_to_route_unknown_follow_ups() {
+    let b1 = backend(100).await;
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "database:\n  url: \"sqlite://{}/state.db\"\n  poll_interval: 200ms\n",
+        db_dir.path().display()
+    );
+    let mut gws = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let admin = free_port();
+        let yaml = config_yaml(
+            &[("main", port)],
+            admin,
+            &[("adhoc", "round_robin")],
+            &[("b1", b1.url(), "adhoc")],
+            "",
+        ) + &db;
+        gws.push(Gateway::start_with(&yaml, port, admin, "database").await);
+    }
+    let (a, b) = (&gws[0], &gws[1]);
+    let mut client = Client::new(&a.url);
+    client.user = "history-user".into();
+    let sql = format!(
+        "SELECT * FROM UNNEST(sequence(1, 500)) /* {} */",
+        "x".repeat(1500)
+    );
+    let first: Value = client
+        .submit(
+            &sql,
+            &[
+                ("X-Trino-Source", "hist-test"),
+                ("X-Trino-Client-Tags", "a,b"),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let api = Api::new(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let entry = loop {
+        let (s, v) = api.get(&format!("/api/v1/queries/{id}")).await;
+        if s == 200 {
+            break v;
+        }
+        assert_eq!(s, 404);
+        assert!(Instant::now() < deadline, "history entry never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(entry["user"], "history-user");
+    assert_eq!(entry["source"], "hist-test");
+    assert_eq!(entry["clientTags"], "a,b");
+    assert_eq!(entry["group"], "adhoc");
+    assert_eq!(entry["backend"], "b1");
+    assert_eq!(entry["policy"], "default");
+    assert_eq!(
+        entry["sql"].as_str().unwrap().chars().count(),
+        1000,
+        "first 1,000 characters"
+    );
+    assert!(entry["gateway"]
+        .as_str()
+        .unwrap()
+        .ends_with(&a.admin.rsplit(':').next().unwrap().to_string()));
+    let (s, page) = api
+        .get("/api/v1/queries?user=history-user&source=hist-test&limit=10")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(page["queries"].as_array().unwrap().len(), 1);
+    let (s, page) = api.get("/api/v1/queries?user=nobody").await;
+    assert_eq!(s, 200);
+    assert!(page["queries"].as_array().unwrap().is_empty());
+    let (s, v) = api.get("/api/v1/queries?since=yesterday").await;
+    assert_eq!(s, 400, "{v}");
+    error_of(&v);
+    let (s, _) = api.get("/api/v1/queries/20260101_000000_00001_zzzzz").await;
+    assert_eq!(s, 404);
+
+    // B has never seen this coordinator (no health probes, no traffic): the database tells it.
+    let out_pages = {
+        let mut page = first.clone();
+        let mut rows = 0;
+        while let Some(next) = page["nextUri"].as_str() {
+            let url = Client::new(&a.url).rebased(&b.url).follow_url(next);
+            let r = client
+                .http
+                .get(url)
+                .header("X-Trino-User", "history-user")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "B could not route the follow-up");
+            page = r.json().await.unwrap();
+            rows += page["data"].as_array().map_or(0, |d| d.len());
+        }
+        rows
+    };
+    assert_eq!(out_pages, 500);
+    let metrics = reqwest::get(format!("{}/metrics", b.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("trino_edge_sticky_resolution_total{source=\"database\"} 1"),
+        "{metrics}"
+    );
+}

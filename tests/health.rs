@@ -528,6 +528,10 @@ async fn a_probe_round_over_50_slow_backends_takes_well_under_one_interval() {
         read_timeout: Duration::from_secs(5),
         max_submit_attempts: 3,
         health_rounds: Default::default(),
+        history: None,
+        database: None,
+        lookup_permits: tokio::sync::Semaphore::new(1),
+        instance: "test".into(),
     });
     let checker = trino_edge::health::HealthChecker::new(gateway.clone()).unwrap();
     let snap = snapshots.load();

@@ -449,6 +449,9 @@ async fn ten_thousand_random_submissions_do_not_grow_the_series_count() {
     let series = |text: &str| {
         text.lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty() && !l.starts_with("process_"))
+            // Database errors are labelled by a fixed set of operations; a lookup timing out
+            // under this flood is not what this test is about.
+            .filter(|l| !l.starts_with("trino_edge_db_errors_total"))
             .count()
     };
     burst(64).await;

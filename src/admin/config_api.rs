@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::{backend_json, AdminState};
 use crate::config::{BackendConfig, GroupConfig, PolicyConfig};
 use crate::store::{Kind, StoreError, StoredRouting};
-use crate::sync::{check, merge};
+use crate::sync::{check, merge, ConfigSource};
 
 pub struct ApiError(StatusCode, String);
 
@@ -28,9 +28,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn new(status: StatusCode, message: String) -> ApiError {
+        ApiError(status, message)
+    }
+}
+
 pub type ApiResult = Result<Response, ApiError>;
 
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound(what) => ApiError(StatusCode::NOT_FOUND, format!("{what} not found")),
         StoreError::Conflict(what) => {
@@ -104,7 +110,11 @@ async fn mutate<T>(
 where
     T: Named + Clone + Send + Sync + 'static,
 {
-    let Some(sync) = st.sync.clone() else {
+    let Some(sync) = st
+        .sync
+        .clone()
+        .filter(|s| s.source == ConfigSource::Database)
+    else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "the admin API is read-only: this gateway runs with --config-source file (edit the file and send SIGHUP)".into(),

@@ -5,6 +5,7 @@
 //! starves the operator's view of the gateway.
 
 pub mod config_api;
+pub mod history_api;
 
 use std::net::TcpListener as StdTcpListener;
 use std::sync::atomic::Ordering;
@@ -81,6 +82,8 @@ pub fn router(gateway: Arc<Gateway>, sync: Option<Arc<StateSync>>) -> Router {
                 .put(api::replace_policy)
                 .delete(api::delete_policy),
         )
+        .route("/api/v1/queries", get(history_api::list))
+        .route("/api/v1/queries/{id}", get(history_api::get))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(AdminState { gateway, sync })

@@ -88,7 +88,9 @@ impl HealthChecker {
                         );
                         self.gateway.sticky.forget_coordinator(old);
                     }
-                    self.gateway.sticky.learn_coordinator(cid, b);
+                    if self.gateway.sticky.learn_coordinator(cid, b) {
+                        self.gateway.share_coordinator(cid, b);
+                    }
                 }
             }
             Err(e) if t.from != t.to => {

@@ -30,18 +30,27 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
+use crate::history::{HistoryEvent, HistorySink};
 use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
 use crate::routing::strategy::{self, Unavailable};
 use crate::routing::{choose_group, RouteReason};
 use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
 use crate::stickiness::Stickiness;
+use crate::store::HistoryRecord;
+use crate::sync::StateSync;
 use error::GatewayError;
 use page_scan::{PageScan, Verdict};
 use target::{classify, Target};
 
 /// The submission response is small (no result rows); cap what we hold of it to learn the query id.
 const MAX_SUBMISSION_RESPONSE: usize = 1 << 20;
+
+/// Longest wait for the database when a follow-up's owner is unknown in memory.
+const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The history keeps this many characters of each query's SQL.
+const HISTORY_SQL_CHARS: usize = 1000;
 
 const STARTED_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-started-transaction-id");
 const CLEAR_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-clear-transaction-id");
@@ -55,6 +64,74 @@ pub struct Gateway {
     pub max_submit_attempts: usize,
     /// Completed health-check rounds (readiness waits for the first).
     pub health_rounds: AtomicU64,
+    /// Where query history and learned coordinator ids go (`None` in tests without a database).
+    pub history: Option<HistorySink>,
+    /// The shared database, asked when nothing in memory knows a query's owner.
+    pub database: Option<Arc<StateSync>>,
+    /// Concurrent database lookups allowed (see `lookup_in_database`).
+    pub lookup_permits: tokio::sync::Semaphore,
+    /// This instance's name in the history.
+    pub instance: String,
+}
+
+impl Gateway {
+    /// Learn a query's owner; a coordinator new to this instance is shared through the database.
+    pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) {
+        if let Some(cid) = self.sticky.learn_query(query_id, backend) {
+            self.share_coordinator(cid, backend);
+        }
+    }
+
+    /// The owner of `query_id` according to the database: its history entry, else its
+    /// coordinator id. Bounded in time: a slow database gives a 404, not a hanging client.
+    pub async fn lookup_in_database(
+        &self,
+        snap: &Snapshot,
+        query_id: &str,
+    ) -> Option<Arc<Backend>> {
+        let db = self.database.as_ref()?;
+        // Unknown ids are cheap to send: bound how many lookups may run at once, and treat the
+        // rest as misses right away instead of queueing them on the database.
+        let _permit = self.lookup_permits.try_acquire().ok()?;
+        let id = query_id.to_string();
+        let cid = crate::stickiness::coordinator_id(query_id)
+            .map(|c| String::from_utf8_lossy(&c).into_owned());
+        let lookup = db.db(move |s| async move {
+            match s.query_backend(&id).await? {
+                Some(b) => Ok(Some(b)),
+                None => match cid {
+                    Some(cid) => s.coordinator(&cid).await,
+                    None => Ok(None),
+                },
+            }
+        });
+        let name = match tokio::time::timeout(DATABASE_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(name)) => name?,
+            Ok(Err(e)) => {
+                warn!(
+                    "query owner lookup failed: {}",
+                    crate::sync::db_error("lookup", e)
+                );
+                return None;
+            }
+            Err(_) => {
+                METRICS.db_errors.with_label_values(&["lookup"]).inc();
+                return None;
+            }
+        };
+        let b = snap.backends.iter().find(|b| *b.name == *name)?.clone();
+        self.sticky.learn_query(query_id, &b);
+        Some(b)
+    }
+
+    pub fn share_coordinator(&self, cid: crate::stickiness::CoordinatorId, backend: &Backend) {
+        if let Some(h) = &self.history {
+            h.record(HistoryEvent::Coordinator {
+                id: String::from_utf8_lossy(&cid).into_owned(),
+                backend: backend.name.to_string(),
+            });
+        }
+    }
 }
 
 /// One proxy service per listener, so policies can match the listener by name.
@@ -103,6 +180,10 @@ pub struct RequestCtx {
     /// The request is for a `/v1/statement/...` page (or its cancel).
     statement_page: bool,
     query_id: Option<String>,
+    /// The head of a submission's SQL text, for the query history.
+    sql: Option<Vec<u8>>,
+    /// The whole submission body went by (a retry re-sends it; don't capture it twice).
+    sql_complete: bool,
     failure: Option<GatewayError>,
 }
 
@@ -238,13 +319,14 @@ impl TrinoProxy {
         match target {
             Target::Query(id) => {
                 ctx.kind = Kind::FollowUp;
-                let resolution = self.gateway.sticky.resolve_query(id);
-                METRICS.sticky_resolution.with_label_values(&[resolution.source()]).inc();
-                let owner = resolution.backend().ok_or_else(|| GatewayError::query_not_found(id))?;
-                debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
-                ctx.backend = Some(owner.clone());
                 ctx.query_id = Some(id.to_string());
                 ctx.statement_page = req.uri.path().starts_with("/v1/statement/");
+                let resolution = self.gateway.sticky.resolve_query(id);
+                // A miss is counted after the database had its say (in `request_filter`).
+                let owner = resolution.backend().ok_or_else(|| GatewayError::query_not_found(id))?;
+                METRICS.sticky_resolution.with_label_values(&[resolution.source()]).inc();
+                debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
+                ctx.backend = Some(owner.clone());
                 Ok(())
             }
             Target::Spooled => Err(GatewayError::not_supported(
@@ -307,7 +389,36 @@ impl TrinoProxy {
         }
     }
 
-    fn learn_from_submission(&self, ctx: &mut RequestCtx) {
+    /// The history record of a submission the backend accepted.
+    fn history_record(
+        &self,
+        req: &RequestHeader,
+        ctx: &RequestCtx,
+        query_id: &str,
+    ) -> HistoryRecord {
+        let header = |h: &crate::routing::facts::TrinoHeader| {
+            h.get(&req.headers).ok().flatten().map(str::to_string)
+        };
+        HistoryRecord {
+            query_id: query_id.to_string(),
+            submitted_ms: chrono::Utc::now().timestamp_millis(),
+            user: header(&crate::routing::facts::USER),
+            source: header(&crate::routing::facts::SOURCE),
+            client_tags: header(&crate::routing::facts::CLIENT_TAGS),
+            group: ctx.group.map(|g| ctx.snap.groups[g].name.to_string()),
+            backend: ctx.backend.as_ref().map(|b| b.name.to_string()),
+            policy: ctx.reason.map(|r| r.policy_name(&ctx.snap).to_string()),
+            gateway: Some(self.gateway.instance.clone()),
+            sql: ctx.sql.as_ref().map(|s| {
+                String::from_utf8_lossy(s)
+                    .chars()
+                    .take(HISTORY_SQL_CHARS)
+                    .collect()
+            }),
+        }
+    }
+
+    fn learn_from_submission(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
         let Some(learner) = ctx.learner.take() else {
             return;
         };
@@ -317,7 +428,12 @@ impl TrinoProxy {
                 id: Some(id),
                 next_uri,
             }) => {
-                self.gateway.sticky.learn_query(&id, backend);
+                self.gateway.learn_query(&id, backend);
+                if let Some(h) = &self.gateway.history {
+                    h.record(HistoryEvent::Query(Box::new(
+                        self.history_record(req, ctx, &id),
+                    )));
+                }
                 ctx.query_id = Some(id.into_owned());
                 if next_uri.is_none() {
                     self.query_finished(ctx);
@@ -355,6 +471,8 @@ impl ProxyHttp for TrinoProxy {
             page_scan: None,
             statement_page: false,
             query_id: None,
+            sql: None,
+            sql_complete: false,
             failure: None,
         }
     }
@@ -364,7 +482,27 @@ impl ProxyHttp for TrinoProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
-        match self.route(session, ctx) {
+        let routed = match self.route(session, ctx) {
+            Err(err) if err.name == "QUERY_NOT_FOUND" => {
+                // Nothing in memory knows this query: ask the shared database (history and
+                // coordinator ids other instances stored) before answering 404.
+                let found = match &ctx.query_id {
+                    Some(id) => self.gateway.lookup_in_database(&ctx.snap, id).await,
+                    None => None,
+                };
+                let source = if found.is_some() { "database" } else { "miss" };
+                METRICS.sticky_resolution.with_label_values(&[source]).inc();
+                match found {
+                    Some(b) => {
+                        ctx.backend = Some(b);
+                        Ok(())
+                    }
+                    None => Err(err),
+                }
+            }
+            other => other,
+        };
+        match routed {
             Ok(()) => Ok(false),
             Err(err) => {
                 debug!(path = %session.req_header().uri.path(), "rejected: {err}");
@@ -486,6 +624,25 @@ impl ProxyHttp for TrinoProxy {
         Ok(())
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<()> {
+        // Keep the head of the SQL for the history; the body itself streams on unchanged.
+        if ctx.kind == Kind::Submit && !ctx.sql_complete {
+            let head = ctx.sql.get_or_insert_with(Vec::new);
+            if let Some(chunk) = body {
+                let room = (HISTORY_SQL_CHARS * 4).saturating_sub(head.len());
+                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            ctx.sql_complete = end_of_stream;
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -586,7 +743,7 @@ impl ProxyHttp for TrinoProxy {
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -617,7 +774,7 @@ impl ProxyHttp for TrinoProxy {
         // Learn before the last byte goes out: a client may send the first follow-up as soon as it
         // has the whole body, possibly on another connection.
         if end_of_stream || learner.expected.is_some_and(|n| learner.buf.len() >= n) {
-            self.learn_from_submission(ctx);
+            self.learn_from_submission(session.req_header(), ctx);
         }
         Ok(None)
     }
