@@ -32,6 +32,7 @@ routing: { default_group: bench }
 groups: [{ name: bench, strategy: round_robin }]
 backends: [{ name: b1, url: "http://$backend", group: bench }]
 server: { threads: 2, grace_period: 0s, graceful_shutdown_timeout: 1s }
+database: { url: "sqlite://$work/state.db" }
 YAML
 RUST_LOG=warn "$bin" serve --config "$work/gw.yaml" >"$work/gw.log" 2>&1 & pids+=($!)
 
