@@ -25,8 +25,32 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Re-read and apply the file. Returns the new snapshot version, or the reason it was rejected.
+    /// Re-read and apply the file, counting the outcome in `trino_edge_config_reload_total`.
+    /// Returns the new snapshot version, or the reason it was rejected.
     pub async fn reload(&self) -> Result<u64, String> {
+        if let Some(sync) = &self.sync {
+            // `StateSync::reload` counts the outcome of the database part itself.
+            let file = self.check_file().inspect_err(|_| count(false))?;
+            sync.file.store(Arc::new(file));
+            return match sync.reload(true).await? {
+                Some(v) => Ok(v),
+                None => Ok(self.snapshots.load().version),
+            };
+        }
+        let result = match self.check_file() {
+            Ok(new) => self
+                .snapshots
+                .replace(&new)
+                .map(|s| s.version)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        count(result.is_ok());
+        result
+    }
+
+    /// The file, parsed and validated, if it can be applied without a restart.
+    fn check_file(&self) -> Result<Config, String> {
         let Some(file) = &self.file else {
             return Err("no config file to reload (configuration was built in memory)".into());
         };
@@ -48,16 +72,7 @@ impl Reloader {
                     .into(),
             );
         }
-        if let Some(sync) = &self.sync {
-            // Routing stays the database's; the file's other settings apply.
-            sync.file.store(Arc::new(loaded.config));
-            return match sync.reload(true).await? {
-                Some(v) => Ok(v),
-                None => Ok(self.snapshots.load().version),
-            };
-        }
-        let snap = self.snapshots.replace(new).map_err(|e| e.to_string())?;
-        Ok(snap.version)
+        Ok(loaded.config)
     }
 }
 
@@ -74,13 +89,7 @@ impl BackgroundService for Reloader {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    let result = self.reload().await;
-                    // In database mode `StateSync::reload` counts the outcome itself.
-                    if self.sync.is_none() || result.is_err() {
-                        let label = if result.is_ok() { "success" } else { "failure" };
-                        METRICS.config_reload.with_label_values(&[label]).inc();
-                    }
-                    match result {
+                    match self.reload().await {
                         Ok(v) => {
                             METRICS.snapshot_version.set(v as i64);
                             info!(version = v, "configuration reloaded\n{}", self.snapshots.load().describe())
@@ -95,4 +104,9 @@ impl BackgroundService for Reloader {
             }
         }
     }
+}
+
+fn count(ok: bool) {
+    let label = if ok { "success" } else { "failure" };
+    METRICS.config_reload.with_label_values(&[label]).inc();
 }

@@ -115,7 +115,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             })?;
         }
     }
-    let admin = AdminService::bind(&config.admin.address, gateway.clone(), Some(sync.clone()))
+    let admin = AdminService::bind(&config.admin.address, gateway.clone(), sync.clone())
         .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
 
     let opt = Opt {

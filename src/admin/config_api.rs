@@ -110,16 +110,13 @@ async fn mutate<T>(
 where
     T: Named + Clone + Send + Sync + 'static,
 {
-    let Some(sync) = st
-        .sync
-        .clone()
-        .filter(|s| s.source == ConfigSource::Database)
-    else {
+    let sync = st.sync.clone();
+    if sync.source != ConfigSource::Database {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "the admin API is read-only: this gateway runs with --config-source file (edit the file and send SIGHUP)".into(),
         ));
-    };
+    }
     let stored = sync
         .db(|s| async move { s.load().await })
         .await

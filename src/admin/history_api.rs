@@ -46,10 +46,7 @@ pub async fn list(
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let sync = st
-        .sync
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no database".into()))?;
+    let sync = st.sync.clone();
     let filter = HistoryFilter {
         user: p.user,
         source: p.source,
@@ -76,10 +73,7 @@ pub async fn list(
 }
 
 pub async fn get(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult {
-    let sync = st
-        .sync
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no database".into()))?;
+    let sync = st.sync.clone();
     let wanted = id.clone();
     match sync
         .db(move |s| async move { s.history_entry(&wanted).await })

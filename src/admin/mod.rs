@@ -31,14 +31,14 @@ use crate::sync::StateSync;
 #[derive(Clone)]
 pub struct AdminState {
     gateway: Arc<Gateway>,
-    /// `None` with `--config-source file`: the API is read-only.
-    sync: Option<Arc<StateSync>>,
+    /// The database (read-only for routing objects with `--config-source file`).
+    sync: Arc<StateSync>,
 }
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-pub fn router(gateway: Arc<Gateway>, sync: Option<Arc<StateSync>>) -> Router {
+pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Router {
     use config_api as api;
     Router::new()
         .route("/livez", get(livez))
@@ -221,14 +221,14 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 pub struct AdminService {
     listener: std::sync::Mutex<Option<StdTcpListener>>,
     gateway: Arc<Gateway>,
-    sync: Option<Arc<StateSync>>,
+    sync: Arc<StateSync>,
 }
 
 impl AdminService {
     pub fn bind(
         address: &str,
         gateway: Arc<Gateway>,
-        sync: Option<Arc<StateSync>>,
+        sync: Arc<StateSync>,
     ) -> std::io::Result<Self> {
         let listener = StdTcpListener::bind(address)?;
         listener.set_nonblocking(true)?;
