@@ -24,6 +24,9 @@ const CAPACITY: usize = 10_000;
 const BATCH: usize = 500;
 /// Longest an event waits for its batch to fill.
 const LINGER: Duration = Duration::from_millis(200);
+/// Longest pause between attempts while the database is away: short enough that history resumes
+/// within seconds of its return, long enough that a dead database sees no retry storm.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub enum HistoryEvent {
@@ -135,7 +138,7 @@ impl BackgroundService for HistoryWriter {
                             _ = tokio::time::sleep(backoff) => {}
                             _ = shutdown.changed() => return,
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }

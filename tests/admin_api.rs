@@ -151,6 +151,10 @@ async fn crud_validation_and_draining_through_the_api_on_sqlite() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // The unread body stays on the connection, so the answer must close it; otherwise a pooling
+    // client reuses a dead connection for its next request.
+    assert_eq!(r.headers()["connection"], "close");
+    assert!(error_of(&r.json::<Value>().await.unwrap()).contains("larger than"));
     let (s, v) = api.get("/api/v1/backends/nope").await;
     assert_eq!(s, 404);
     error_of(&v);

@@ -162,6 +162,18 @@ async fn a_coordinator_restart_is_detected_and_its_old_queries_get_a_clean_404()
         .await
         .unwrap();
     let next = first["nextUri"].as_str().unwrap().to_string();
+    // Let the history reach the database first: its entry must not revive the query either.
+    let id = first["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reqwest::get(format!("{}/api/v1/queries/{id}", gw.admin))
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "history entry never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let addr = b1.addr;
     b1.shutdown();

@@ -55,7 +55,7 @@ fn not_found(kind: &str, name: &str) -> ApiError {
 }
 
 /// Fields of a backend object that the API shows but never takes (so a GET result can be PUT back).
-const BACKEND_STATUS_FIELDS: [&str; 14] = [
+const BACKEND_STATUS_FIELDS: [&str; 12] = [
     "state",
     "health",
     "full",
@@ -68,8 +68,6 @@ const BACKEND_STATUS_FIELDS: [&str; 14] = [
     "lastCheck",
     "lastError",
     "coordinatorRestarts",
-    "maxQueuedQueries",
-    "maxRunningQueries",
 ];
 
 /// Parse a JSON body into a config object with a clear 400 on any problem.

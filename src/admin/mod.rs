@@ -6,16 +6,17 @@
 
 pub mod config_api;
 pub mod history_api;
+pub mod route_api;
 
 use std::net::TcpListener as StdTcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -38,55 +39,119 @@ pub struct AdminState {
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Router {
+/// Every route of the admin listener. `openapi.yaml` documents each one; a unit test keeps the
+/// paths in step and `tests/openapi.rs` the methods, statuses and bodies.
+fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
     use config_api as api;
-    Router::new()
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
+    vec![
+        ("/livez", get(livez)),
+        ("/readyz", get(readyz)),
+        ("/metrics", get(metrics)),
+        ("/openapi.json", get(openapi)),
+        (
             "/api/v1/backends",
             get(list_backends).post(api::create_backend),
-        )
-        .route(
+        ),
+        (
             "/api/v1/backends/{name}",
             get(get_backend)
                 .put(api::replace_backend)
                 .delete(api::delete_backend),
-        )
-        .route(
+        ),
+        (
             "/api/v1/backends/{name}/activate",
             post(api::activate_backend),
-        )
-        .route(
+        ),
+        (
             "/api/v1/backends/{name}/deactivate",
             post(api::deactivate_backend),
-        )
-        .route(
+        ),
+        (
             "/api/v1/groups",
             get(api::list_groups).post(api::create_group),
-        )
-        .route(
+        ),
+        (
             "/api/v1/groups/{name}",
             get(api::get_group)
                 .put(api::replace_group)
                 .delete(api::delete_group),
-        )
-        .route(
+        ),
+        (
             "/api/v1/policies",
             get(api::list_policies).post(api::create_policy),
-        )
-        .route(
+        ),
+        (
             "/api/v1/policies/{name}",
             get(api::get_policy)
                 .put(api::replace_policy)
                 .delete(api::delete_policy),
-        )
-        .route("/api/v1/queries", get(history_api::list))
-        .route("/api/v1/queries/{id}", get(history_api::get))
+        ),
+        ("/api/v1/queries", get(history_api::list)),
+        ("/api/v1/queries/{id}", get(history_api::get)),
+        ("/api/v1/route", post(route_api::dry_run)),
+    ]
+}
+
+pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(read_whole_body))
         .with_state(AdminState { gateway, sync })
+}
+
+/// The OpenAPI document, written as YAML for people and served as JSON for tools.
+static OPENAPI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let doc: serde_json::Value = serde_yaml_ng::from_str(include_str!("openapi.yaml"))
+        .expect("src/admin/openapi.yaml is valid YAML (checked by a unit test)");
+    doc.to_string()
+});
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI.as_str(),
+    )
+        .into_response()
+}
+
+/// Reads every request body completely (up to [`MAX_BODY`]) before any handler runs.
+///
+/// Why: a handler that answers without reading the whole body (an oversized upload, a POST to an
+/// unknown path) leaves bytes on the connection. Hyper then closes it, but only after the response
+/// went out marked keep-alive, so a pooling client reuses a dead connection and its *next* request
+/// fails. Reading here makes every answer safe to keep alive; the one answer that cannot read the
+/// body — 413 — says `Connection: close`.
+async fn read_whole_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+                .await
+        }
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    [(axum::http::header::CONNECTION, "close")],
+                    Json(json!({
+                        "error": format!("request body larger than {MAX_BODY} bytes")
+                    })),
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    [(axum::http::header::CONNECTION, "close")],
+                    Json(json!({ "error": format!("could not read the request body: {e}") })),
+                )
+                    .into_response()
+            }
+        }
+    }
 }
 
 async fn livez() -> Json<serde_json::Value> {
@@ -142,7 +207,8 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// A backend as the API shows it: its configuration plus read-only status fields.
+/// A backend as the API shows it: its configuration, named exactly as in the config file (so a GET
+/// result can be PUT back), plus read-only status fields in camelCase like Trino's own JSON.
 pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
     let h = &b.runtime.health;
     let report = h.report();
@@ -169,8 +235,9 @@ pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
         "group": &*snap.groups[b.group].name,
         "enabled": b.enabled,
         "weight": b.weight,
-        "maxQueuedQueries": b.max_queued_queries,
-        "maxRunningQueries": b.max_running_queries,
+        "rewrite_host": b.rewrite_host,
+        "max_queued_queries": b.max_queued_queries,
+        "max_running_queries": b.max_running_queries,
         "state": state,
         "health": health,
         "full": b.is_full(),
@@ -271,5 +338,24 @@ impl BackgroundService for AdminService {
         {
             error!("admin listener failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(&super::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let documented: BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let routed: BTreeSet<&str> = super::routes().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(documented, routed);
     }
 }

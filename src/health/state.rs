@@ -128,17 +128,22 @@ impl BackendHealth {
         self.set_load_since(running, queued, self.corrections());
     }
 
-    /// Estimated running queries: the last report, plus what we started since, minus what we saw
-    /// finish since. Abandoned queries (clients that never read the last page) skew it for at most
-    /// one probe interval, because every report starts the correction over.
     /// Queries started minus queries seen finishing since the last load report.
     pub fn net_started_since_probe(&self) -> i64 {
         self.started_since_probe.load(Ordering::Relaxed)
             - self.finished_since_probe.load(Ordering::Relaxed)
     }
 
+    /// Estimated running queries: the last report, plus what we started since, minus what we saw
+    /// finish since. Abandoned queries (clients that never read the last page) skew it for at most
+    /// one probe interval, because every report starts the correction over.
     pub fn running_estimate(&self) -> i64 {
         (self.reported_running.load(Ordering::Relaxed) + self.net_started_since_probe()).max(0)
+    }
+
+    /// The coordinator id the last probe saw (`None` before the first or without SQL probes).
+    pub fn coordinator(&self) -> Option<CoordinatorId> {
+        *self.coordinator.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Remember the coordinator id seen by a probe; returns the previous one if it changed

@@ -34,7 +34,7 @@ use crate::history::{HistoryEvent, HistorySink};
 use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
 use crate::routing::strategy::{self, Unavailable};
-use crate::routing::{choose_group, RouteReason};
+use crate::routing::{choose_group, place, RouteReason};
 use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
 use crate::stickiness::Stickiness;
 use crate::store::HistoryRecord;
@@ -50,7 +50,7 @@ const MAX_SUBMISSION_RESPONSE: usize = 1 << 20;
 const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The history keeps this many characters of each query's SQL.
-const HISTORY_SQL_CHARS: usize = 1000;
+pub(crate) const HISTORY_SQL_CHARS: usize = 1000;
 
 const STARTED_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-started-transaction-id");
 const CLEAR_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-clear-transaction-id");
@@ -120,6 +120,13 @@ impl Gateway {
             }
         };
         let b = snap.backends.iter().find(|b| *b.name == *name)?.clone();
+        // The history remembers queries of a coordinator that has restarted since: they are gone.
+        let current = b.runtime.health.coordinator();
+        if let (Some(q), Some(cur)) = (crate::stickiness::coordinator_id(query_id), current) {
+            if q != cur {
+                return None;
+            }
+        }
         self.sticky.learn_query(query_id, &b);
         Some(b)
     }
@@ -251,41 +258,31 @@ fn has_body(req: &RequestHeader) -> bool {
     declared || req.headers.contains_key(TRANSFER_ENCODING)
 }
 
-/// Pick a backend in `group`; when it has none available, fall back to the policy's
-/// `fallback_group` or else the default group — unless the group is `strict`.
+/// Place a new query (see [`place`]); a fallback is logged and counted here, once per submission.
 fn pick_with_fallback(
     snap: &Snapshot,
     group: usize,
     reason: RouteReason,
 ) -> Result<(usize, usize), GatewayError> {
-    let g = &snap.groups[group];
-    let why = match strategy::pick(snap, g, &[]) {
-        Ok(bi) => return Ok((group, bi)),
-        Err(why) => why,
-    };
-    let unavailable = |name: &str, why| match why {
-        Unavailable::AllFull => GatewayError::all_full(name),
-        Unavailable::NoneHealthy => GatewayError::no_backend(name),
-    };
-    let fallback = match reason {
-        RouteReason::Policy(i) => snap.policies[i].fallback_group,
-        _ => None,
-    }
-    .unwrap_or(snap.default_group);
-    if g.strict || fallback == group {
-        return Err(unavailable(&g.name, why));
-    }
-    let fb = &snap.groups[fallback];
-    match strategy::pick(snap, fb, &[]) {
-        Ok(bi) => {
-            warn!(from_group = %g.name, to_group = %fb.name, reason = ?why, "routing fallback");
-            METRICS
-                .routing_fallback
-                .with_label_values(&[&*g.name, &*fb.name])
-                .inc();
-            Ok((fallback, bi))
+    match place(snap, group, reason, true) {
+        Ok(p) => {
+            if let Some((from, why)) = p.fell_back_from {
+                let (from, to) = (&*snap.groups[from].name, &*snap.groups[p.group].name);
+                warn!(from_group = %from, to_group = %to, reason = ?why, "routing fallback");
+                METRICS
+                    .routing_fallback
+                    .with_label_values(&[from, to])
+                    .inc();
+            }
+            Ok((p.group, p.backend))
         }
-        Err(_) => Err(unavailable(&g.name, why)),
+        Err((g, why)) => {
+            let name = &snap.groups[g].name;
+            Err(match why {
+                Unavailable::AllFull => GatewayError::all_full(name),
+                Unavailable::NoneHealthy => GatewayError::no_backend(name),
+            })
+        }
     }
 }
 

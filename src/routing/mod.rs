@@ -6,6 +6,7 @@ pub mod strategy;
 
 use crate::snapshot::Snapshot;
 pub use facts::RequestFacts;
+use strategy::Unavailable;
 
 /// Why a group was chosen, for logs, metrics and the dry-run API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,60 @@ pub fn choose_group(snap: &Snapshot, facts: &RequestFacts<'_>) -> (usize, RouteR
         }
     }
     (snap.default_group, RouteReason::Default)
+}
+
+/// Where a new query goes: a backend, and whether it got there through a fallback group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub group: usize,
+    pub backend: usize,
+    /// The group first chosen and why it could not take the query, when a fallback applied.
+    pub fell_back_from: Option<(usize, Unavailable)>,
+}
+
+/// Pick a backend in `group`; when it has none available, fall back to the policy's
+/// `fallback_group` or else the default group — unless the group is `strict`. `Err` names the
+/// group first chosen and why it could not take the query. With `advance` false nothing moves (the
+/// dry-run API).
+pub fn place(
+    snap: &Snapshot,
+    group: usize,
+    reason: RouteReason,
+    advance: bool,
+) -> Result<Placement, (usize, Unavailable)> {
+    let pick = |g: usize| {
+        if advance {
+            strategy::pick(snap, &snap.groups[g], &[])
+        } else {
+            strategy::peek(snap, &snap.groups[g])
+        }
+    };
+    let why = match pick(group) {
+        Ok(backend) => {
+            return Ok(Placement {
+                group,
+                backend,
+                fell_back_from: None,
+            })
+        }
+        Err(why) => why,
+    };
+    let fallback = match reason {
+        RouteReason::Policy(i) => snap.policies[i].fallback_group,
+        _ => None,
+    }
+    .unwrap_or(snap.default_group);
+    if snap.groups[group].strict || fallback == group {
+        return Err((group, why));
+    }
+    match pick(fallback) {
+        Ok(backend) => Ok(Placement {
+            group: fallback,
+            backend,
+            fell_back_from: Some((group, why)),
+        }),
+        Err(_) => Err((group, why)),
+    }
 }
 
 #[cfg(test)]

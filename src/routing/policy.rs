@@ -68,38 +68,49 @@ impl CompiledPolicy {
     }
 
     /// Every condition given must hold; a missing header fails a condition on it.
+    #[inline]
     pub fn matches(&self, f: &RequestFacts<'_>) -> bool {
+        self.mismatch(f).is_none()
+    }
+
+    /// The first condition that does not hold (`None`: the policy matches). Names the condition
+    /// as the config writes it, for the dry-run API.
+    pub fn mismatch(&self, f: &RequestFacts<'_>) -> Option<&'static str> {
         if self.listener.as_deref().is_some_and(|l| l != f.listener) {
-            return false;
+            return Some("listener");
         }
         if let Some(h) = &self.host {
             if !f.host.is_some_and(|fh| fh.eq_ignore_ascii_case(h)) {
-                return false;
+                return Some("host");
             }
         }
         if let Some(re) = &self.user {
             if !f.user.is_some_and(|u| re.is_match(u)) {
-                return false;
+                return Some("user");
             }
         }
         if let Some(re) = &self.source {
             if !f.source.is_some_and(|s| re.is_match(s)) {
-                return false;
+                return Some("source");
             }
         }
         if !self.tags_all.iter().all(|t| f.tags().any(|have| have == t)) {
-            return false;
+            return Some("client_tags_all");
         }
         if !self.tags_any.is_empty()
             && !f.tags().any(|have| self.tags_any.iter().any(|t| t == have))
         {
-            return false;
+            return Some("client_tags_any");
         }
-        self.headers.iter().all(|(name, want)| {
+        let headers_hold = self.headers.iter().all(|(name, want)| {
             f.headers
                 .get(name)
                 .is_some_and(|v| v.as_bytes() == want.as_bytes())
-        })
+        });
+        if !headers_hold {
+            return Some("headers");
+        }
+        None
     }
 
     /// One-line summary of the conditions, for `check-config`.

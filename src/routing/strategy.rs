@@ -36,6 +36,32 @@ fn load(b: &Backend) -> i64 {
 /// Pick a backend of `group` for a new query: routable, not full and not in `exclude` (backends
 /// already tried for this request).
 pub fn pick(snap: &Snapshot, group: &Group, exclude: &[usize]) -> Result<usize, Unavailable> {
+    select(snap, group, exclude, true)
+}
+
+/// What [`pick`] would answer now, without moving the group's rotation (for the dry-run API; for
+/// `random` and `weighted` it is one draw of the same distribution).
+pub fn peek(snap: &Snapshot, group: &Group) -> Result<usize, Unavailable> {
+    select(snap, group, &[], false)
+}
+
+/// The next rotation position; `advance` is false for a dry run.
+#[inline]
+fn cursor(group: &Group, advance: bool) -> usize {
+    if advance {
+        group.cursor.fetch_add(1, Ordering::Relaxed)
+    } else {
+        group.cursor.load(Ordering::Relaxed)
+    }
+}
+
+#[inline]
+fn select(
+    snap: &Snapshot,
+    group: &Group,
+    exclude: &[usize],
+    advance: bool,
+) -> Result<usize, Unavailable> {
     let routable = |bi: &usize| !exclude.contains(bi) && is_routable(snap, &snap.backends[*bi]);
     let eligible = |bi: &usize| routable(bi) && !snap.backends[*bi].is_full();
     let members = &group.members;
@@ -54,7 +80,7 @@ pub fn pick(snap: &Snapshot, group: &Group, exclude: &[usize]) -> Result<usize, 
             if n == 0 {
                 return Err(none());
             }
-            let k = group.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let k = cursor(group, advance) % n;
             members.iter().copied().filter(eligible).nth(k)
         }
         Strategy::Random => {
@@ -90,7 +116,7 @@ pub fn pick(snap: &Snapshot, group: &Group, exclude: &[usize]) -> Result<usize, 
         }
         Strategy::LeastLoad => {
             // Lowest load; ties are broken by the rotating cursor so equal backends share work.
-            let start = group.cursor.fetch_add(1, Ordering::Relaxed);
+            let start = cursor(group, advance);
             (0..members.len())
                 .map(|k| members[(start + k) % members.len()])
                 .filter(eligible)
@@ -137,6 +163,11 @@ backends:
         assert!(!picks.contains(&2));
         assert_eq!(pick(&s, g, &[0]), Ok(1));
         assert_eq!(pick(&s, g, &[0, 1]), Err(Unavailable::NoneHealthy));
+        // A dry run names the next pick and does not move the rotation.
+        let next = peek(&s, g).unwrap();
+        assert_eq!(peek(&s, g), Ok(next));
+        assert_eq!(pick(&s, g, &[]), Ok(next));
+        assert_ne!(peek(&s, g), Ok(next));
     }
 
     #[test]

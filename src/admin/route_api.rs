@@ -1,0 +1,268 @@
+//! `POST /api/v1/route`: a dry run of the routing decision for a submission.
+//!
+//! Operators ask "where would this query go, and why?" before they change a policy or when a user
+//! lands on the wrong cluster. The answer runs the very code the proxy runs — transaction
+//! ownership, the routing-group header, policies by priority, the default group, the group's
+//! strategy and its fallback — on the current snapshot, but moves nothing: no rotation advances,
+//! no metric counts.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use super::config_api::{ApiError, ApiResult};
+use super::AdminState;
+use crate::proxy::error::GatewayError;
+use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::routing::strategy::{self, Unavailable};
+use crate::routing::{choose_group, place, RouteReason};
+use crate::snapshot::Snapshot;
+
+/// What a submission would carry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteRequest {
+    /// Listener name; may be omitted when the gateway has exactly one.
+    listener: Option<String>,
+    /// Request headers (`X-Trino-User`, `X-Trino-Client-Tags`, `Host`, ...).
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// The statement; only checked and shown as the history would record it — no policy reads
+    /// the statement text.
+    sql: Option<String>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn gateway_error(e: &GatewayError) -> Value {
+    json!({
+        "httpStatus": e.status,
+        "errorName": e.name,
+        "errorType": e.error_type,
+        "message": e.message,
+    })
+}
+
+fn unavailable(snap: &Snapshot, group: usize, why: Unavailable) -> GatewayError {
+    let name = &snap.groups[group].name;
+    match why {
+        Unavailable::AllFull => GatewayError::all_full(name),
+        Unavailable::NoneHealthy => GatewayError::no_backend(name),
+    }
+}
+
+fn reason_text(why: Unavailable) -> &'static str {
+    match why {
+        Unavailable::AllFull => "every backend is at its concurrency limit",
+        Unavailable::NoneHealthy => "no enabled, healthy backend",
+    }
+}
+
+pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
+    let req: RouteRequest =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid route request: {e}")))?;
+    let snap = st.gateway.snapshots.load();
+    let listener = match req.listener {
+        Some(l) => snap
+            .listeners
+            .iter()
+            .find(|x| ***x == *l)
+            .cloned()
+            .ok_or_else(|| {
+                bad(format!(
+                    "no listener named `{l}`; listeners: {}",
+                    snap.listeners.join(", ")
+                ))
+            })?,
+        None if snap.listeners.len() == 1 => snap.listeners[0].clone(),
+        None => {
+            return Err(bad(format!(
+                "`listener` is required: this gateway has several ({})",
+                snap.listeners.join(", ")
+            )))
+        }
+    };
+    let mut headers = HeaderMap::new();
+    for (k, v) in &req.headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| bad(format!("`{k}` is not a valid header name")))?;
+        let value = HeaderValue::from_str(v).map_err(|_| {
+            bad(format!(
+                "the value of header `{k}` is not a valid header value"
+            ))
+        })?;
+        headers.append(name, value);
+    }
+    let sql = match &req.sql {
+        Some(s) if s.trim().is_empty() => {
+            return Err(bad(
+                "`sql` is empty; Trino rejects an empty statement".into()
+            ))
+        }
+        Some(s) => json!({
+            "bytes": s.len(),
+            "recordedAs": s.chars().take(crate::proxy::HISTORY_SQL_CHARS).collect::<String>(),
+        }),
+        None => Value::Null,
+    };
+    let mut out = json!({
+        "snapshotVersion": snap.version,
+        "listener": &*listener,
+        "sql": sql,
+    });
+    let o = out.as_object_mut().expect("object");
+
+    // A statement inside a transaction goes where the transaction started, whatever the policies.
+    let txn = TRANSACTION_ID
+        .get(&headers)
+        .map_err(|h| bad(format!("header {h} is not valid UTF-8")))?
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
+    if let Some(txn) = txn {
+        o.insert("decision".into(), json!("transaction"));
+        match st.gateway.sticky.resolve_transaction(txn) {
+            Some(b) => {
+                o.insert(
+                    "explanation".into(),
+                    json!([format!(
+                        "transaction {txn} was started on backend `{}`",
+                        b.name
+                    )]),
+                );
+                o.insert("backend".into(), json!({"name": &*b.name, "url": b.url}));
+                o.insert("error".into(), Value::Null);
+            }
+            None => {
+                o.insert(
+                    "explanation".into(),
+                    json!([format!(
+                        "transaction {txn} is not known to this gateway instance"
+                    )]),
+                );
+                o.insert("backend".into(), Value::Null);
+                o.insert(
+                    "error".into(),
+                    gateway_error(&GatewayError::unknown_transaction(txn)),
+                );
+            }
+        }
+        return Ok(Json(out).into_response());
+    }
+
+    let facts = RequestFacts::from_headers(&listener, &headers)
+        .map_err(|h| bad(format!("header {h} is not valid UTF-8")))?;
+    let (group, reason) = choose_group(&snap, &facts);
+    let mut why = Vec::new();
+    match facts.routing_group {
+        _ if !snap.honor_routing_group_header => {
+            why.push("the X-Trino-Routing-Group header is not honoured (routing.honor_routing_group_header: false)".to_string())
+        }
+        None => why.push("no X-Trino-Routing-Group header".to_string()),
+        Some(g) if reason == RouteReason::Header => {
+            why.push(format!("X-Trino-Routing-Group names the existing group `{}`", g.trim()))
+        }
+        Some(g) => why.push(format!(
+            "X-Trino-Routing-Group names `{g}`, which is not a group; ignored"
+        )),
+    }
+    if reason != RouteReason::Header {
+        for (i, p) in snap.policies.iter().enumerate() {
+            match p.mismatch(&facts) {
+                Some(cond) => why.push(format!(
+                    "policy `{}` (priority {}): `{cond}` does not match",
+                    p.name, p.priority
+                )),
+                None => {
+                    why.push(format!(
+                        "policy `{}` (priority {}) matches: {} → group `{}`",
+                        p.name,
+                        p.priority,
+                        p.describe_conditions(),
+                        snap.groups[p.group].name
+                    ));
+                    debug_assert_eq!(reason, RouteReason::Policy(i));
+                    break;
+                }
+            }
+        }
+        if reason == RouteReason::Default {
+            why.push(format!(
+                "no policy matches → default group `{}`",
+                snap.groups[snap.default_group].name
+            ));
+        }
+    }
+    let (decision, policy) = match reason {
+        RouteReason::Header => ("routing-group-header", Value::Null),
+        RouteReason::Policy(i) => ("policy", json!(snap.policies[i].name)),
+        RouteReason::Default => ("default", Value::Null),
+    };
+    o.insert("decision".into(), json!(decision));
+    o.insert("policy".into(), policy);
+    o.insert("chosenGroup".into(), json!(&*snap.groups[group].name));
+    match place(&snap, group, reason, false) {
+        Ok(p) => {
+            let g = &snap.groups[p.group];
+            if let Some((from, reason)) = p.fell_back_from {
+                why.push(format!(
+                    "group `{}` has {} → falls back to group `{}`",
+                    snap.groups[from].name,
+                    reason_text(reason),
+                    g.name
+                ));
+                o.insert(
+                    "fallback".into(),
+                    json!({"from": &*snap.groups[from].name, "to": &*g.name, "reason": reason_text(reason)}),
+                );
+            } else {
+                o.insert("fallback".into(), Value::Null);
+            }
+            let b = &snap.backends[p.backend];
+            why.push(format!(
+                "strategy {} picks backend `{}`",
+                g.strategy.as_str(),
+                b.name
+            ));
+            o.insert("group".into(), json!(&*g.name));
+            o.insert("strategy".into(), json!(g.strategy.as_str()));
+            o.insert("candidates".into(), json!(eligible(&snap, p.group)));
+            o.insert("backend".into(), json!({"name": &*b.name, "url": b.url}));
+            o.insert("error".into(), Value::Null);
+        }
+        Err((g, reason)) => {
+            why.push(format!(
+                "group `{}` has {}, and no fallback applies",
+                snap.groups[g].name,
+                reason_text(reason)
+            ));
+            o.insert("fallback".into(), Value::Null);
+            o.insert("group".into(), json!(&*snap.groups[g].name));
+            o.insert("strategy".into(), json!(snap.groups[g].strategy.as_str()));
+            o.insert("candidates".into(), json!(eligible(&snap, g)));
+            o.insert("backend".into(), Value::Null);
+            o.insert(
+                "error".into(),
+                gateway_error(&unavailable(&snap, g, reason)),
+            );
+        }
+    }
+    o.insert("explanation".into(), json!(why));
+    Ok(Json(out).into_response())
+}
+
+/// Names of the backends of `group` that may take a new query now.
+fn eligible(snap: &Snapshot, group: usize) -> Vec<&str> {
+    snap.groups[group]
+        .members
+        .iter()
+        .map(|&bi| &snap.backends[bi])
+        .filter(|b| strategy::is_routable(snap, b) && !b.is_full())
+        .map(|b| &*b.name)
+        .collect()
+}
