@@ -32,6 +32,7 @@ pub struct Metrics {
     pub config_reload: IntCounterVec,
     pub db_errors: IntCounterVec,
     pub history_dropped: IntCounter,
+    pub admin_auth_failures: IntCounterVec,
 }
 
 // Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
@@ -129,6 +130,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         history_dropped: register_int_counter!(
             "trino_edge_history_dropped_total",
             "History events dropped because the database could not keep up"
+        )
+        .expect("metric"),
+        admin_auth_failures: register_int_counter_vec!(
+            "trino_edge_admin_auth_failures_total",
+            "Refused admin API calls (missing|unknown_token|invalid_jwt|expired|forbidden)",
+            &["reason"]
         )
         .expect("metric"),
     }

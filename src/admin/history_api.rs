@@ -3,11 +3,13 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
+use super::auth::Principal;
 use super::config_api::{ApiError, ApiResult};
 use super::AdminState;
+use crate::config::Role;
 use crate::store::HistoryFilter;
 
 #[derive(Deserialize)]
@@ -41,8 +43,19 @@ fn time_ms(key: &str, v: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// Whether the caller may see SQL text: always without admin auth; viewers only when
+/// `admin.auth.viewer_sees_sql` says so.
+fn shows_sql(st: &AdminState, caller: &Option<Extension<Principal>>) -> bool {
+    let snap = st.gateway.snapshots.load();
+    match (&snap.config.admin.auth, caller) {
+        (Some(auth), Some(Extension(p))) => p.role > Role::Viewer || auth.viewer_sees_sql,
+        _ => true,
+    }
+}
+
 pub async fn list(
     State(st): State<AdminState>,
+    caller: Option<Extension<Principal>>,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
@@ -65,14 +78,23 @@ pub async fn list(
         limit: p.limit.unwrap_or(100),
         cursor: p.cursor,
     };
-    let page = sync
+    let mut page = sync
         .db(move |s| async move { s.history(&filter).await })
         .await
         .map_err(super::config_api::store_error)?;
+    if !shows_sql(&st, &caller) {
+        for q in &mut page.queries {
+            q.sql = None;
+        }
+    }
     Ok(Json(page).into_response())
 }
 
-pub async fn get(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult {
+pub async fn get(
+    State(st): State<AdminState>,
+    caller: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let sync = st.sync.clone();
     let wanted = id.clone();
     match sync
@@ -80,7 +102,12 @@ pub async fn get(State(st): State<AdminState>, Path(id): Path<String>) -> ApiRes
         .await
         .map_err(super::config_api::store_error)?
     {
-        Some(r) => Ok(Json(r).into_response()),
+        Some(mut r) => {
+            if !shows_sql(&st, &caller) {
+                r.sql = None;
+            }
+            Ok(Json(r).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("query `{id}` not found in the history"),

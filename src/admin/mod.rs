@@ -4,6 +4,7 @@
 //! It runs as a Pingora background service on its own port, so an overloaded proxy listener never
 //! starves the operator's view of the gateway.
 
+pub mod auth;
 pub mod config_api;
 pub mod history_api;
 pub mod route_api;
@@ -34,6 +35,7 @@ pub struct AdminState {
     gateway: Arc<Gateway>,
     /// The database (read-only for routing objects with `--config-source file`).
     sync: Arc<StateSync>,
+    auth: Arc<auth::AuthState>,
 }
 
 /// Largest request body the admin API reads.
@@ -93,12 +95,25 @@ fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
 }
 
 pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Router {
+    let auth = Arc::new(auth::AuthState::new(
+        gateway.snapshots.load().config.admin.auth.as_ref(),
+    ));
+    let state = AdminState {
+        gateway,
+        sync,
+        auth,
+    };
     routes()
         .into_iter()
         .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(read_whole_body))
-        .with_state(AdminState { gateway, sync })
+        // Outermost: a refused call is answered before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .with_state(state)
 }
 
 /// The OpenAPI document, written as YAML for people and served as JSON for tools.

@@ -158,6 +158,14 @@ pub struct ProxyConfig {
     /// 502/503/504 answers move it to the next healthy backend of its group).
     #[serde(default = "default_submit_attempts")]
     pub max_submit_attempts: usize,
+    /// Largest `POST /v1/statement` body (the SQL text) passed on; bigger ones get a 413 Trino
+    /// error before any backend sees them.
+    #[serde(default = "default_max_submission_bytes")]
+    pub max_submission_bytes: u64,
+}
+
+fn default_max_submission_bytes() -> u64 {
+    1024 * 1024
 }
 
 fn default_read_timeout() -> HumanDuration {
@@ -188,6 +196,107 @@ pub struct ListenerConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub address: String,
+    /// Who may call the admin API. Without it the admin listener must stay on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AdminAuthConfig>,
+}
+
+/// Admin API authentication: static tokens and/or OIDC bearer JWTs, each mapped to a role.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAuthConfig {
+    /// Static API tokens, stored only as SHA-256 hashes (`echo -n TOKEN | sha256sum`).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
+    /// `/livez` and `/readyz` answer without a token (for load balancers and kubelets).
+    #[serde(default = "yes")]
+    pub public_health: bool,
+    /// `/metrics` answers without a token (else Prometheus sends a viewer token).
+    #[serde(default)]
+    pub public_metrics: bool,
+    /// Viewers see the SQL text in the query history (else it is hidden from them).
+    #[serde(default)]
+    pub viewer_sees_sql: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds the token; shown in logs, never the token itself.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    pub role: Role,
+}
+
+/// What an admin API caller may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read the API, history, metrics; run routing dry runs.
+    Viewer,
+    /// Also drain and activate backends.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// OIDC bearer tokens (e.g. from Keycloak), verified against the issuer's JWKS.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim (one of the token's audiences).
+    pub audience: String,
+    /// JWKS URL (cached; fetched again on an unknown `kid` and every `jwks_refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file (read again on an unknown `kid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// Accepted signature algorithms; asymmetric only (`none` and HMAC are never accepted).
+    #[serde(default = "default_jwt_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_jwt_leeway")]
+    pub leeway: HumanDuration,
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// Claim holding the caller's groups; a dotted path reaches nested claims
+    /// (`realm_access.roles`). Keycloak's leading `/` on group paths is ignored.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Group → role; a caller gets the highest role of its groups.
+    pub roles: BTreeMap<String, Role>,
+}
+
+fn default_jwt_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+
+fn default_jwt_leeway() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{Config, ConfigIssue};
+use super::{AdminAuthConfig, Config, ConfigIssue};
 
 /// Names become metric label values and URL path segments, so keep them to a safe alphabet.
 fn valid_name(name: &str) -> bool {
@@ -63,6 +63,86 @@ pub fn check_backend_url(raw: &str) -> Result<url::Url, String> {
     Ok(u)
 }
 
+/// Signature algorithms an admin JWT may use: asymmetric only, so a leaked JWKS (public keys)
+/// can never mint tokens, and `none` is not even a name we know.
+pub const JWT_ALGORITHMS: [&str; 8] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+];
+
+fn check_admin_auth(is: &mut Issues, auth: &AdminAuthConfig) {
+    if auth.tokens.is_empty() && auth.jwt.is_none() {
+        is.push(
+            "admin.auth",
+            "configure `tokens`, `jwt` or both (an empty auth section would lock everyone out)",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
+    for (i, t) in auth.tokens.iter().enumerate() {
+        is.check_name(
+            format!("admin.auth.tokens[{i}].name"),
+            &t.name,
+            &mut names,
+            "token",
+        );
+        let h = t.sha256.to_ascii_lowercase();
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            is.push(
+                format!("admin.auth.tokens[{i}].sha256"),
+                "must be the 64 hex digits of the token's SHA-256 (`printf %s TOKEN | sha256sum`), \
+                 never the token itself",
+            );
+        } else if !hashes.insert(h) {
+            is.push(
+                format!("admin.auth.tokens[{i}].sha256"),
+                "the same token is configured twice",
+            );
+        }
+    }
+    if let Some(j) = &auth.jwt {
+        match (&j.jwks_url, &j.jwks_file) {
+            (Some(_), Some(_)) | (None, None) => is.push(
+                "admin.auth.jwt",
+                "set exactly one of `jwks_url` and `jwks_file`",
+            ),
+            (Some(u), None) => match url::Url::parse(u) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                _ => is.push(
+                    "admin.auth.jwt.jwks_url",
+                    format!("`{u}` must be an http(s) URL"),
+                ),
+            },
+            (None, Some(_)) => {}
+        }
+        if j.algorithms.is_empty() {
+            is.push("admin.auth.jwt.algorithms", "list at least one algorithm");
+        }
+        for (i, a) in j.algorithms.iter().enumerate() {
+            if !JWT_ALGORITHMS.contains(&a.as_str()) {
+                is.push(
+                    format!("admin.auth.jwt.algorithms[{i}]"),
+                    format!(
+                        "`{a}` is not accepted; use asymmetric algorithms only: {}",
+                        JWT_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+        if j.issuer.is_empty() {
+            is.push("admin.auth.jwt.issuer", "must not be empty");
+        }
+        if j.audience.is_empty() {
+            is.push("admin.auth.jwt.audience", "must not be empty");
+        }
+        if j.roles.is_empty() {
+            is.push(
+                "admin.auth.jwt.roles",
+                "map at least one group to a role (e.g. `trino-edge-admin: admin`)",
+            );
+        }
+    }
+}
+
 pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     let mut is = Issues(Vec::new());
 
@@ -102,6 +182,15 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
             "admin.address",
             format!("address {a} is also a proxy listener"),
         ),
+        // The admin API drains clusters: off loopback, nobody may reach it anonymously.
+        Ok(a) if !a.ip().is_loopback() && c.admin.auth.is_none() => is.push(
+            "admin.address",
+            format!(
+                "{a} is not a loopback address and admin.auth is not configured: anyone who \
+                 reaches it could change routing. Configure admin.auth (tokens or jwt) or bind \
+                 to 127.0.0.1"
+            ),
+        ),
         Ok(_) => {}
         Err(_) => is.push(
             "admin.address",
@@ -110,6 +199,9 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
                 c.admin.address
             ),
         ),
+    }
+    if let Some(auth) = &c.admin.auth {
+        check_admin_auth(&mut is, auth);
     }
     if let Some(ext) = &c.proxy.external_url {
         match url::Url::parse(ext) {
