@@ -143,6 +143,8 @@ pub struct Snapshot {
     pub honor_routing_group_header: bool,
     pub external_url: Option<ExternalUrl>,
     pub trust_forwarded_headers: bool,
+    /// Largest submission body passed on (`proxy.max_submission_bytes`).
+    pub max_submission_bytes: u64,
     pub health: HealthConfig,
     group_index: HashMap<String, usize>,
 }
@@ -278,6 +280,7 @@ impl Snapshot {
             honor_routing_group_header: config.routing.honor_routing_group_header,
             external_url,
             trust_forwarded_headers: config.proxy.trust_forwarded_headers,
+            max_submission_bytes: config.proxy.max_submission_bytes,
             health: config.health.clone(),
             group_index,
         })

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use quick_cache::sync::Cache;
+use tracing::warn;
 
 use crate::snapshot::Backend;
 
@@ -63,6 +64,11 @@ struct Entry {
     finished: Arc<AtomicBool>,
 }
 
+/// The same configured backend, also across a reload (which builds new `Backend` values).
+fn same_backend(a: &Arc<Backend>, b: &Arc<Backend>) -> bool {
+    Arc::ptr_eq(a, b) || (a.name == b.name && a.url == b.url)
+}
+
 /// How a follow-up's backend was found (a metric label later, so a fixed set).
 #[derive(Debug, Clone)]
 pub enum Resolution {
@@ -107,9 +113,31 @@ impl Stickiness {
 
     /// Record that `backend` runs `query_id` (and owns its coordinator id).
     /// Returns the query's coordinator id if this taught us a new coordinator → backend pairing.
+    ///
+    /// A confused or malicious backend must not capture another backend's queries: an id that a
+    /// live entry gives to another backend is not re-pointed, nor is a coordinator id that a
+    /// health probe of another backend confirms.
     pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) -> Option<CoordinatorId> {
         if !is_valid_query_id(query_id) {
             return None;
+        }
+        if let Some(e) = self.queries.get(query_id) {
+            if !same_backend(&e.backend, backend) && e.learned.elapsed() < self.ttl {
+                warn!(query_id, owner = %e.backend.name, claimed_by = %backend.name,
+                      "a backend answered with the id of another backend's query; ignored");
+                return None;
+            }
+        }
+        let cid = coordinator_id(query_id);
+        if let Some(cid) = cid {
+            if let Some(owner) = self.coordinators.load().get(&cid) {
+                if !same_backend(owner, backend) && owner.runtime.health.coordinator() == Some(cid)
+                {
+                    warn!(query_id, owner = %owner.name, claimed_by = %backend.name,
+                          "a backend answered with a query id of another backend's coordinator; ignored");
+                    return None;
+                }
+            }
         }
         self.queries.insert(
             query_id.to_string(),
@@ -119,7 +147,7 @@ impl Stickiness {
                 finished: Arc::default(),
             },
         );
-        let cid = coordinator_id(query_id)?;
+        let cid = cid?;
         self.learn_coordinator(cid, backend).then_some(cid)
     }
 
@@ -312,6 +340,34 @@ backends:
         assert_eq!(
             owner(&s.resolve_query("20260430_121317_00045_k3f9a")),
             ("miss", None)
+        );
+    }
+
+    #[test]
+    fn a_backend_cannot_capture_another_backends_queries() {
+        let s = Stickiness::new(100, Duration::from_secs(60));
+        let bs = backends();
+        let (a, b) = (&bs[0], &bs[1]);
+        // `a` runs a query; `b` answers a submission with the same id: ignored.
+        s.learn_query("20260430_121314_00042_k3f9a", a);
+        assert_eq!(s.learn_query("20260430_121314_00042_k3f9a", b), None);
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121314_00042_k3f9a")),
+            ("memory", Some("a"))
+        );
+        // A probe confirms `a` runs coordinator k3f9a: `b` cannot claim new ids of it either.
+        a.runtime.health.observe_coordinator(*b"k3f9a");
+        s.learn_query("20260430_121320_00050_k3f9a", b);
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121321_00051_k3f9a")),
+            ("coordinator_id", Some("a"))
+        );
+        // Unconfirmed coordinator ids may move (a backend re-pointed to another cluster).
+        s.learn_query("20260430_121322_00052_zzzz2", a);
+        s.learn_query("20260430_121323_00053_zzzz2", b);
+        assert_eq!(
+            owner(&s.resolve_query("20260430_121324_00054_zzzz2")),
+            ("coordinator_id", Some("b"))
         );
     }
 

@@ -110,6 +110,16 @@ impl GatewayError {
         )
     }
 
+    pub fn submission_too_large(limit: u64) -> Self {
+        Self::new(
+            413,
+            "QUERY_TEXT_TOO_LARGE",
+            "USER_ERROR",
+            15,
+            format!("The statement is larger than this gateway accepts ({limit} bytes; proxy.max_submission_bytes)"),
+        )
+    }
+
     pub fn no_backend(group: &str) -> Self {
         Self::new(
             503,

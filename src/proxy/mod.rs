@@ -191,6 +191,8 @@ pub struct RequestCtx {
     sql: Option<Vec<u8>>,
     /// The whole submission body went by (a retry re-sends it; don't capture it twice).
     sql_complete: bool,
+    /// Submission body bytes seen so far (checked against `max_submission_bytes`).
+    body_bytes: u64,
     failure: Option<GatewayError>,
 }
 
@@ -256,6 +258,17 @@ fn has_body(req: &RequestHeader) -> bool {
         .get(CONTENT_LENGTH)
         .is_some_and(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) != Some(0));
     declared || req.headers.contains_key(TRANSFER_ENCODING)
+}
+
+/// `Content-Length`, when the request declares a valid one.
+fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Place a new query (see [`place`]); a fallback is logged and counted here, once per submission.
@@ -332,6 +345,9 @@ impl TrinoProxy {
             )),
             Target::Submit | Target::Other => {
                 ctx.kind = if target == Target::Submit { Kind::Submit } else { Kind::Other };
+                if target == Target::Submit && declared_length(req).is_some_and(|n| n > snap.max_submission_bytes) {
+                    return Err(GatewayError::submission_too_large(snap.max_submission_bytes));
+                }
                 // A statement inside a transaction must reach the backend that started it.
                 let txn = TRANSACTION_ID
                     .get(&req.headers)
@@ -470,6 +486,7 @@ impl ProxyHttp for TrinoProxy {
             query_id: None,
             sql: None,
             sql_complete: false,
+            body_bytes: 0,
             failure: None,
         }
     }
@@ -630,6 +647,17 @@ impl ProxyHttp for TrinoProxy {
     ) -> pingora_error::Result<()> {
         // Keep the head of the SQL for the history; the body itself streams on unchanged.
         if ctx.kind == Kind::Submit && !ctx.sql_complete {
+            // A chunked body declares no length: count it as it streams.
+            ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+            if ctx.body_bytes > ctx.snap.max_submission_bytes {
+                ctx.failure = Some(GatewayError::submission_too_large(
+                    ctx.snap.max_submission_bytes,
+                ));
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "submission body too large",
+                ));
+            }
             let head = ctx.sql.get_or_insert_with(Vec::new);
             if let Some(chunk) = body {
                 let room = (HISTORY_SQL_CHARS * 4).saturating_sub(head.len());

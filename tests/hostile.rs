@@ -1,0 +1,240 @@
+//! Hostile input: oversized and malformed requests from clients, garbage and lies from a backend.
+//! None may crash the gateway, make it buffer without bound, or poison its query-id map.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Send raw bytes, return what came back before the gateway closed or went quiet.
+async fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body_of(response: &str) -> &str {
+    response.split("\r\n\r\n").nth(1).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_requests_get_clear_errors() {
+    let b1 = backend(10).await;
+    let gw = simple_gateway(&[&b1], "round_robin").await;
+    let client = Client::new(&gw.url);
+    let addr = gw.url.trim_start_matches("http://").to_string();
+
+    // A statement over 1 MiB: 413 from the gateway, declared or chunked.
+    let big = "SELECT '".to_string() + &"x".repeat(1024 * 1024 + 10) + "'";
+    let r = client.submit(&big, &[]).await;
+    assert_eq!(r.status(), 413);
+    assert_trino_error(&r.text().await.unwrap(), "QUERY_TEXT_TOO_LARGE");
+    let mut chunked = b"POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: u\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..40 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 64 * 1024).as_bytes());
+        chunked.extend_from_slice(&[b'x'; 64 * 1024]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let resp = raw(&addr, &chunked).await;
+    // The gateway may answer and close while the client is still sending.
+    if !resp.is_empty() {
+        assert_eq!(status_of(&resp), 413, "{}", &resp[..200.min(resp.len())]);
+        assert_trino_error(body_of(&resp), "QUERY_TEXT_TOO_LARGE");
+    }
+    // Just under the limit still goes through.
+    let ok = "SELECT 1 -- ".to_string() + &"y".repeat(1000 * 1024);
+    assert!(client.run(&ok, &[]).await.error.is_none());
+
+    // A non-UTF-8 routing header: 400 with a Trino error naming the header.
+    let resp = raw(
+        &addr,
+        b"POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: \xff\xfe\r\nContent-Length: 8\r\nConnection: close\r\n\r\nSELECT 1",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 400, "{resp}");
+    let v = assert_trino_error(body_of(&resp), "GATEWAY_BAD_REQUEST");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("x-trino-user"));
+
+    // Path traversal and oversized or malformed query ids never reach a backend.
+    for path in [
+        "/v1/statement/executing/../../../etc/passwd/x/1",
+        "/v1/statement/executing/%2e%2e/%2e%2e/x/1",
+        "/v1/query/..%2f..%2fadmin",
+    ] {
+        let resp = raw(
+            &addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let status = status_of(&resp);
+        assert!(status == 400 || status == 404, "{path}: {resp}");
+        assert!(body_of(&resp).contains("errorName"), "{path}: {resp}");
+    }
+    let long_id = format!("20260101_000000_00001_{}", "a".repeat(300));
+    let r = client
+        .http
+        .get(format!("{}/v1/statement/executing/{long_id}/y/1", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_trino_error(&r.text().await.unwrap(), "INVALID_QUERY_ID");
+
+    // A header block over Pingora's limit and header injection attempts: refused, no crash.
+    let huge = format!(
+        "GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1_100_000)
+    );
+    let resp = raw(&addr, huge.as_bytes()).await;
+    assert!(
+        resp.is_empty() || status_of(&resp) >= 400,
+        "{}",
+        &resp[..100.min(resp.len())]
+    );
+    let resp = raw(
+        &addr,
+        b"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Trino-User: a\rX-Injected: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.is_empty() || status_of(&resp) >= 400, "{resp}");
+    let many: String = (0..400).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw(
+        &addr,
+        format!("GET /v1/info HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(resp.is_empty() || status_of(&resp) >= 400, "{resp}");
+
+    // Still serving, state intact.
+    let out = client
+        .run("SELECT * FROM UNNEST(sequence(1, 30))", &[])
+        .await;
+    assert!(out.error.is_none());
+    assert_eq!(out.rows.len(), 30);
+}
+
+/// A backend that answers submissions according to the statement text.
+async fn malicious_backend() -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/v1/statement",
+        post(|body: String| async move {
+            let sql = body.trim().to_string();
+            let page = |id: &str, next: &str| json!({"id": id, "nextUri": next, "stats": {"state": "QUEUED"}});
+            match sql.split_whitespace().next().unwrap_or("") {
+                "GARBAGE" => "{\"id\": \"20260101_000000_00001_evil2\", not json".to_string(),
+                "GIANT" => {
+                    // Valid JSON, 8 MiB: far over what the gateway reads to learn an id.
+                    let mut v = page("20260101_000000_00002_evil2", "http://127.0.0.1:1/v1/statement/queued/x/y/1");
+                    v["padding"] = Value::String("p".repeat(8 << 20));
+                    v.to_string()
+                }
+                "STEAL" => {
+                    let id = sql.split_whitespace().nth(1).unwrap_or("").to_string();
+                    page(&id, &format!("http://127.0.0.1:1/v1/statement/queued/{id}/y/1")).to_string()
+                }
+                _ => page("20260101_000000_00003_evil2", "http://evil.example.com/v1/statement/queued/x/y/1")
+                    .to_string(),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malicious_backend_cannot_crash_the_gateway_or_capture_queries() {
+    let good = backend(5).await;
+    let evil = malicious_backend().await;
+    let port = free_port();
+    let admin = free_port();
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("good", "round_robin"), ("evil", "round_robin")],
+        &[("good1", good.url(), "good"), ("evil1", evil, "evil")],
+        "",
+    );
+    let gw = Gateway::start(&yaml, port, admin).await;
+    let client = Client::new(&gw.url);
+    let to_evil = [("X-Trino-Routing-Group", "evil")];
+
+    // A real query on the good backend, left running (first page only).
+    let first: Value = client
+        .submit("SELECT * FROM UNNEST(sequence(1, 50))", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let victim = first["id"].as_str().unwrap().to_string();
+    let next = first["nextUri"].as_str().unwrap().to_string();
+
+    // Garbage JSON and a giant answer pass through to the client untouched; nothing is learned.
+    let r = client.submit("GARBAGE", &to_evil).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("not json"));
+    let r = client.submit("GIANT", &to_evil).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().len() > 8 << 20);
+    for id in ["20260101_000000_00001_evil2", "20260101_000000_00002_evil2"] {
+        let r = client
+            .http
+            .get(format!("{}/v1/statement/executing/{id}/y/1", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id} must not have been learned");
+    }
+
+    // The evil backend claims the good backend's running query: the claim is ignored, and the
+    // victim's pages keep coming from the good backend to the end.
+    let r = client.submit(&format!("STEAL {victim}"), &to_evil).await;
+    assert_eq!(r.status(), 200);
+    // A nextUri pointing elsewhere is the backend's business; the gateway passes it on.
+    let v: Value = client
+        .submit("SELECT 1", &to_evil)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v["nextUri"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://evil.example.com/"));
+    let mut uri = Some(next);
+    let mut rows = first["data"].as_array().map_or(0, Vec::len);
+    while let Some(u) = uri {
+        let r = client.http.get(&u).send().await.unwrap();
+        assert_eq!(r.status(), 200, "the victim's page went astray");
+        let page: Value = r.json().await.unwrap();
+        assert_eq!(page["id"], json!(victim));
+        rows += page["data"].as_array().map_or(0, Vec::len);
+        uri = page["nextUri"].as_str().map(str::to_string);
+    }
+    assert_eq!(rows, 50);
+
+    // And the gateway is fine.
+    let out = client.run("SELECT 1", &[]).await;
+    assert!(out.error.is_none());
+    let ready = reqwest::get(format!("{}/livez", gw.admin)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
