@@ -20,4 +20,5 @@ pub mod snapshot;
 pub mod stickiness;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod trino_client;

@@ -22,12 +22,20 @@ pub struct Reloader {
     pub started_with: Config,
     /// In database mode the file only supplies the non-routing settings.
     pub sync: Option<Arc<StateSync>>,
+    /// Listener certificates, re-read on every SIGHUP (renewals need no restart).
+    pub certs: Vec<Arc<crate::tls::ServerCert>>,
 }
 
 impl Reloader {
     /// Re-read and apply the file, counting the outcome in `trino_edge_config_reload_total`.
     /// Returns the new snapshot version, or the reason it was rejected.
     pub async fn reload(&self) -> Result<u64, String> {
+        for c in &self.certs {
+            // A broken renewal keeps the old certificate; say so, but still apply the config.
+            if let Err(e) = c.reload() {
+                tracing::error!("TLS certificate not reloaded (the old one stays in use): {e}");
+            }
+        }
         if let Some(sync) = &self.sync {
             // `StateSync::reload` counts the outcome of the database part itself.
             let file = self.check_file().inspect_err(|_| count(false))?;

@@ -19,6 +19,7 @@ use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
 use crate::stickiness::Stickiness;
 use crate::sync::{database_runtime, redact, ConfigSource, StateSync, SyncService};
+use crate::tls::{ServerCert, UpstreamTls};
 
 #[derive(Debug, Default, Clone)]
 pub struct ServeOptions {
@@ -95,6 +96,8 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
         connect_timeout: config.proxy.connect_timeout.get(),
         read_timeout: config.proxy.read_timeout.get(),
+        upstream_tls: UpstreamTls::load(config.proxy.backend_tls.as_ref())
+            .map_err(|e| format!("proxy.backend_tls: {e}"))?,
         max_submit_attempts: config.proxy.max_submit_attempts,
         health_rounds: AtomicU64::new(0),
         history: Some(history),
@@ -115,8 +118,23 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             })?;
         }
     }
-    let admin = AdminService::bind(&config.admin.address, gateway.clone(), sync.clone())
-        .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
+    // Certificates, kept for SIGHUP to re-read.
+    let mut certs = Vec::new();
+    let admin_cert = match &config.admin.tls {
+        Some(files) => {
+            let c = ServerCert::load(files).map_err(|e| format!("admin.tls: {e}"))?;
+            certs.push(c.clone());
+            Some(c)
+        }
+        None => None,
+    };
+    let admin = AdminService::bind(
+        &config.admin.address,
+        gateway.clone(),
+        sync.clone(),
+        admin_cert,
+    )
+    .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
 
     let opt = Opt {
         upgrade: opts.upgrade,
@@ -128,6 +146,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     for l in &config.proxy.listeners {
         let proxy = TrinoProxy {
             listener: l.name.as_str().into(),
+            tls: l.tls.is_some(),
             gateway: gateway.clone(),
         };
         let mut service = pingora_proxy::http_proxy_service_with_name(
@@ -135,9 +154,20 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             proxy,
             &format!("proxy {}", l.name),
         );
-        service.add_tcp(&l.address);
+        match &l.tls {
+            Some(files) => {
+                let cert = ServerCert::load(files)
+                    .map_err(|e| format!("listener `{}` TLS: {e}", l.name))?;
+                service.add_tls_with_settings(&l.address, None, cert.listener_settings()?);
+                certs.push(cert);
+                info!(listener = %l.name, "proxy listener on https://{}", l.address);
+            }
+            None => {
+                service.add_tcp(&l.address);
+                info!(listener = %l.name, "proxy listener on http://{}", l.address);
+            }
+        }
         server.add_service(service);
-        info!(listener = %l.name, "proxy listener on http://{}", l.address);
     }
     server.add_service(background_service("admin", admin));
     server.add_service(background_service("health checks", health));
@@ -156,6 +186,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             snapshots: snapshots.clone(),
             started_with: config.clone(),
             sync: (opts.source == ConfigSource::Database).then_some(sync),
+            certs,
         },
     ));
     info!(

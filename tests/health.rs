@@ -539,6 +539,7 @@ async fn a_probe_round_over_50_slow_backends_takes_well_under_one_interval() {
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(5),
         max_submit_attempts: 3,
+        upstream_tls: Default::default(),
         health_rounds: Default::default(),
         history: None,
         database: None,

@@ -29,6 +29,7 @@ use crate::proxy::Gateway;
 use crate::routing::strategy;
 use crate::snapshot::{Backend, Snapshot};
 use crate::sync::StateSync;
+use crate::tls::{ServerCert, TlsListener};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -304,6 +305,8 @@ pub struct AdminService {
     listener: std::sync::Mutex<Option<StdTcpListener>>,
     gateway: Arc<Gateway>,
     sync: Arc<StateSync>,
+    /// HTTPS certificate (`admin.tls`).
+    tls: Option<Arc<ServerCert>>,
 }
 
 impl AdminService {
@@ -311,6 +314,7 @@ impl AdminService {
         address: &str,
         gateway: Arc<Gateway>,
         sync: Arc<StateSync>,
+        tls: Option<Arc<ServerCert>>,
     ) -> std::io::Result<Self> {
         let listener = StdTcpListener::bind(address)?;
         listener.set_nonblocking(true)?;
@@ -318,6 +322,7 @@ impl AdminService {
             listener: std::sync::Mutex::new(Some(listener)),
             gateway,
             sync,
+            tls,
         })
     }
 }
@@ -340,17 +345,26 @@ impl BackgroundService for AdminService {
                 return;
             }
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         if let Ok(addr) = listener.local_addr() {
-            info!("admin listener on http://{addr}");
+            info!("admin listener on {scheme}://{addr}");
         }
         let app = router(self.gateway.clone(), self.sync.clone());
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
+        let served = match &self.tls {
+            Some(cert) => match TlsListener::new(listener, cert.clone()) {
+                Ok(tls) => axum::serve(tls, app).with_graceful_shutdown(stop).await,
+                Err(e) => Err(e),
+            },
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             error!("admin listener failed: {e}");
         }
     }

@@ -162,6 +162,9 @@ pub struct ProxyConfig {
     /// error before any backend sees them.
     #[serde(default = "default_max_submission_bytes")]
     pub max_submission_bytes: u64,
+    /// Trust and client identity for `https://` backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<UpstreamTlsConfig>,
 }
 
 fn default_max_submission_bytes() -> u64 {
@@ -190,12 +193,40 @@ fn default_connect_timeout() -> HumanDuration {
 pub struct ListenerConfig {
     pub name: String,
     pub address: String,
+    /// Serve HTTPS with this certificate (re-read on SIGHUP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: String,
+    pub key: String,
+}
+
+/// How to reach `https://` backends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// CA certificates (PEM bundle) trusted for backends; default: the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Client certificate and key for backends that require mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub address: String,
+    /// Serve the admin API over HTTPS with this certificate (re-read on SIGHUP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
     /// Who may call the admin API. Without it the admin listener must stay on loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AdminAuthConfig>,

@@ -203,6 +203,22 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if let Some(auth) = &c.admin.auth {
         check_admin_auth(&mut is, auth);
     }
+    // Certificates are read here too, so `check-config` catches a missing or mismatched file.
+    for (i, l) in c.proxy.listeners.iter().enumerate() {
+        if let Some(t) = &l.tls {
+            if let Err(e) = crate::tls::load_pair(&t.cert, &t.key) {
+                is.push(format!("proxy.listeners[{i}].tls"), e);
+            }
+        }
+    }
+    if let Some(t) = &c.admin.tls {
+        if let Err(e) = crate::tls::load_pair(&t.cert, &t.key) {
+            is.push("admin.tls", e);
+        }
+    }
+    if let Err(e) = crate::tls::UpstreamTls::load(c.proxy.backend_tls.as_ref()) {
+        is.push("proxy.backend_tls", e);
+    }
     if let Some(ext) = &c.proxy.external_url {
         match url::Url::parse(ext) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}

@@ -28,8 +28,10 @@ pub struct HealthChecker {
 
 impl HealthChecker {
     pub fn new(gateway: Arc<Gateway>) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
+        let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
+        let http = gateway
+            .upstream_tls
+            .configure(builder)?
             .build()
             .map_err(|e| format!("cannot build the health-check HTTP client: {e}"))?;
         Ok(HealthChecker { gateway, http })

@@ -22,6 +22,7 @@ pub fn apply(
     req: &mut RequestHeader,
     client_ip: Option<std::net::IpAddr>,
     listener_addr: Option<std::net::SocketAddr>,
+    listener_tls: bool,
 ) -> pingora_error::Result<()> {
     if let Some(ip) = client_ip {
         let xff = match req
@@ -39,7 +40,11 @@ pub fn apply(
     if snap.trust_forwarded_headers && req.headers.contains_key(X_FORWARDED_HOST) {
         return Ok(());
     }
-    let proto = "http";
+    let (proto, default_port) = if listener_tls {
+        ("https", "443")
+    } else {
+        ("http", "80")
+    };
     let (host, port) = if let Some(ext) = &snap.external_url {
         req.insert_header(X_FORWARDED_PROTO, ext.proto.as_str())?;
         (ext.host.clone(), ext.port.clone())
@@ -59,7 +64,7 @@ pub fn apply(
                     .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                     .filter(|(left, _)| !left.contains(':') || left.ends_with(']'))
                     .map(|(_, p)| p.to_string())
-                    .unwrap_or_else(|| "80".to_string());
+                    .unwrap_or_else(|| default_port.to_string());
                 let bare = if bare.contains(':') {
                     format!("[{bare}]")
                 } else {

@@ -62,6 +62,8 @@ pub struct Gateway {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub max_submit_attempts: usize,
+    /// Trust and client identity for `https://` backends.
+    pub upstream_tls: crate::tls::UpstreamTls,
     /// Completed health-check rounds (readiness waits for the first).
     pub health_rounds: AtomicU64,
     /// Where query history and learned coordinator ids go (`None` in tests without a database).
@@ -144,6 +146,8 @@ impl Gateway {
 /// One proxy service per listener, so policies can match the listener by name.
 pub struct TrinoProxy {
     pub listener: Arc<str>,
+    /// The listener serves HTTPS (backends must build `https://` URIs back to us).
+    pub tls: bool,
     pub gateway: Arc<Gateway>,
 }
 
@@ -593,6 +597,10 @@ impl ProxyHttp for TrinoProxy {
         }
 
         let mut peer = HttpPeer::new(addr, b.tls, b.host.clone());
+        if b.tls {
+            peer.options.ca = self.gateway.upstream_tls.ca.clone();
+            peer.client_cert_key = self.gateway.upstream_tls.client.clone();
+        }
         peer.options.connection_timeout = Some(self.gateway.connect_timeout);
         peer.options.read_timeout = Some(self.gateway.read_timeout);
         Ok(Box::new(peer))
@@ -679,7 +687,7 @@ impl ProxyHttp for TrinoProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let listener_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
-        forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr)?;
+        forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr, self.tls)?;
         if let Some(b) = &ctx.backend {
             if b.rewrite_host {
                 upstream.insert_header(HOST, b.authority.as_str())?;
