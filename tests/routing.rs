@@ -333,3 +333,75 @@ async fn backend_errors_reach_the_client_as_trino_sends_them() {
     assert_eq!(err["message"], "boom");
     assert_eq!(err["errorName"], "GENERIC_USER_ERROR");
 }
+
+/// `require_user` refuses anonymous submissions; `user_from_header` makes a trusted front proxy's
+/// header the user — for routing and for the backend — whatever the client claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_rules_require_a_user_or_take_it_from_a_trusted_proxy() {
+    let b1 = backend(10).await;
+    let b2 = backend(10).await;
+    let (open, sso, admin) = (free_port(), free_port(), free_port());
+    let yaml = config_yaml(
+        &[("open", open), ("sso", sso)],
+        admin,
+        &[("adhoc", "round_robin"), ("etl", "round_robin")],
+        &[("b1", b1.url(), "adhoc"), ("b2", b2.url(), "etl")],
+        "    - { name: services, priority: 1, match: { user: \"^svc_\" }, group: etl }",
+    )
+    .replace(
+        &format!("address: \"127.0.0.1:{open}\" }}"),
+        &format!("address: \"127.0.0.1:{open}\", require_user: true }}"),
+    )
+    .replace(
+        &format!("address: \"127.0.0.1:{sso}\" }}"),
+        &format!("address: \"127.0.0.1:{sso}\", user_from_header: X-Auth-User }}"),
+    );
+    assert!(yaml.contains("require_user") && yaml.contains("user_from_header"));
+    let gw = Gateway::start(&yaml, open, admin).await;
+    let http = reqwest::Client::new();
+
+    // `open`: no user, no query; with a user, business as usual.
+    let r = http
+        .post(format!("http://127.0.0.1:{open}/v1/statement"))
+        .body("SELECT 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_trino_error(&r.text().await.unwrap(), "MISSING_USER");
+    let out = Client::new(&gw.url).run("SELECT current_user", &[]).await;
+    assert!(out.error.is_none());
+
+    // `sso`: the proxy's header is the user; the client's own X-Trino-User is ignored.
+    let sso_client = Client::new(&format!("http://127.0.0.1:{sso}"));
+    let out = sso_client
+        .run("SELECT current_user", &[("X-Auth-User", "alice")])
+        .await;
+    assert_eq!(out.rows, vec![serde_json::json!(["alice"])]);
+    let mut pretender = Client::new(&format!("http://127.0.0.1:{sso}"));
+    pretender.user = "svc_admin".into();
+    let out = pretender
+        .run("SELECT current_user", &[("X-Auth-User", "alice")])
+        .await;
+    assert_eq!(out.rows, vec![serde_json::json!(["alice"])]);
+    assert_eq!(
+        b2.state.stats().submissions,
+        0,
+        "policies saw alice, not the claimed svc_admin"
+    );
+    let out = sso_client
+        .run("SELECT current_user", &[("X-Auth-User", "svc_loader")])
+        .await;
+    assert_eq!(out.rows, vec![serde_json::json!(["svc_loader"])]);
+    assert_eq!(b2.state.stats().submissions, 1, "svc_loader routes to etl");
+    // Without the proxy's header nothing passes, follow-ups included.
+    let r = sso_client.submit("SELECT 1", &[]).await;
+    assert_eq!(r.status(), 401);
+    assert_trino_error(&r.text().await.unwrap(), "GATEWAY_UNAUTHENTICATED");
+    let r = http
+        .get(format!("http://127.0.0.1:{sso}/v1/info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

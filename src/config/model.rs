@@ -196,6 +196,18 @@ pub struct ListenerConfig {
     /// Serve HTTPS with this certificate (re-read on SIGHUP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// Refuse submissions without `X-Trino-User` (400) instead of letting the backend decide.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_user: bool,
+    /// A trusted front proxy (SSO, OAuth2 proxy) puts the authenticated user in this header: it
+    /// becomes `X-Trino-User` on every request of this listener, whatever the client sent, and a
+    /// request without it is refused (401). Only for listeners that nothing but that proxy reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_from_header: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A PEM certificate chain (leaf first) and its PEM private key.

@@ -203,6 +203,22 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if let Some(auth) = &c.admin.auth {
         check_admin_auth(&mut is, auth);
     }
+    for (i, l) in c.proxy.listeners.iter().enumerate() {
+        if let Some(h) = &l.user_from_header {
+            let lower = h.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                is.push(
+                    format!("proxy.listeners[{i}].user_from_header"),
+                    format!("`{h}` is not a valid header name"),
+                );
+            } else if lower == "x-trino-user" || lower == "x-presto-user" {
+                is.push(
+                    format!("proxy.listeners[{i}].user_from_header"),
+                    "must name the front proxy's header, not X-Trino-User itself",
+                );
+            }
+        }
+    }
     // Certificates are read here too, so `check-config` catches a missing or mismatched file.
     for (i, l) in c.proxy.listeners.iter().enumerate() {
         if let Some(t) = &l.tls {

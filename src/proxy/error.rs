@@ -110,6 +110,29 @@ impl GatewayError {
         )
     }
 
+    pub fn missing_user(listener: &str) -> Self {
+        Self::new(
+            400,
+            "MISSING_USER",
+            "USER_ERROR",
+            16,
+            format!("This gateway listener (`{listener}`) requires the X-Trino-User header"),
+        )
+    }
+
+    pub fn unauthenticated(listener: &str, header: &str) -> Self {
+        Self::new(
+            401,
+            "GATEWAY_UNAUTHENTICATED",
+            "USER_ERROR",
+            17,
+            format!(
+                "Listener `{listener}` takes the user from the `{header}` header of the \
+                 authenticating proxy in front, and this request has none"
+            ),
+        )
+    }
+
     pub fn submission_too_large(limit: u64) -> Self {
         Self::new(
             413,

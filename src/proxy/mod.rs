@@ -368,6 +368,12 @@ impl TrinoProxy {
                 }
                 let facts = RequestFacts::from_headers(&self.listener, &req.headers)
                     .map_err(|h| GatewayError::bad_request(format!("header {h} is not valid UTF-8")))?;
+                if target == Target::Submit
+                    && facts.user.is_none_or(str::is_empty)
+                    && self.listener_config(&snap).is_some_and(|l| l.require_user)
+                {
+                    return Err(GatewayError::missing_user(&self.listener));
+                }
                 let (group, reason) = choose_group(&snap, &facts);
                 ctx.reason = Some(reason);
                 ctx.retryable = true;
@@ -378,6 +384,36 @@ impl TrinoProxy {
                 Ok(())
             }
         }
+    }
+
+    fn listener_config<'s>(&self, snap: &'s Snapshot) -> Option<&'s crate::config::ListenerConfig> {
+        snap.config
+            .proxy
+            .listeners
+            .iter()
+            .find(|l| *l.name == *self.listener)
+    }
+
+    /// With `user_from_header`, the trusted front proxy's header becomes `X-Trino-User` (and
+    /// whatever user the client claimed is dropped) before anything looks at the request.
+    fn apply_identity(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), GatewayError> {
+        let Some(header) = self
+            .listener_config(&ctx.snap)
+            .and_then(|l| l.user_from_header.as_deref())
+        else {
+            return Ok(());
+        };
+        let req = session.req_header_mut();
+        let user = req
+            .headers
+            .get(header)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| GatewayError::unauthenticated(&self.listener, header))?;
+        req.remove_header(&crate::routing::facts::USER.presto);
+        req.insert_header(crate::routing::facts::USER.trino.clone(), user)
+            .map_err(|_| GatewayError::bad_request("cannot set X-Trino-User"))?;
+        Ok(())
     }
 
     /// Whether a failed submission attempt may move on to another backend of its group.
@@ -500,7 +536,10 @@ impl ProxyHttp for TrinoProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
-        let routed = match self.route(session, ctx) {
+        let routed = match self
+            .apply_identity(session, ctx)
+            .and_then(|()| self.route(session, ctx))
+        {
             Err(err) if err.name == "QUERY_NOT_FOUND" => {
                 // Nothing in memory knows this query: ask the shared database (history and
                 // coordinator ids other instances stored) before answering 404.
