@@ -96,6 +96,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
         connect_timeout: config.proxy.connect_timeout.get(),
         read_timeout: config.proxy.read_timeout.get(),
+        client_idle_timeout: config.proxy.client_idle_timeout.get(),
         upstream_tls: UpstreamTls::load(config.proxy.backend_tls.as_ref())
             .map_err(|e| format!("proxy.backend_tls: {e}"))?,
         max_submit_attempts: config.proxy.max_submit_attempts,

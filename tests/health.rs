@@ -540,6 +540,7 @@ async fn a_probe_round_over_50_slow_backends_takes_well_under_one_interval() {
         read_timeout: Duration::from_secs(5),
         max_submit_attempts: 3,
         upstream_tls: Default::default(),
+        client_idle_timeout: Duration::from_secs(60),
         health_rounds: Default::default(),
         history: None,
         database: None,

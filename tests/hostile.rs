@@ -238,3 +238,46 @@ async fn a_malicious_backend_cannot_crash_the_gateway_or_capture_queries() {
     let ready = reqwest::get(format!("{}/livez", gw.admin)).await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// Idle keep-alive connections are closed after `proxy.client_idle_timeout` (Pingora alone would
+/// keep them forever), so idle or trickling clients cannot pile up connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed() {
+    let b1 = backend(10).await;
+    let port = free_port();
+    let admin = free_port();
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("b1", b1.url(), "adhoc")],
+        "",
+    )
+    .replace("admin:\n", "  client_idle_timeout: 1s\nadmin:\n");
+    assert!(yaml.contains("client_idle_timeout"));
+    let _gw = Gateway::start(&yaml, port, admin).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // Two requests on one connection: keep-alive works...
+    for _ in 0..2 {
+        s.write_all(b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    // ...and then the idle connection is closed by the gateway.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the gateway kept an idle connection open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "EOF expected");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+}

@@ -165,6 +165,13 @@ pub struct ProxyConfig {
     /// Trust and client identity for `https://` backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_tls: Option<UpstreamTlsConfig>,
+    /// An idle keep-alive client connection is closed after this long (whole seconds).
+    #[serde(default = "default_client_idle_timeout")]
+    pub client_idle_timeout: HumanDuration,
+}
+
+fn default_client_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 fn default_max_submission_bytes() -> u64 {

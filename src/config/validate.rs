@@ -295,6 +295,9 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if h.user.trim().is_empty() {
         is.push("health.user", "must not be empty");
     }
+    if c.proxy.client_idle_timeout.get() < std::time::Duration::from_secs(1) {
+        is.push("proxy.client_idle_timeout", "must be at least 1s");
+    }
     if c.proxy.max_submit_attempts == 0 {
         is.push("proxy.max_submit_attempts", "must be at least 1");
     }

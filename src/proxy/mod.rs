@@ -64,6 +64,8 @@ pub struct Gateway {
     pub max_submit_attempts: usize,
     /// Trust and client identity for `https://` backends.
     pub upstream_tls: crate::tls::UpstreamTls,
+    /// How long an idle keep-alive client connection is kept.
+    pub client_idle_timeout: Duration,
     /// Completed health-check rounds (readiness waits for the first).
     pub health_rounds: AtomicU64,
     /// Where query history and learned coordinator ids go (`None` in tests without a database).
@@ -959,6 +961,11 @@ impl ProxyHttp for TrinoProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(rt) = ctx.inflight.take() {
             rt.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Pingora keeps an idle HTTP/1.1 connection open forever by default; bound it, so idle
+        // or trickling clients cannot pile up connections. (Kept across reuses of the connection.)
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.gateway.client_idle_timeout.as_secs().max(1)));
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         ctx.observe_head(); // answers the gateway wrote itself
