@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod health;
 pub mod history;
 pub mod metrics;
+pub mod passthrough;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -69,6 +69,16 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_values_t = [18081, 18082])]
         backend_ports: Vec<u16>,
     },
+    /// A bare Pingora proxy with none of the gateway's logic: the benchmark baseline.
+    #[command(hide = true)]
+    Passthrough {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        upstream: SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Run one emulated Trino coordinator (for benchmarks and manual tests).
     Emulator {
         #[arg(long, default_value = "127.0.0.1:18081")]
@@ -143,6 +153,11 @@ fn main() -> ExitCode {
             }),
             _ => Err("--backend-ports takes exactly two ports, e.g. 18081,18082".to_string()),
         },
+        Command::Passthrough {
+            listen,
+            upstream,
+            threads,
+        } => trino_edge::passthrough::run(listen, upstream, threads),
         Command::Emulator {
             listen,
             rows_per_page,

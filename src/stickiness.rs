@@ -8,12 +8,12 @@
 //! 3. otherwise a miss, which the proxy answers with a Trino-shaped 404, never a guess.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use tracing::warn;
 
 use crate::snapshot::Backend;
@@ -56,12 +56,33 @@ pub fn coordinator_id(query_id: &str) -> Option<CoordinatorId> {
 
 /// The owner is kept as the backend itself, not its name: a query keeps reaching its coordinator
 /// even after a reload removed or re-pointed that backend (removal means "no new queries").
+/// Kept small (24 bytes): the map holds up to a million of them.
 #[derive(Clone)]
 struct Entry {
     backend: Arc<Backend>,
-    learned: Instant,
-    /// Set once the query's last page went through; shared by every clone of the entry.
-    finished: Arc<AtomicBool>,
+    /// Seconds since [`Stickiness::epoch`] when the entry was learned.
+    learned: u32,
+    /// Set once the query's last page went through (flipped in place, under the shard lock).
+    finished: bool,
+}
+
+/// A 128-bit keyed hash of an id, used as the map key instead of the id itself: no allocation
+/// per entry, 16 bytes instead of ~56. The key is random per process, so nobody can aim for a
+/// collision, and by chance one is ~2^-89 likely at a million entries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct IdKey(u128);
+
+struct IdHasher([std::hash::RandomState; 2]);
+
+impl IdHasher {
+    fn new() -> Self {
+        IdHasher([std::hash::RandomState::new(), std::hash::RandomState::new()])
+    }
+
+    fn key(&self, id: &str) -> IdKey {
+        let [a, b] = &self.0;
+        IdKey((u128::from(a.hash_one(id)) << 64) | u128::from(b.hash_one(id)))
+    }
 }
 
 /// The same configured backend, also across a reload (which builds new `Backend` values).
@@ -95,9 +116,11 @@ impl Resolution {
 }
 
 pub struct Stickiness {
-    queries: Cache<String, Entry>,
-    transactions: Cache<String, Entry>,
+    queries: Cache<IdKey, Entry>,
+    transactions: Cache<IdKey, Entry>,
     coordinators: ArcSwap<HashMap<CoordinatorId, Arc<Backend>>>,
+    ids: IdHasher,
+    epoch: Instant,
     ttl: Duration,
 }
 
@@ -107,7 +130,25 @@ impl Stickiness {
             queries: Cache::new(capacity.max(1)),
             transactions: Cache::new((capacity / 10).max(1_000)),
             coordinators: ArcSwap::from_pointee(HashMap::new()),
+            ids: IdHasher::new(),
+            epoch: Instant::now(),
             ttl,
+        }
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn fresh(&self, e: &Entry) -> bool {
+        u64::from(self.now().saturating_sub(e.learned)) < self.ttl.as_secs()
+    }
+
+    fn entry(&self, backend: &Arc<Backend>) -> Entry {
+        Entry {
+            backend: backend.clone(),
+            learned: self.now(),
+            finished: false,
         }
     }
 
@@ -121,8 +162,9 @@ impl Stickiness {
         if !is_valid_query_id(query_id) {
             return None;
         }
-        if let Some(e) = self.queries.get(query_id) {
-            if !same_backend(&e.backend, backend) && e.learned.elapsed() < self.ttl {
+        let key = self.ids.key(query_id);
+        if let Some(e) = self.queries.get(&key) {
+            if !same_backend(&e.backend, backend) && self.fresh(&e) {
                 warn!(query_id, owner = %e.backend.name, claimed_by = %backend.name,
                       "a backend answered with the id of another backend's query; ignored");
                 return None;
@@ -139,14 +181,7 @@ impl Stickiness {
                 }
             }
         }
-        self.queries.insert(
-            query_id.to_string(),
-            Entry {
-                backend: backend.clone(),
-                learned: Instant::now(),
-                finished: Arc::default(),
-            },
-        );
+        self.queries.insert(key, self.entry(backend));
         let cid = cid?;
         self.learn_coordinator(cid, backend).then_some(cid)
     }
@@ -174,9 +209,10 @@ impl Stickiness {
     /// Record that a query this instance routed has finished. `true` only the first time, so a
     /// re-fetched last page or a cancel after the end is not counted twice.
     pub fn mark_finished(&self, query_id: &str) -> bool {
-        self.queries
-            .get(query_id)
-            .is_some_and(|e| !e.finished.swap(true, Ordering::Relaxed))
+        let first = self.queries.entry(&self.ids.key(query_id), None, |_, e| {
+            EntryAction::Retain(!std::mem::replace(&mut e.finished, true))
+        });
+        matches!(first, EntryResult::Retained(true))
     }
 
     /// Drop a coordinator id whose process is gone (its queries died with it): follow-ups of its
@@ -193,10 +229,10 @@ impl Stickiness {
 
     pub fn resolve_query(&self, query_id: &str) -> Resolution {
         let cid = coordinator_id(query_id);
-        if let Some(e) = self.queries.get(query_id) {
+        if let Some(e) = self.queries.get(&self.ids.key(query_id)) {
             // A remembered query of a coordinator known to have restarted is gone too.
             let alive = cid.is_none_or(|c| self.coordinators.load().contains_key(&c));
-            if alive && e.learned.elapsed() < self.ttl {
+            if alive && self.fresh(&e) {
                 return Resolution::Memory(e.backend);
             }
         }
@@ -208,25 +244,19 @@ impl Stickiness {
 
     pub fn learn_transaction(&self, txn: &str, backend: &Arc<Backend>) {
         if txn.len() <= 128 {
-            self.transactions.insert(
-                txn.to_string(),
-                Entry {
-                    backend: backend.clone(),
-                    learned: Instant::now(),
-                    finished: Arc::default(),
-                },
-            );
+            self.transactions
+                .insert(self.ids.key(txn), self.entry(backend));
         }
     }
 
     pub fn forget_transaction(&self, txn: &str) {
-        self.transactions.remove(txn);
+        self.transactions.remove(&self.ids.key(txn));
     }
 
     pub fn resolve_transaction(&self, txn: &str) -> Option<Arc<Backend>> {
         self.transactions
-            .get(txn)
-            .filter(|e| e.learned.elapsed() < self.ttl)
+            .get(&self.ids.key(txn))
+            .filter(|e| self.fresh(e))
             .map(|e| e.backend)
     }
 

@@ -58,6 +58,20 @@ proptest! {
         }
     }
 
+    /// The one-pass path check refuses exactly what the plain definition refuses.
+    #[test]
+    fn the_path_check_matches_its_definition(path in hostile_path()) {
+        let path = format!("/{path}");
+        let refused_by_definition = path.split('/').any(|seg| seg == ".." || seg == ".")
+            || path.bytes().any(|b| b.is_ascii_control())
+            || ["%2e", "%2E", "%2f", "%2F"].iter().any(|p| path.contains(p));
+        let refused = matches!(
+            classify(&Method::GET, &path, None),
+            Err(e) if e.message.contains("dot segments")
+        );
+        prop_assert_eq!(refused, refused_by_definition, "{:?}", path);
+    }
+
     #[test]
     fn every_follow_up_form_resolves_to_its_query(id in query_id(), slug in "[a-z0-9]{1,12}", n in 0u32..1000) {
         let forms = [

@@ -237,12 +237,25 @@ impl RequestCtx {
     }
 }
 
+/// What the gateway reads from a submission answer: the query id, and whether pages follow.
 #[derive(Deserialize)]
-struct Submitted<'a> {
+pub struct Submitted<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    pub id: Option<Cow<'a, str>>,
     #[serde(rename = "nextUri")]
     next_uri: Option<serde::de::IgnoredAny>,
+}
+
+impl<'a> Submitted<'a> {
+    /// Parse a submission answer, skipping (not building) everything but `id` and `nextUri`.
+    pub fn parse(body: &'a [u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(body)
+    }
+
+    /// The query already ended in its first answer (no `nextUri`).
+    pub fn finished(&self) -> bool {
+        self.next_uri.is_none()
+    }
 }
 
 /// Write a gateway error as the whole response and close the connection (an unread request body
@@ -478,11 +491,8 @@ impl TrinoProxy {
             return;
         };
         let Some(backend) = &ctx.backend else { return };
-        match serde_json::from_slice::<Submitted<'_>>(&learner.buf) {
-            Ok(Submitted {
-                id: Some(id),
-                next_uri,
-            }) => {
+        match Submitted::parse(&learner.buf).map(|a| (a.finished(), a.id)) {
+            Ok((finished, Some(id))) => {
                 self.gateway.learn_query(&id, backend);
                 if let Some(h) = &self.gateway.history {
                     h.record(HistoryEvent::Query(Box::new(
@@ -490,11 +500,11 @@ impl TrinoProxy {
                     )));
                 }
                 ctx.query_id = Some(id.into_owned());
-                if next_uri.is_none() {
+                if finished {
                     self.query_finished(ctx);
                 }
             }
-            Ok(Submitted { id: None, .. }) => debug!("submission response without a query id"),
+            Ok((_, None)) => debug!("submission response without a query id"),
             Err(e) => warn!(
                 backend = ctx.backend_name(),
                 "submission response is not Trino JSON: {e}"
