@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Load benchmark: the same canned Trino backend reached (a) directly, (b) through trino-edge,
+# (c) through nginx as a plain keep-alive reverse proxy and (d) through a bare Pingora proxy with
+# none of our logic — alternating, in one run, on loopback. See BENCHMARKS.md.
+#
+#   benches/load/run.sh [seconds per run] [rounds]        (defaults: 4 3)
+#
+# The backend is nginx serving canned answers (so it is never the bottleneck): a small JSON answer
+# to POST /v1/statement (the gateway reads it to learn the query id) and a ~1 MiB result page
+# (streamed through). Also: a 1 GiB result streamed through the gateway (throughput, peak RSS),
+# and 10,000 idle keep-alive client connections (RSS).
+# Needs wrk, nginx and python3 (apt-get install -y wrk nginx-light); builds in release mode.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-4}
+rounds=${2:-3}
+
+cargo build --release --quiet
+bin=$PWD/target/release/trino-edge
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || true
+
+backend=127.0.0.1:19181 gateway=127.0.0.1:19182 nginx_proxy=127.0.0.1:19183 admin=127.0.0.1:19184 bare=127.0.0.1:19185
+id=20261123_000000_00001_bench
+python3 - "$work" "$id" <<'PY'
+import json, sys
+work, qid = sys.argv[1], sys.argv[2]
+cols = [{"name": n, "type": t, "typeSignature": {"rawType": t, "arguments": []}}
+        for n, t in [("id", "bigint"), ("name", "varchar"), ("amount", "double"), ("day", "date")]]
+rows, size, i = [], 0, 0
+while size < 1_000_000:
+    r = [i, f"customer-{i:08d}", i * 1.25, "2026-11-23"]; rows.append(r); size += len(json.dumps(r)) + 1; i += 1
+page = {"id": qid, "nextUri": f"http://host/v1/statement/executing/{qid}/y/2", "columns": cols, "data": rows,
+        "stats": {"state": "RUNNING", "queued": False, "scheduled": True}}
+open(f"{work}/page.json", "w").write(json.dumps(page))
+submit = {"id": qid, "infoUri": f"http://host/ui/query.html?{qid}",
+          "nextUri": f"http://host/v1/statement/queued/{qid}/y/1",
+          "stats": {"state": "QUEUED", "queued": True, "scheduled": False, "nodes": 0, "totalSplits": 0}, "warnings": []}
+open(f"{work}/submit.json", "w").write(json.dumps(submit))
+PY
+head -c 1073741824 /dev/zero | tr '\0' 'x' > "$work/big.json"
+page_bytes=$(wc -c <"$work/page.json")
+submit_json=$(cat "$work/submit.json")
+
+cat >"$work/backend.conf" <<NGINX
+worker_processes 1;
+pid $work/backend.pid;
+error_log $work/backend-error.log;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  keepalive_requests 1000000;
+  server {
+    listen $backend backlog=4096;
+    root $work;
+    default_type application/json;
+    location = /v1/statement { return 200 '$submit_json'; }
+    location ~ ^/v1/statement/executing/[^/]+/big/ { rewrite ^ /big.json break; }
+    location /v1/statement/executing/ { rewrite ^ /page.json break; }
+    location = /v1/info { return 200 '{"nodeVersion":{"version":"bench"},"coordinator":true,"starting":false}'; }
+  }
+}
+NGINX
+nginx -c "$work/backend.conf" -g 'daemon off;' & pids+=($!)
+
+cat >"$work/proxy.conf" <<NGINX
+worker_processes auto;
+pid $work/proxy.pid;
+error_log $work/proxy-error.log;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  keepalive_requests 1000000;
+  upstream trino { server $backend; keepalive 256; keepalive_requests 1000000; }
+  server {
+    listen $nginx_proxy backlog=4096;
+    location / {
+      proxy_pass http://trino;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto http;
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -c "$work/proxy.conf" -g 'daemon off;' & pids+=($!)
+
+cat >"$work/gw.yaml" <<YAML
+proxy:
+  listeners: [{ name: main, address: "$gateway" }]
+admin: { address: "$admin" }
+routing: { default_group: bench }
+groups: [{ name: bench, strategy: round_robin }]
+backends: [{ name: b1, url: "http://$backend", group: bench }]
+health: { enabled: false }
+server: { threads: 2, grace_period: 0s, graceful_shutdown_timeout: 1s }
+database: { url: "sqlite://$work/state.db" }
+YAML
+RUST_LOG=warn "$bin" serve --config "$work/gw.yaml" >"$work/gw.log" 2>&1 & pids+=($!)
+gw_pid=$!
+"$bin" passthrough --listen "$bare" --upstream "$backend" --threads 2 >"$work/bare.log" 2>&1 & pids+=($!)
+
+for _ in $(seq 100); do
+  curl -sf "http://$admin/livez" >/dev/null 2>&1 && curl -sf "http://$bare/v1/info" >/dev/null 2>&1 \
+    && curl -sf "http://$nginx_proxy/v1/info" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# One submission through the gateway, so it knows which backend owns the query.
+curl -sf -X POST -H 'X-Trino-User: bench' --data 'SELECT 1' "http://$gateway/v1/statement" >/dev/null
+page_path=/v1/statement/executing/$id/y/1
+
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "SELECT * FROM orders WHERE day = DATE '2026-11-23'"
+wrk.headers["X-Trino-User"] = "bench"
+wrk.headers["X-Trino-Source"] = "wrk"
+LUA
+
+# run SHAPE TARGET → "rps p50 p99" (latencies in microseconds)
+run() {
+  local shape=$1 url=$2 out
+  if [ "$shape" = submit ]; then
+    out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/post.lua" "$url/v1/statement")
+  else
+    out=$(wrk -t2 -c8 -d"${secs}s" --latency -H 'X-Trino-User: bench' "$url$page_path")
+  fi
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def us(v):
+    n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 1, "ms": 1e3, "s": 1e6}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if errors: print(f"warning: {errors.group(1)} non-2xx answers", file=sys.stderr)
+print(f"{rps:.0f} {us(lat['50']):.0f} {us(lat['99']):.0f}")
+PY
+}
+
+# PROFILE=submit|page: record where the gateway spends its CPU under that load, then stop.
+if [ -n "${PROFILE:-}" ]; then
+  perf record -F 999 -g -o "$work/perf.data" -p "$gw_pid" -- sleep "$secs" >/dev/null 2>&1 &
+  perf_pid=$!
+  sleep 0.2
+  run "$PROFILE" "http://$gateway" >/dev/null
+  wait "$perf_pid" || true
+  perf report -i "$work/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -20
+  perf report -i "$work/perf.data" --no-children --percent-limit ${PROFILE_LIMIT:-0.7} --stdio 2>/dev/null | grep -v '^$' | head -${PROFILE_LINES:-80}
+  exit 0
+fi
+
+declare -A results
+for shape in submit page; do
+  for r in $(seq "$rounds"); do
+    for target in direct edge nginx bare; do
+      case $target in
+        direct) url=http://$backend ;; edge) url=http://$gateway ;;
+        nginx) url=http://$nginx_proxy ;; bare) url=http://$bare ;;
+      esac
+      results[$shape.$target]+="$(run "$shape" "$url");"
+    done
+  done
+done
+
+echo
+echo "page: $page_bytes bytes; $rounds rounds x ${secs}s per cell, alternating; medians"
+python3 - "$(declare -p results)" <<'PY'
+import re, statistics, sys
+cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
+def med(shape, target, i):
+    vals = [float(x.split()[i]) for x in cells[f"{shape}.{target}"].split(";") if x.strip()]
+    return statistics.median(vals)
+print(f"{'shape':7} {'direct':>9} {'trino-edge':>11} {'nginx':>9} {'bare pingora':>13} {'edge/direct':>12} {'edge/nginx':>11} {'edge/bare':>10}")
+for s in ["submit", "page"]:
+    d, e, n, b = (med(s, t, 0) for t in ["direct", "edge", "nginx", "bare"])
+    print(f"{s:7} {d:9.0f} {e:11.0f} {n:9.0f} {b:13.0f} {e/d:12.2f} {e/n:11.2f} {e/b:10.2f}")
+print()
+print(f"{'latency (us)':14} {'p50 direct':>10} {'p50 edge':>9} {'p99 direct':>11} {'p99 edge':>9} {'p50 nginx':>10} {'p99 nginx':>10}")
+for s in ["submit", "page"]:
+    print(f"{s:14} {med(s,'direct',1):10.0f} {med(s,'edge',1):9.0f} {med(s,'direct',2):11.0f} {med(s,'edge',2):9.0f} {med(s,'nginx',1):10.0f} {med(s,'nginx',2):10.0f}")
+PY
+
+# 1 GiB through the gateway vs direct: throughput and the gateway's peak RSS growth.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status"; }
+base=$(rss_kb)
+big=/v1/statement/executing/$id/big/1
+d=$(curl -s -o /dev/null -w '%{speed_download}' -H 'X-Trino-User: bench' "http://$backend$big")
+g=$(curl -s -o /dev/null -w '%{speed_download}' -H 'X-Trino-User: bench' "http://$gateway$big")
+peak=$(hwm_kb)
+python3 -c "print(f'1 GiB stream: direct {$d/2**20:.0f} MiB/s, trino-edge {$g/2**20:.0f} MiB/s ({$g/$d:.2f}x); gateway RSS {$base/1024:.0f} MiB before, peak {$peak/1024:.0f} MiB (+{($peak-$base)/1024:.0f} MiB)')"
+
+# 10,000 idle keep-alive connections, each after one request; RSS read while they are held.
+python3 - "$gateway" "$gw_pid" <<'PY'
+import socket, sys
+host, port = sys.argv[1].split(":"); port = int(port)
+def rss_mib():
+    for line in open(f"/proc/{sys.argv[2]}/status"):
+        if line.startswith("VmRSS:"): return int(line.split()[1]) / 1024
+before = rss_mib()
+socks, ok = [], 0
+for i in range(10000):
+    # One request at a time (a low request rate), each connection then stays open and idle.
+    s = socket.create_connection((host, port)); s.settimeout(10)
+    s.sendall(b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n")
+    if s.recv(65536).startswith(b"HTTP/1.1 200"): ok += 1
+    socks.append(s)
+after = rss_mib()
+print(f"10,000 idle connections ({ok} answered, all held open): gateway RSS {before:.0f} MiB -> {after:.0f} MiB (+{after - before:.0f} MiB)")
+PY
