@@ -189,6 +189,33 @@ for s in ["submit", "page"]:
     print(f"{s:14} {med(s,'direct',1):10.0f} {med(s,'edge',1):9.0f} {med(s,'direct',2):11.0f} {med(s,'edge',2):9.0f} {med(s,'nginx',1):10.0f} {med(s,'nginx',2):10.0f}")
 PY
 
+# Added latency at a fixed rate: LAT_FRACTION (default 0.25) of trino-edge's wrk saturation rate.
+# Not 0.5: the fixed-rate driver (reqwest) needs a core of its own, which leaves the proxies on
+# these two cores saturating at about half of what they reach against wrk.
+echo
+cargo bench --quiet --bench latency --no-run 2>/dev/null
+lat=$(ls -t target/release/deps/latency-* | grep -v '\.d$' | head -1)
+python3 - "$(declare -p results)" "$lat" "$backend" "$gateway" "$nginx_proxy" "$page_path" "$secs" <<'PY'
+import re, statistics, subprocess, sys
+cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
+lat, backend, gateway, nginx, page_path, secs = sys.argv[2:8]
+fraction = float(__import__("os").environ.get("LAT_FRACTION", "0.25"))
+print(f"{f'at {fraction:g} of saturation':22} {'rate':>6} {'p50 / p99 / p99.9 direct':>26} {'trino-edge':>22} {'nginx':>22} {'added p50':>10} {'added p99':>10}")
+for shape in ["submit", "page"]:
+    sat = statistics.median(float(x.split()[0]) for x in cells[f"{shape}.edge"].split(";") if x.strip())
+    rate = max(1, int(sat * fraction))
+    res = {}
+    for name, addr in [("direct", backend), ("edge", gateway), ("nginx", nginx)]:
+        if shape == "submit":
+            args = [lat, f"http://{addr}/v1/statement", str(rate), secs, "post", "SELECT 1"]
+        else:
+            args = [lat, f"http://{addr}{page_path}", str(rate), secs]
+        res[name] = [int(x) for x in subprocess.run(args, capture_output=True, text=True).stdout.split()]
+    fmt = lambda r: f"{r[0]} / {r[1]} / {r[2]}"
+    print(f"{shape:22} {rate:6} {fmt(res['direct']):>26} {fmt(res['edge']):>22} {fmt(res['nginx']):>22} "
+          f"{res['edge'][0]-res['direct'][0]:>8}us {res['edge'][1]-res['direct'][1]:>8}us")
+PY
+
 # 1 GiB through the gateway vs direct: throughput and the gateway's peak RSS growth.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status"; }

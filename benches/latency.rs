@@ -1,0 +1,84 @@
+//! Fixed-rate latency driver for `benches/load/run.sh` (wrk only measures at saturation):
+//!
+//!   cargo bench --bench latency -- URL RATE SECONDS [post BODY]
+//!
+//! Sends RATE requests per second on a schedule for SECONDS and prints `p50 p99 p99.9` in
+//! microseconds. Latency is measured from each request's *scheduled* start, so a stalled server
+//! cannot hide its stall by slowing the sender (no coordinated omission).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let [url, rate, secs, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: latency URL RATE SECONDS [post BODY]");
+        std::process::exit(2);
+    };
+    let rate: f64 = rate.parse().expect("RATE");
+    let secs: f64 = secs.parse().expect("SECONDS");
+    let body = match rest {
+        [m, b] if m == "post" => Some(b.clone()),
+        _ => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let lat = rt.block_on(run(url.clone(), rate, secs, body));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!("{} {} {}", pct(0.50), pct(0.99), pct(0.999));
+}
+
+async fn run(url: String, rate: f64, secs: f64, body: Option<String>) -> Vec<u64> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap();
+    let samples = Arc::new(Mutex::new(Vec::with_capacity((rate * secs) as usize)));
+    let errors = Arc::new(Mutex::new(0u64));
+    let start = Instant::now();
+    let n = (rate * secs) as u64;
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        let (samples, errors) = (samples.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = match body {
+                Some(b) => client.post(&url).body(b),
+                None => client.get(&url),
+            };
+            let ok = match req.header("X-Trino-User", "bench").send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if ok {
+                samples
+                    .lock()
+                    .unwrap()
+                    .push(due.elapsed().as_micros() as u64);
+            } else {
+                *errors.lock().unwrap() += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let errors = *errors.lock().unwrap();
+    if errors > 0 {
+        eprintln!("warning: {errors} failed requests");
+    }
+    let mut v = std::mem::take(&mut *samples.lock().unwrap());
+    v.sort_unstable();
+    if v.is_empty() {
+        v.push(0);
+    }
+    v
+}
