@@ -146,8 +146,13 @@ impl UpstreamTls {
         };
         let mut out = UpstreamTls::default();
         if let Some(ca) = &cfg.ca_file {
-            out.ca = Some(Arc::new(read_certs(ca, "CA bundle")?.into_boxed_slice()));
-            out.ca_pem = Some(read(ca, "CA bundle")?);
+            let pem = read(ca, "CA bundle")?;
+            let certs = X509::stack_from_pem(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| format!("CA bundle {ca} holds no PEM certificate"))?;
+            out.ca = Some(Arc::new(certs.into_boxed_slice()));
+            out.ca_pem = Some(pem);
         }
         match (&cfg.client_cert, &cfg.client_key) {
             (Some(cert), Some(key)) => {

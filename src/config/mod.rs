@@ -76,6 +76,10 @@ pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| ConfigError::single(&name, "", format!("cannot read file: {e}")))?;
     let config = parse_str(&name, &text)?;
+    validate::check_files(&config).map_err(|issues| ConfigError {
+        file: name.clone(),
+        issues,
+    })?;
     Ok(LoadedConfig {
         file: file.to_path_buf(),
         config,

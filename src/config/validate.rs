@@ -143,6 +143,33 @@ fn check_admin_auth(is: &mut Issues, auth: &AdminAuthConfig) {
     }
 }
 
+/// The files a config names (certificates, keys, CA bundles) exist, parse and belong together.
+/// Kept out of [`validate`], which also runs on every admin API change and database poll: files
+/// are read when the config file is loaded (`serve`, `check-config`, SIGHUP), not on each of those.
+pub fn check_files(c: &Config) -> Result<(), Vec<ConfigIssue>> {
+    let mut is = Issues(Vec::new());
+    for (i, l) in c.proxy.listeners.iter().enumerate() {
+        if let Some(t) = &l.tls {
+            if let Err(e) = crate::tls::load_pair(&t.cert, &t.key) {
+                is.push(format!("proxy.listeners[{i}].tls"), e);
+            }
+        }
+    }
+    if let Some(t) = &c.admin.tls {
+        if let Err(e) = crate::tls::load_pair(&t.cert, &t.key) {
+            is.push("admin.tls", e);
+        }
+    }
+    if let Err(e) = crate::tls::UpstreamTls::load(c.proxy.backend_tls.as_ref()) {
+        is.push("proxy.backend_tls", e);
+    }
+    if is.0.is_empty() {
+        Ok(())
+    } else {
+        Err(is.0)
+    }
+}
+
 pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     let mut is = Issues(Vec::new());
 
@@ -218,22 +245,6 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
                 );
             }
         }
-    }
-    // Certificates are read here too, so `check-config` catches a missing or mismatched file.
-    for (i, l) in c.proxy.listeners.iter().enumerate() {
-        if let Some(t) = &l.tls {
-            if let Err(e) = crate::tls::load_pair(&t.cert, &t.key) {
-                is.push(format!("proxy.listeners[{i}].tls"), e);
-            }
-        }
-    }
-    if let Some(t) = &c.admin.tls {
-        if let Err(e) = crate::tls::load_pair(&t.cert, &t.key) {
-            is.push("admin.tls", e);
-        }
-    }
-    if let Err(e) = crate::tls::UpstreamTls::load(c.proxy.backend_tls.as_ref()) {
-        is.push("proxy.backend_tls", e);
     }
     if let Some(ext) = &c.proxy.external_url {
         match url::Url::parse(ext) {
