@@ -61,6 +61,13 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
     let db_path = std::env::temp_dir().join(format!("trino-edge-demo-{}.db", opts.admin_port));
     let _ = std::fs::remove_file(&db_path);
     let db_url = format!("sqlite://{}", db_path.display());
+    // A local Parquet table for hybrid queries: a week of orders to join with the emulated
+    // `web.daily` traffic.
+    let orders_path = std::env::temp_dir().join(format!(
+        "trino-edge-demo-{}-orders.parquet",
+        opts.admin_port
+    ));
+    write_demo_orders(&orders_path)?;
     let yaml = format!(
         r#"
 proxy:
@@ -80,12 +87,16 @@ database:
 server:
   grace_period: 0s
   graceful_shutdown_timeout: 1s
+hybrid:
+  tables:
+    orders: "{orders}"
 "#,
         port = opts.port,
         admin = opts.admin_port,
         b1 = urls[0],
         b2 = urls[1],
         db = db_url,
+        orders = orders_path.display(),
     );
     let config = parse_str("<demo>", &yaml).map_err(|e| e.to_string())?;
     let gw = format!("http://127.0.0.1:{}", opts.port);
@@ -106,6 +117,10 @@ Operate it (state lives in {db}):
   curl -s -X POST http://127.0.0.1:{admin}/api/v1/backends/trino-2/deactivate   # drain trino-2
   curl -s http://127.0.0.1:{admin}/metrics | grep trino_edge_queries_submitted
 
+Join local Parquet (`orders`) with a result computed on Trino (hybrid query):
+  trino-edge query --admin http://127.0.0.1:{admin} --register 'traffic=SELECT * FROM web.daily' \\
+    'SELECT o.date, o.orders, t.views FROM orders o JOIN traffic t ON o.date = t.date ORDER BY 1'
+
 Ctrl-C stops everything.
 "#,
         admin = opts.admin_port,
@@ -121,4 +136,33 @@ Ctrl-C stops everything.
             ..ServeOptions::default()
         },
     )
+}
+
+/// Seven days of orders (2024-01-01..07), the local half of the demo's hybrid query.
+fn write_demo_orders(path: &std::path::Path) -> Result<(), String> {
+    use datafusion::arrow::array::{Date32Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("date", DataType::Date32, false),
+        Field::new("orders", DataType::Int64, false),
+    ]));
+    // 2024-01-01 is day 19723 of the Unix epoch.
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Date32Array::from_iter_values(19_723..19_730)),
+            Arc::new(Int64Array::from(vec![12, 15, 9, 22, 31, 18, 11])),
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    let file =
+        std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| e.to_string())?;
+    w.write(&batch).map_err(|e| e.to_string())?;
+    w.close().map_err(|e| e.to_string())?;
+    Ok(())
 }

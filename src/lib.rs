@@ -11,6 +11,7 @@ pub mod demo;
 pub mod emulator;
 pub mod health;
 pub mod history;
+pub mod hybrid;
 pub mod metrics;
 pub mod passthrough;
 pub mod proxy;

@@ -69,6 +69,32 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_values_t = [18081, 18082])]
         backend_ports: Vec<u16>,
     },
+    /// Run a hybrid query: remote Trino subqueries joined with local Parquet tables on the
+    /// gateway (`POST /api/query/hybrid` of the admin API).
+    Query {
+        /// The final SQL (or use --sql, or --stdin).
+        sql_arg: Option<String>,
+        /// Admin API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        admin: String,
+        /// Admin API bearer token (admin role).
+        #[arg(long, env = "TRINO_EDGE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The final SQL.
+        #[arg(long)]
+        sql: Option<String>,
+        /// `alias=SQL`: run SQL on Trino and register its result as table `alias`; repeatable.
+        #[arg(long, value_name = "ALIAS=SQL")]
+        register: Vec<String>,
+        /// Read the whole JSON request from standard input.
+        #[arg(long)]
+        stdin: bool,
+        /// Routing group of the remote subqueries (default: the routing policies decide).
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, value_enum, default_value_t = trino_edge::hybrid::cli::OutputFormat::Table)]
+        format: trino_edge::hybrid::cli::OutputFormat,
+    },
     /// A bare Pingora proxy with none of the gateway's logic: the benchmark baseline.
     #[command(hide = true)]
     Passthrough {
@@ -153,6 +179,25 @@ fn main() -> ExitCode {
             }),
             _ => Err("--backend-ports takes exactly two ports, e.g. 18081,18082".to_string()),
         },
+        Command::Query {
+            sql_arg,
+            admin,
+            token,
+            sql,
+            register,
+            stdin,
+            group,
+            format,
+        } => trino_edge::hybrid::cli::run(trino_edge::hybrid::cli::QueryArgs {
+            admin,
+            token,
+            positional_sql: sql_arg,
+            sql,
+            register,
+            stdin,
+            group,
+            format,
+        }),
         Command::Passthrough {
             listen,
             upstream,

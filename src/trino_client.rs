@@ -30,7 +30,7 @@ struct PageError {
 
 /// Replace scheme and authority of `uri` with `base`: a coordinator may advertise a name this
 /// process cannot resolve (or a gateway), but the path is what identifies the page.
-fn rebase(base: &str, uri: &str) -> String {
+pub(crate) fn rebase(base: &str, uri: &str) -> String {
     let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
     let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
     format!("{base}{path}")

@@ -154,6 +154,13 @@ async fn demo_serves_queries_over_two_emulated_backends() {
     } else {
         None
     };
+    // The banner's hybrid query: the demo's local Parquet `orders` joined with `web.daily`.
+    let hybrid = std::process::Command::new(common::BIN)
+        .args(["query", "--admin", &format!("http://127.0.0.1:{admin}")])
+        .args(["--register", "traffic=SELECT * FROM web.daily"])
+        .arg("SELECT o.date, o.orders, t.views FROM orders o JOIN traffic t ON o.date = t.date ORDER BY 1")
+        .output()
+        .unwrap();
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let banner = String::from_utf8_lossy(&out.stdout);
@@ -166,4 +173,13 @@ async fn demo_serves_queries_over_two_emulated_backends() {
     );
     assert!(banner.contains(&url), "{banner}");
     assert!(banner.contains(&format!("--server {url}")), "{banner}");
+    assert!(banner.contains("trino-edge query --admin"), "{banner}");
+    let table = String::from_utf8_lossy(&hybrid.stdout);
+    assert!(
+        hybrid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hybrid.stderr)
+    );
+    assert!(table.contains(" 2024-01-01 |     12 |  1007\n"), "{table}");
+    assert!(table.ends_with("(7 rows)\n"), "{table}");
 }

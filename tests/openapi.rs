@@ -437,6 +437,27 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     assert_eq!(s, 413);
 
+    // Hybrid: a remote result joined locally, and a statement refused before anything runs.
+    let (s, d) = api
+        .call(
+            "hybridQuery",
+            "/api/query/hybrid",
+            Some(json!({"register": {"t": "SELECT * FROM web.daily"},
+                        "sql": "SELECT count(*) AS n, sum(views) AS v FROM t"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["rows"], json!([[7, 28980]]));
+    assert_eq!(d["remote_stats"]["t"]["backend"], "b1");
+    let (s, d) = api
+        .call(
+            "hybridQuery",
+            "/api/query/hybrid",
+            Some(json!({"sql": "DROP TABLE t"})),
+        )
+        .await;
+    assert_eq!((s, &d["error"]["type"]), (400, &json!("validation")), "{d}");
+
     // History: a query through the proxy shows up (the writer batches, so wait for it).
     let client = Client::new(&gw.url);
     let id = client.run("SELECT 42", &[]).await.id;

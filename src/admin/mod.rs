@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config_api;
 pub mod history_api;
+pub mod hybrid_api;
 pub mod route_api;
 
 use std::net::TcpListener as StdTcpListener;
@@ -37,6 +38,7 @@ pub struct AdminState {
     /// The database (read-only for routing objects with `--config-source file`).
     sync: Arc<StateSync>,
     auth: Arc<auth::AuthState>,
+    hybrid: Arc<crate::hybrid::Hybrid>,
 }
 
 /// Largest request body the admin API reads.
@@ -92,19 +94,29 @@ fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ("/api/v1/queries", get(history_api::list)),
         ("/api/v1/queries/{id}", get(history_api::get)),
         ("/api/v1/route", post(route_api::dry_run)),
+        ("/api/query/hybrid", post(hybrid_api::hybrid_query)),
     ]
 }
 
-pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Router {
-    let auth = Arc::new(auth::AuthState::new(
-        gateway.snapshots.load().config.admin.auth.as_ref(),
-    ));
+pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Result<Router, String> {
+    let snap = gateway.snapshots.load();
+    let auth = Arc::new(auth::AuthState::new(snap.config.admin.auth.as_ref()));
+    let hybrid = Arc::new(crate::hybrid::Hybrid::new(&gateway.upstream_tls)?);
+    // Load the local tables now, so a broken Parquet file shows in the log at start rather than
+    // at the first query.
+    if !snap.config.hybrid.tables.is_empty() {
+        let (h, cfg) = (hybrid.clone(), snap.config.hybrid.clone());
+        tokio::spawn(async move {
+            h.tables(&cfg.tables, cfg.threads).await;
+        });
+    }
     let state = AdminState {
         gateway,
         sync,
         auth,
+        hybrid,
     };
-    routes()
+    Ok(routes()
         .into_iter()
         .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .fallback(not_found)
@@ -114,7 +126,7 @@ pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Router {
             state.clone(),
             auth::authorize,
         ))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// The OpenAPI document, written as YAML for people and served as JSON for tools.
@@ -349,7 +361,13 @@ impl BackgroundService for AdminService {
         if let Ok(addr) = listener.local_addr() {
             info!("admin listener on {scheme}://{addr}");
         }
-        let app = router(self.gateway.clone(), self.sync.clone());
+        let app = match router(self.gateway.clone(), self.sync.clone()) {
+            Ok(app) => app,
+            Err(e) => {
+                error!("admin listener cannot start: {e}");
+                return;
+            }
+        };
         let stop = async move {
             let _ = shutdown.changed().await;
         };

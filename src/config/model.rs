@@ -25,6 +25,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub hybrid: HybridConfig,
 }
 
 /// Where shared state lives (see `src/store/`): the routing config once seeded, query history and
@@ -498,6 +500,69 @@ impl Default for ServerConfig {
             graceful_shutdown_timeout: default_shutdown_timeout(),
             pid_file: None,
             upgrade_sock: None,
+        }
+    }
+}
+
+/// The hybrid-query endpoint (`POST /api/query/hybrid`): remote subqueries registered as Arrow
+/// tables, joined locally with DataFusion over the Parquet tables listed here.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridConfig {
+    /// Local tables: name → Parquet file, directory or glob (`data/orders/*.parquet`; relative
+    /// paths from the working directory). Nothing else on the filesystem is reachable.
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+    /// Rows one registration may bring back; past it paging stops and the remote query is
+    /// cancelled.
+    #[serde(default = "default_hybrid_rows")]
+    pub max_registration_rows: u64,
+    /// Arrow bytes of all registrations of one request together, in MiB; also the memory pool of
+    /// the local query.
+    #[serde(default = "default_hybrid_memory")]
+    pub max_memory_mb: u64,
+    /// Rows of the final result; more are cut off with `truncated: true`.
+    #[serde(default = "default_hybrid_result_rows")]
+    pub max_result_rows: u64,
+    /// Whole request, remote and local; on expiry remote queries are cancelled.
+    #[serde(default = "default_hybrid_timeout")]
+    pub timeout_seconds: u64,
+    /// Threads of the local query engine's own runtime (default: half the CPUs), so a heavy join
+    /// never takes the proxy's threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// `X-Trino-User` of remote subqueries when the admin API runs without authentication and the
+    /// request names no user.
+    #[serde(default = "default_hybrid_user")]
+    pub default_user: String,
+}
+
+fn default_hybrid_rows() -> u64 {
+    500_000
+}
+fn default_hybrid_memory() -> u64 {
+    2_048
+}
+fn default_hybrid_result_rows() -> u64 {
+    100_000
+}
+fn default_hybrid_timeout() -> u64 {
+    300
+}
+fn default_hybrid_user() -> String {
+    "trino-edge".to_string()
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        HybridConfig {
+            tables: BTreeMap::new(),
+            max_registration_rows: default_hybrid_rows(),
+            max_memory_mb: default_hybrid_memory(),
+            max_result_rows: default_hybrid_result_rows(),
+            timeout_seconds: default_hybrid_timeout(),
+            threads: None,
+            default_user: default_hybrid_user(),
         }
     }
 }

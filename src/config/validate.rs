@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{AdminAuthConfig, Config, ConfigIssue};
+use super::{AdminAuthConfig, Config, ConfigIssue, HybridConfig};
 
 /// Names become metric label values and URL path segments, so keep them to a safe alphabet.
 fn valid_name(name: &str) -> bool {
@@ -68,6 +68,45 @@ pub fn check_backend_url(raw: &str) -> Result<url::Url, String> {
 pub const JWT_ALGORITHMS: [&str; 8] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
 ];
+
+fn check_hybrid(is: &mut Issues, h: &HybridConfig) {
+    for name in h.tables.keys() {
+        if let Err(e) = crate::hybrid::guard::check_alias(name) {
+            is.push(
+                format!("hybrid.tables.{name}"),
+                e.replace("alias", "table name"),
+            );
+        } else if name.to_ascii_lowercase() != *name {
+            // DataFusion folds unquoted identifiers to lower case: `Orders` could never be named.
+            is.push(
+                format!("hybrid.tables.{name}"),
+                "table names must be lower case",
+            );
+        }
+    }
+    for (field, v) in [
+        ("max_registration_rows", h.max_registration_rows),
+        ("max_memory_mb", h.max_memory_mb),
+        ("max_result_rows", h.max_result_rows),
+        ("timeout_seconds", h.timeout_seconds),
+    ] {
+        if v == 0 {
+            is.push(format!("hybrid.{field}"), "must be at least 1");
+        }
+    }
+    if h.max_memory_mb > 1 << 20 {
+        is.push("hybrid.max_memory_mb", "at most 1048576 (1 TiB)");
+    }
+    if h.timeout_seconds > 86_400 {
+        is.push("hybrid.timeout_seconds", "at most 86400 (a day)");
+    }
+    if h.threads == Some(0) {
+        is.push("hybrid.threads", "must be at least 1");
+    }
+    if h.default_user.trim().is_empty() {
+        is.push("hybrid.default_user", "must not be empty");
+    }
+}
 
 fn check_admin_auth(is: &mut Issues, auth: &AdminAuthConfig) {
     if auth.tokens.is_empty() && auth.jwt.is_none() {
@@ -163,6 +202,11 @@ pub fn check_files(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if let Err(e) = crate::tls::UpstreamTls::load(c.proxy.backend_tls.as_ref()) {
         is.push("proxy.backend_tls", e);
     }
+    for (name, location) in &c.hybrid.tables {
+        if let Err(e) = crate::hybrid::tables::check_location(location) {
+            is.push(format!("hybrid.tables.{name}"), e);
+        }
+    }
     if is.0.is_empty() {
         Ok(())
     } else {
@@ -230,6 +274,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if let Some(auth) = &c.admin.auth {
         check_admin_auth(&mut is, auth);
     }
+    check_hybrid(&mut is, &c.hybrid);
     for (i, l) in c.proxy.listeners.iter().enumerate() {
         if let Some(h) = &l.user_from_header {
             let lower = h.to_ascii_lowercase();

@@ -195,6 +195,27 @@ fn single_column(name: &str, ty: SqlType, values: &[&str]) -> Plan {
 
 fn plan_select(session: &Session, select: Select, out: &mut Effects) -> Result<Plan, QueryError> {
     let limit = select.limit.unwrap_or(u64::MAX);
+    if let Some(name) = &select.table {
+        let only_star = matches!(select.items.as_slice(), [item] if item.expr == Expr::Star);
+        if !only_star {
+            return Err(QueryError::new(
+                ErrorCode::NotSupported,
+                "the emulator supports only SELECT * FROM <canned table> [LIMIT n]",
+            ));
+        }
+        let (columns, mut rows) = super::tables::lookup(name).ok_or_else(|| {
+            QueryError::new(
+                ErrorCode::TableNotFound,
+                format!(
+                    "Table '{}' does not exist (the emulator has: {})",
+                    name.join("."),
+                    super::tables::NAMES
+                ),
+            )
+        })?;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        return Ok(Plan::Rows { columns, rows });
+    }
     if let Some(unnest) = select.from {
         let [item] = <[_; 1]>::try_from(select.items).map_err(|_| {
             QueryError::new(

@@ -22,6 +22,7 @@ pub(crate) enum ErrorCode {
     ColumnNotFound,
     MissingCatalogName,
     InvalidLiteral,
+    TableNotFound,
 }
 
 impl ErrorCode {
@@ -37,6 +38,7 @@ impl ErrorCode {
             Self::ColumnNotFound => 47,
             Self::MissingCatalogName => 56,
             Self::InvalidLiteral => 59,
+            Self::TableNotFound => 46,
         }
     }
 
@@ -52,6 +54,7 @@ impl ErrorCode {
             Self::ColumnNotFound => "COLUMN_NOT_FOUND",
             Self::MissingCatalogName => "MISSING_CATALOG_NAME",
             Self::InvalidLiteral => "INVALID_LITERAL",
+            Self::TableNotFound => "TABLE_NOT_FOUND",
         }
     }
 
@@ -153,6 +156,15 @@ pub(crate) enum SqlType {
         precision: u32,
         scale: u32,
     },
+    /// A type of a canned table (`emulator::tables`), given as Trino writes it.
+    Canned(&'static CannedType),
+}
+
+/// Display name and `typeSignature` JSON of a canned column, exactly as Trino sends them.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CannedType {
+    pub display: &'static str,
+    pub signature: &'static str,
 }
 
 /// Length Trino reports in the type signature of an unbounded `varchar`.
@@ -168,6 +180,7 @@ impl SqlType {
             Self::Unknown => "unknown",
             Self::Varchar(_) => "varchar",
             Self::Decimal { .. } => "decimal",
+            Self::Canned(c) => c.display,
         }
     }
 
@@ -175,6 +188,7 @@ impl SqlType {
         match self {
             Self::Varchar(Some(n)) => format!("varchar({n})"),
             Self::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            Self::Canned(c) => c.display.to_string(),
             other => other.raw().to_string(),
         }
     }
@@ -222,6 +236,11 @@ struct TypeSignature(SqlType);
 
 impl Serialize for TypeSignature {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let SqlType::Canned(c) = self.0 {
+            let v: serde_json::Value =
+                serde_json::from_str(c.signature).map_err(serde::ser::Error::custom)?;
+            return v.serialize(s);
+        }
         let mut st = s.serialize_struct("ClientTypeSignature", 2)?;
         st.serialize_field("rawType", self.0.raw())?;
         let (values, len) = self.0.arguments();

@@ -47,6 +47,8 @@ pub(crate) enum Statement {
 pub(crate) struct Select {
     pub items: Vec<SelectItem>,
     pub from: Option<Unnest>,
+    /// `FROM name`: one of the emulator's canned tables (`emulator::tables`).
+    pub table: Option<Vec<String>>,
     pub limit: Option<u64>,
 }
 
@@ -129,7 +131,7 @@ struct Token {
 
 const SUPPORTED: &str = "the Trino emulator supports only: SELECT <literals>, \
 SELECT current_user/current_catalog/current_schema, SELECT fail('msg'), SELECT sleep(ms), \
-SELECT * FROM UNNEST(sequence(a, b)), SHOW CATALOGS, SHOW SCHEMAS, USE, SET SESSION, \
+SELECT * FROM UNNEST(sequence(a, b)), SELECT * FROM <canned table>, SHOW CATALOGS, SHOW SCHEMAS, USE, SET SESSION, \
 RESET SESSION, START TRANSACTION, COMMIT, ROLLBACK";
 
 fn location(sql: &str, offset: usize) -> ErrorLocation {
@@ -515,11 +517,14 @@ impl Parser<'_> {
         while self.eat_sym(',') {
             items.push(self.select_item()?);
         }
-        let from = if self.eat_word("from") {
-            Some(self.unnest()?)
-        } else {
-            None
-        };
+        let (mut from, mut table) = (None, None);
+        if self.eat_word("from") {
+            if self.is_word("unnest") {
+                from = Some(self.unnest()?);
+            } else {
+                table = Some(self.qualified_name()?);
+            }
+        }
         let limit = if self.eat_word("limit") {
             let token = self.advance();
             match token.tok {
@@ -540,7 +545,12 @@ impl Parser<'_> {
         } else {
             None
         };
-        Ok(Select { items, from, limit })
+        Ok(Select {
+            items,
+            from,
+            table,
+            limit,
+        })
     }
 
     fn select_item(&mut self) -> Result<SelectItem, QueryError> {
@@ -918,7 +928,7 @@ mod tests {
         assert!(parse("SELECT 99999999999999999999").is_err());
         assert!(parse("SELECT abs(1)").is_err());
         assert!(parse("SELECT 1 /* open").is_err());
-        assert!(parse("SELECT 1 FROM nation").is_err());
+        assert!(parse("SELECT 1 FROM nation WHERE x").is_err());
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! Hybrid queries: join the results of remote Trino subqueries with local Parquet tables.
+//!
+//! Two phases. First every registered subquery runs on a Trino backend chosen by the gateway's own
+//! routing, as the caller, and its pages become an in-memory Arrow table (`remote`, `types`).
+//! Then the final SQL runs locally in DataFusion over those tables and the configured Parquet
+//! tables (`tables`, `engine`), on a runtime of its own so a heavy join never takes a thread from
+//! the proxy. Limits on rows, memory, result size and time are enforced as data arrives; SQL is
+//! checked before anything runs (`guard`). The HTTP endpoint is `admin::hybrid_api`, the CLI
+//! `trino-edge query`.
+
+pub mod cli;
+pub mod engine;
+pub mod guard;
+pub mod output;
+pub mod remote;
+pub mod tables;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::tls::UpstreamTls;
+use tables::LocalTables;
+
+/// What went wrong, as the API reports it in `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    RowLimit,
+    MemoryLimit,
+    RemoteError,
+    QueryError,
+    Timeout,
+    Validation,
+}
+
+/// A failed hybrid request: `{"error": {"type", "message", "details"}}`.
+#[derive(Debug, Clone)]
+pub struct HybridError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub details: Value,
+    pub status: u16,
+}
+
+impl HybridError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> HybridError {
+        let status = match kind {
+            ErrorKind::Validation | ErrorKind::QueryError => 400,
+            ErrorKind::RowLimit | ErrorKind::MemoryLimit => 422,
+            ErrorKind::RemoteError => 502,
+            ErrorKind::Timeout => 504,
+        };
+        HybridError {
+            kind,
+            message: message.into(),
+            details: json!({}),
+            status,
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> HybridError {
+        HybridError::new(ErrorKind::Validation, message)
+    }
+
+    pub fn details(mut self, details: Value) -> HybridError {
+        self.details = details;
+        self
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"error": {"type": self.kind, "message": self.message, "details": self.details}})
+    }
+}
+
+impl IntoResponse for HybridError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, Json(self.body())).into_response()
+    }
+}
+
+/// Shared state of the endpoint: the HTTP client for remote subqueries and the loaded local
+/// tables.
+pub struct Hybrid {
+    http: reqwest::Client,
+    tables: ArcSwapOption<LocalTables>,
+    /// One load at a time: concurrent first requests wait for it rather than load twice.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl Hybrid {
+    pub fn new(upstream_tls: &UpstreamTls) -> Result<Hybrid, String> {
+        let builder = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10));
+        let http = upstream_tls
+            .configure(builder)?
+            .build()
+            .map_err(|e| format!("cannot build the hybrid HTTP client: {e}"))?;
+        Ok(Hybrid {
+            http,
+            tables: ArcSwapOption::empty(),
+            loading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The local tables of `spec`, loaded on the engine's runtime the first time and again when
+    /// the setting changes (SIGHUP, config sync).
+    pub async fn tables(
+        &self,
+        spec: &BTreeMap<String, String>,
+        threads: Option<usize>,
+    ) -> Arc<LocalTables> {
+        if let Some(t) = self.tables.load_full().filter(|t| t.spec == *spec) {
+            return t;
+        }
+        let _one = self.loading.lock().await;
+        if let Some(t) = self.tables.load_full().filter(|t| t.spec == *spec) {
+            return t;
+        }
+        let owned = spec.clone();
+        let loaded = engine::on_engine(threads, async move { LocalTables::load(&owned).await })
+            .await
+            .unwrap_or_else(|e| LocalTables {
+                spec: spec.clone(),
+                tables: spec
+                    .keys()
+                    .map(|k| (k.clone(), Err(format!("loading failed: {}", e.message))))
+                    .collect(),
+            });
+        let loaded = Arc::new(loaded);
+        self.tables.store(Some(loaded.clone()));
+        loaded
+    }
+}
+
+/// The engine's own multi-threaded runtime, created on first use and kept for the life of the
+/// process (a runtime cannot be dropped from async code, and one pool for all requests is the
+/// point). Its size is fixed by the first request's `hybrid.threads`.
+pub fn engine_runtime(threads: Option<usize>) -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let n = threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1)
+        });
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name("hybrid-engine")
+            .enable_all()
+            .build()
+            .expect("cannot start the hybrid engine runtime")
+    })
+}
