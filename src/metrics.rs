@@ -33,6 +33,7 @@ pub struct Metrics {
     pub db_errors: IntCounterVec,
     pub history_dropped: IntCounter,
     pub admin_auth_failures: IntCounterVec,
+    pub slow_headers: IntCounter,
 }
 
 // Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
@@ -136,6 +137,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "trino_edge_admin_auth_failures_total",
             "Refused admin API calls (missing|unknown_token|invalid_jwt|expired|forbidden)",
             &["reason"]
+        )
+        .expect("metric"),
+        slow_headers: register_int_counter!(
+            "trino_edge_slow_headers_total",
+            "Client connections closed because a request header was not complete within proxy.header_timeout"
         )
         .expect("metric"),
     }

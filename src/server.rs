@@ -14,6 +14,7 @@ use crate::admin::AdminService;
 use crate::config::Config;
 use crate::health::HealthChecker;
 use crate::history;
+use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::{Gateway, TrinoProxy};
 use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
@@ -156,10 +157,15 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             tls: l.tls.is_some(),
             gateway: gateway.clone(),
         };
-        let mut service = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            proxy,
-            &format!("proxy {}", l.name),
+        let mut app = pingora_proxy::HttpProxy::new(proxy, server.configuration.clone());
+        app.handle_init_modules();
+        let mut service = pingora_core::services::listening::Service::new(
+            format!("proxy {}", l.name),
+            HeaderDeadline::new(
+                app,
+                config.proxy.header_timeout.get(),
+                config.proxy.client_idle_timeout.get(),
+            ),
         );
         let endpoint = ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings::new(
             CLIENT_READ_BUFFER,

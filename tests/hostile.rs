@@ -312,3 +312,89 @@ async fn idle_client_connections_are_closed() {
     assert_eq!(n, 0, "EOF expected");
     assert!(started.elapsed() >= Duration::from_millis(500));
 }
+
+/// Slowloris: a client that trickles its request header (a byte every 300 ms, each read well
+/// inside Pingora's per-read timeout) is disconnected once `proxy.header_timeout` has passed,
+/// on a fresh connection and on a reused one (after the idle wait); the slow header is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_request_headers_are_cut_off() {
+    let b1 = backend(10).await;
+    let port = free_port();
+    let admin = free_port();
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("b1", b1.url(), "adhoc")],
+        "",
+    )
+    .replace(
+        "admin:\n",
+        "  header_timeout: 2s\n  client_idle_timeout: 2s\nadmin:\n",
+    );
+    let gw = Gateway::start(&yaml, port, admin).await;
+
+    /// Trickle a never-ending header; `Some(elapsed)` when the gateway closed the connection.
+    async fn trickle(s: &mut tokio::net::TcpStream, give_up: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        s.write_all(b"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .ok()?;
+        while started.elapsed() < give_up {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if s.write_all(b"a").await.is_err() {
+                return Some(started.elapsed());
+            }
+            let mut buf = [0u8; 256];
+            match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    let mut fresh = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let cut = trickle(&mut fresh, Duration::from_secs(15))
+        .await
+        .expect("a trickled header kept its connection for 15 s");
+    assert!(cut >= Duration::from_millis(1500), "cut after {cut:?}");
+
+    // A reused connection: one good request, then a trickle; the idle wait counts too.
+    let mut reused = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    reused
+        .write_all(b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = reused.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        trickle(&mut reused, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "a trickled header on a reused connection kept it for 15 s"
+    );
+
+    // Ordinary requests are unaffected, also slow-to-answer ones (the deadline ends with the
+    // header): a query sleeping 3 s, longer than header_timeout.
+    let out = Client::new(&gw.url).run("SELECT sleep(3000)", &[]).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let metrics = reqwest::get(format!("{}/metrics", gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cut_count: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("trino_edge_slow_headers_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(cut_count >= 2.0, "{cut_count}");
+}

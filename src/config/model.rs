@@ -170,10 +170,17 @@ pub struct ProxyConfig {
     /// An idle keep-alive client connection is closed after this long (whole seconds).
     #[serde(default = "default_client_idle_timeout")]
     pub client_idle_timeout: HumanDuration,
+    /// A request header must be complete this long after the connection opened (after the idle
+    /// wait, on a reused connection); slower clients are disconnected (slowloris).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: HumanDuration,
 }
 
 fn default_client_idle_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(60))
+}
+fn default_header_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
 }
 
 fn default_max_submission_bytes() -> u64 {

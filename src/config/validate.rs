@@ -351,6 +351,9 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if h.user.trim().is_empty() {
         is.push("health.user", "must not be empty");
     }
+    if c.proxy.header_timeout.get() < std::time::Duration::from_millis(100) {
+        is.push("proxy.header_timeout", "must be at least 100ms");
+    }
     if c.proxy.client_idle_timeout.get() < std::time::Duration::from_secs(1) {
         is.push("proxy.client_idle_timeout", "must be at least 1s");
     }

@@ -147,6 +147,18 @@ impl Hybrid {
     }
 }
 
+/// Nice 10 for the calling thread (on Linux, priority is per thread). Separate threads keep a
+/// heavy join off the proxy's workers, but on a busy machine they would still compete for the
+/// cores; at a lower priority the scheduler hands the CPU to the proxy first, and the join uses
+/// what is left.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments; `who = 0` is the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 /// The engine's own multi-threaded runtime, created on first use and kept for the life of the
 /// process (a runtime cannot be dropped from async code, and one pool for all requests is the
 /// point). Its size is fixed by the first request's `hybrid.threads`.
@@ -161,6 +173,7 @@ pub fn engine_runtime(threads: Option<usize>) -> &'static tokio::runtime::Runtim
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .thread_name("hybrid-engine")
+            .on_thread_start(lower_priority)
             .enable_all()
             .build()
             .expect("cannot start the hybrid engine runtime")

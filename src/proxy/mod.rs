@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod forwarded;
+pub mod header_deadline;
 pub mod page_scan;
 pub mod target;
 
@@ -548,6 +549,7 @@ impl ProxyHttp for TrinoProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
+        header_deadline::mark_header_read();
         let routed = match self
             .apply_identity(session, ctx)
             .and_then(|()| self.route(session, ctx))
