@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::AdminState;
-use crate::hybrid::engine::LocalQuery;
+use crate::hybrid::engine::{on_engine, LocalQuery};
 use crate::hybrid::guard::{self, MAX_SQL_BYTES};
 use crate::hybrid::remote::{self, Limits, Target};
 use crate::hybrid::{output, ErrorKind, HybridError};
@@ -120,20 +120,20 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
     let timeout = Duration::from_secs(cfg.timeout_seconds);
     let tables = st.hybrid.tables(&cfg.tables, cfg.threads).await;
     let http = st.hybrid.http().clone();
-    let work = async {
+    let (register, sql, threads) = (r.register.clone(), r.sql.clone(), cfg.threads);
+    let max_result_rows = usize::try_from(cfg.max_result_rows).unwrap_or(usize::MAX);
+    // Fetching runs on the engine's runtime too: parsing pages and building Arrow arrays is CPU
+    // work that belongs with the join, at the engine's lower priority.
+    let work = on_engine(threads, async move {
         let memory = Arc::new(AtomicU64::new(0));
-        let fetches = r
-            .register
-            .iter()
-            .zip(&targets)
-            .map(|((alias, sql), target)| {
-                let (http, limits, memory) = (&http, &limits, &memory);
-                async move {
-                    remote::fetch(http, alias, sql, target, limits, memory)
-                        .await
-                        .map(|reg| (alias.to_ascii_lowercase(), reg))
-                }
-            });
+        let fetches = register.iter().zip(&targets).map(|((alias, sql), target)| {
+            let (http, limits, memory) = (&http, &limits, &memory);
+            async move {
+                remote::fetch(http, alias, sql, target, limits, memory)
+                    .await
+                    .map(|reg| (alias.to_ascii_lowercase(), reg))
+            }
+        });
         // The first failure drops the other fetches, which cancels their remote queries.
         let registrations = futures::future::try_join_all(fetches).await?;
         let stats: serde_json::Map<String, Value> = registrations
@@ -141,17 +141,17 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
             .map(|(a, reg)| (a.clone(), reg.stats.clone()))
             .collect();
         let out = LocalQuery {
-            sql: r.sql.clone(),
+            sql,
             tables,
             registrations,
-            max_result_rows: usize::try_from(cfg.max_result_rows).unwrap_or(usize::MAX),
+            max_result_rows,
             max_memory: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
-            threads: cfg.threads,
+            threads,
         }
         .run()
         .await?;
         Ok::<_, HybridError>((out, stats))
-    };
+    });
     let (out, stats) = tokio::time::timeout(timeout, work).await.map_err(|_| {
         HybridError::new(
             ErrorKind::Timeout,
@@ -161,7 +161,7 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
                 cfg.timeout_seconds
             ),
         )
-    })??;
+    })???;
 
     tracing::info!(
         %user,
