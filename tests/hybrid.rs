@@ -294,6 +294,25 @@ async fn every_trino_type_arrives_with_its_arrow_type_and_value() {
         v["rows"],
         json!([["24691.356", 9_007_199_254_740_994_i64, "seven", 23]])
     );
+    // And join with the local Parquet table: tinyint -7 + 17 = 10 orders on 2024-01-01.
+    let (status, v) = hybrid(
+        &s.gw,
+        json!({"register": {"t": "SELECT * FROM all_types"},
+               "sql": "SELECT o.date, o.orders, t.c_varchar, t.c_array, t.c_timestamp_tz \
+                       FROM orders o JOIN t ON o.orders = t.c_tinyint + 17"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["rows"],
+        json!([[
+            "2024-01-01",
+            10,
+            "héllo",
+            [1, null, 3],
+            "2024-02-29T23:30:00Z"
+        ]])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
