@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod health;
 pub mod history;
 pub mod hybrid;
+pub mod latency_probe;
 pub mod metrics;
 pub mod passthrough;
 pub mod proxy;

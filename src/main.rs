@@ -105,6 +105,16 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Fixed-rate latency driver: RATE requests/s for SECONDS, prints p50 p99 p99.9 (µs).
+    #[command(hide = true)]
+    LatencyProbe {
+        url: String,
+        rate: f64,
+        seconds: f64,
+        /// POST this body (else GET).
+        #[arg(long)]
+        post: Option<String>,
+    },
     /// Run one emulated Trino coordinator (for benchmarks and manual tests).
     Emulator {
         #[arg(long, default_value = "127.0.0.1:18081")]
@@ -203,6 +213,12 @@ fn main() -> ExitCode {
             upstream,
             threads,
         } => trino_edge::passthrough::run(listen, upstream, threads),
+        Command::LatencyProbe {
+            url,
+            rate,
+            seconds,
+            post,
+        } => trino_edge::latency_probe::run_probe(url, rate, seconds, post),
         Command::Emulator {
             listen,
             rows_per_page,

@@ -194,8 +194,7 @@ PY
 # Not 0.5: the fixed-rate driver (reqwest) needs a core of its own, which leaves the proxies on
 # these two cores saturating at about half of what they reach against wrk.
 echo
-cargo bench --quiet --bench latency --no-run 2>/dev/null
-lat=$(ls -t target/release/deps/latency-* | grep -v '\.d$' | head -1)
+lat=$bin
 python3 - "$(declare -p results)" "$lat" "$backend" "$gateway" "$nginx_proxy" "$page_path" "$secs" <<'PY'
 import re, statistics, subprocess, sys
 cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
@@ -208,49 +207,13 @@ for shape in ["submit", "page"]:
     res = {}
     for name, addr in [("direct", backend), ("edge", gateway), ("nginx", nginx)]:
         if shape == "submit":
-            args = [lat, f"http://{addr}/v1/statement", str(rate), secs, "post", "SELECT 1"]
+            args = [lat, "latency-probe", f"http://{addr}/v1/statement", str(rate), secs, "--post", "SELECT 1"]
         else:
-            args = [lat, f"http://{addr}{page_path}", str(rate), secs]
+            args = [lat, "latency-probe", f"http://{addr}{page_path}", str(rate), secs]
         res[name] = [int(x) for x in subprocess.run(args, capture_output=True, text=True).stdout.split()]
     fmt = lambda r: f"{r[0]} / {r[1]} / {r[2]}"
     print(f"{shape:22} {rate:6} {fmt(res['direct']):>26} {fmt(res['edge']):>22} {fmt(res['nginx']):>22} "
           f"{res['edge'][0]-res['direct'][0]:>8}us {res['edge'][1]-res['direct'][1]:>8}us")
-PY
-
-# Proxy latency while heavy hybrid queries run: submissions at the same fixed rate, first idle, then
-# with a DataFusion hash join of two 5M-row inputs looping on the admin API (one at a time).
-heavy='{"sql": "SELECT count(*) AS n FROM (SELECT unnest(range(0, 5000000)) AS x) a JOIN (SELECT unnest(range(0, 5000000)) AS y) b ON a.x = b.y"}'
-python3 - "$(declare -p results)" "$lat" "$gateway" "$admin" "$secs" "$heavy" "$work" <<'PY'
-import re, statistics, subprocess, sys, os, json, urllib.request, threading, time
-cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
-lat, gateway, admin, secs, heavy, work = sys.argv[2:9]
-fraction = float(os.environ.get("LAT_FRACTION", "0.25"))
-sat = statistics.median(float(x.split()[0]) for x in cells["submit.edge"].split(";") if x.strip())
-rate = max(1, int(sat * fraction))
-measure = lambda: [int(x) for x in subprocess.run(
-    [lat, f"http://{gateway}/v1/statement", str(rate), secs, "post", "SELECT 1"],
-    capture_output=True, text=True).stdout.split()]
-idle = measure()
-stop, done, failed = threading.Event(), [], []
-def loop():
-    while not stop.is_set():
-        t = time.time()
-        req = urllib.request.Request(f"http://{admin}/api/query/hybrid", data=heavy.encode(),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            out = json.load(urllib.request.urlopen(req, timeout=120))
-            assert out["rows"] == [[5000000]], out
-            done.append(time.time() - t)
-        except Exception as e:
-            failed.append(str(e)); time.sleep(0.5)
-th = threading.Thread(target=loop, daemon=True); th.start()
-time.sleep(1)
-busy = measure()
-stop.set(); th.join()
-print(f"\nsubmissions at {rate}/s while hybrid joins run ({len(done)} joins of 5M x 5M rows, "
-      f"{statistics.median(done) if done else float('nan'):.2f} s each, {len(failed)} failed):")
-print(f"  p50 / p99 / p99.9 idle {idle[0]} / {idle[1]} / {idle[2]} us, busy {busy[0]} / {busy[1]} / {busy[2]} us"
-      f" -> p99 busy/idle {busy[1] / idle[1]:.2f}x")
 PY
 
 # 1 GiB through the gateway vs direct: throughput and the gateway's peak RSS growth.
@@ -280,4 +243,41 @@ for i in range(10000):
     socks.append(s)
 after = rss_mib()
 print(f"10,000 idle connections ({ok} answered, all held open): gateway RSS {before:.0f} MiB -> {after:.0f} MiB (+{after - before:.0f} MiB)")
+PY
+
+# Proxy latency while heavy hybrid queries run (last: the join's memory would distort the RSS
+# figures above): submissions at the same fixed rate, first idle, then
+# with a DataFusion hash join of two 5M-row inputs looping on the admin API (one at a time).
+heavy='{"sql": "SELECT count(*) AS n FROM (SELECT unnest(range(0, 5000000)) AS x) a JOIN (SELECT unnest(range(0, 5000000)) AS y) b ON a.x = b.y"}'
+python3 - "$(declare -p results)" "$lat" "$gateway" "$admin" "$secs" "$heavy" "$work" <<'PY'
+import re, statistics, subprocess, sys, os, json, urllib.request, threading, time
+cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
+lat, gateway, admin, secs, heavy, work = sys.argv[2:9]
+fraction = float(os.environ.get("LAT_FRACTION", "0.25"))
+sat = statistics.median(float(x.split()[0]) for x in cells["submit.edge"].split(";") if x.strip())
+rate = max(1, int(sat * fraction))
+measure = lambda: [int(x) for x in subprocess.run(
+    [lat, "latency-probe", f"http://{gateway}/v1/statement", str(rate), secs, "--post", "SELECT 1"],
+    capture_output=True, text=True).stdout.split()]
+idle = measure()
+stop, done, failed = threading.Event(), [], []
+def loop():
+    while not stop.is_set():
+        t = time.time()
+        req = urllib.request.Request(f"http://{admin}/api/query/hybrid", data=heavy.encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            out = json.load(urllib.request.urlopen(req, timeout=120))
+            assert out["rows"] == [[5000000]], out
+            done.append(time.time() - t)
+        except Exception as e:
+            failed.append(str(e)); time.sleep(0.5)
+th = threading.Thread(target=loop, daemon=True); th.start()
+time.sleep(1)
+busy = measure()
+stop.set(); th.join()
+print(f"\nsubmissions at {rate}/s while hybrid joins run ({len(done)} joins of 5M x 5M rows, "
+      f"{statistics.median(done) if done else float('nan'):.2f} s each, {len(failed)} failed):")
+print(f"  p50 / p99 / p99.9 idle {idle[0]} / {idle[1]} / {idle[2]} us, busy {busy[0]} / {busy[1]} / {busy[2]} us"
+      f" -> p99 busy/idle {busy[1] / idle[1]:.2f}x")
 PY

@@ -1,37 +1,27 @@
 //! Fixed-rate latency driver for `benches/load/run.sh` (wrk only measures at saturation):
 //!
-//!   cargo bench --bench latency -- URL RATE SECONDS [post BODY]
+//!   trino-edge latency-probe URL RATE SECONDS [--post BODY]   (hidden subcommand)
 //!
 //! Sends RATE requests per second on a schedule for SECONDS and prints `p50 p99 p99.9` in
 //! microseconds. Latency is measured from each request's *scheduled* start, so a stalled server
-//! cannot hide its stall by slowing the sender (no coordinated omission).
+//! cannot hide its stall by slowing the sender (no coordinated omission). It lives in the binary
+//! rather than in `benches/` so the load harness needs one release build: a bench target pulls in
+//! the dev-dependencies, whose features differ, and rebuilds DataFusion a second time.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let [url, rate, secs, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: latency URL RATE SECONDS [post BODY]");
-        std::process::exit(2);
-    };
-    let rate: f64 = rate.parse().expect("RATE");
-    let secs: f64 = secs.parse().expect("SECONDS");
-    let body = match rest {
-        [m, b] if m == "post" => Some(b.clone()),
-        _ => None,
-    };
+/// Run the schedule on a one-thread runtime and print `p50 p99 p99.9` (µs).
+pub fn run_probe(url: String, rate: f64, secs: f64, body: Option<String>) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
-    let lat = rt.block_on(run(url.clone(), rate, secs, body));
+        .map_err(|e| e.to_string())?;
+    let lat = rt.block_on(run(url, rate, secs, body));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!("{} {} {}", pct(0.50), pct(0.99), pct(0.999));
+    Ok(())
 }
 
 async fn run(url: String, rate: f64, secs: f64, body: Option<String>) -> Vec<u64> {
@@ -61,7 +51,7 @@ async fn run(url: String, rate: f64, secs: f64, body: Option<String>) -> Vec<u64
             if ok {
                 samples
                     .lock()
-                    .unwrap()
+                    .unwrap_or_else(|p| p.into_inner())
                     .push(due.elapsed().as_micros() as u64);
             } else {
                 *errors.lock().unwrap() += 1;
