@@ -454,6 +454,8 @@ async fn blocked_sql_is_refused_and_never_runs() {
         json!({"sql": ""}),
         json!({"sql": "SELECT 1", "extra": 1}),
         json!([1]),
+        json!({"sql": "SELECT 1", "catalog": "hive\r\nX-Evil: 1"}),
+        json!({"sql": "SELECT 1", "user": "bo\nb"}),
     ] {
         let (status, v) = hybrid(&s.gw, bad.clone()).await;
         assert_eq!((status, error_type(&v)), (400, "validation"), "{bad}");

@@ -108,6 +108,16 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
         guard::check_remote(sql)
             .map_err(|e| HybridError::validation(format!("registration `{alias}`: {e}")))?;
     }
+    for (field, value) in [("catalog", &r.catalog), ("schema", &r.schema)] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty() || HeaderValue::from_str(v).is_err())
+        {
+            return Err(HybridError::validation(format!(
+                "`{field}` must be a non-empty header value (visible ASCII)"
+            )));
+        }
+    }
     let mut targets = Vec::with_capacity(r.register.len());
     for alias in r.register.keys() {
         targets.push(route(&snap, r.group.as_deref(), &user, alias, &r)?);
