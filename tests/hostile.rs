@@ -315,7 +315,8 @@ async fn idle_client_connections_are_closed() {
 
 /// Slowloris: a client that trickles its request header (a byte every 300 ms, each read well
 /// inside Pingora's per-read timeout) is disconnected once `proxy.header_timeout` has passed,
-/// on a fresh connection and on a reused one (after the idle wait); the slow header is counted.
+/// on a fresh connection and on a reused one (after the idle wait); the slow header is counted,
+/// and requests that take longer than the timeout after their header are not cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickled_request_headers_are_cut_off() {
     let b1 = backend(10).await;
@@ -381,8 +382,11 @@ async fn trickled_request_headers_are_cut_off() {
     );
 
     // Ordinary requests are unaffected, also slow-to-answer ones (the deadline ends with the
-    // header): a query sleeping 3 s, longer than header_timeout.
-    let out = Client::new(&gw.url).run("SELECT sleep(3000)", &[]).await;
+    // header): every result page takes 4.5 s, longer than the deadline of a reused connection
+    // (idle 2 s + header 2 s).
+    let out = Client::new(&gw.url)
+        .run("/* emulator:page_delay_ms=4500 */ SELECT 1", &[])
+        .await;
     assert!(out.error.is_none(), "{:?}", out.error);
     let metrics = reqwest::get(format!("{}/metrics", gw.admin))
         .await

@@ -71,12 +71,8 @@ fn query_error(e: DataFusionError) -> HybridError {
 }
 
 impl LocalQuery {
+    /// Runs where it is awaited: the endpoint awaits it on the engine's runtime (`on_engine`).
     pub async fn run(self) -> Result<Output, HybridError> {
-        let threads = self.threads;
-        on_engine(threads, self.execute()).await?
-    }
-
-    async fn execute(self) -> Result<Output, HybridError> {
         let partitions = engine_runtime(self.threads).metrics().num_workers().max(1);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.max_memory)))

@@ -11,7 +11,7 @@
 //! On a reused keep-alive connection the wait for the next request happens inside the same call,
 //! so its deadline is the idle timeout plus the header timeout.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,12 +23,12 @@ use pingora_core::server::ShutdownWatch;
 use crate::metrics::METRICS;
 
 tokio::task_local! {
-    static HEADER_READ: Arc<AtomicBool>;
+    static HEADER_READ: Cell<bool>;
 }
 
 /// Called by the proxy's first phase: this request's header is complete.
 pub fn mark_header_read() {
-    let _ = HEADER_READ.try_with(|f| f.store(true, Ordering::Relaxed));
+    let _ = HEADER_READ.try_with(|f| f.set(true));
 }
 
 /// Connections younger than this are on their first request (no idle wait before it).
@@ -73,15 +73,20 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let deadline = self.deadline(&session);
-        let read = Arc::new(AtomicBool::new(false));
-        let work = HEADER_READ.scope(read.clone(), self.inner.process_new_http(session, shutdown));
+        // The flag lives in the task-local itself: no allocation per request.
+        let work = HEADER_READ.scope(
+            Cell::new(false),
+            self.inner.process_new_http(session, shutdown),
+        );
         tokio::pin!(work);
         tokio::select! {
             biased;
             r = &mut work => return r,
             _ = tokio::time::sleep(deadline) => {}
         }
-        if read.load(Ordering::Relaxed) {
+        // Taken only here, once the header is done with: a later `mark_header_read` finds no
+        // flag and does nothing.
+        if work.as_mut().take_value().is_some_and(|read| read.get()) {
             return work.await;
         }
         METRICS.slow_headers.inc();
