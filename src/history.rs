@@ -67,11 +67,13 @@ pub fn channel(sync: Arc<StateSync>) -> (HistorySink, HistoryWriter) {
 impl HistoryWriter {
     async fn write(
         &self,
-        queries: &[HistoryRecord],
+        queries: &Arc<Vec<HistoryRecord>>,
         coordinators: &[(String, String)],
     ) -> Result<(), String> {
         if !queries.is_empty() {
-            let batch = queries.to_vec();
+            // Shared, not copied: the database runs on its own runtime, and a failed batch is
+            // tried again.
+            let batch = queries.clone();
             self.sync
                 .db(move |s| async move { s.insert_history(&batch).await })
                 .await
@@ -101,11 +103,14 @@ impl BackgroundService for HistoryWriter {
                 _ = shutdown.changed() => None,
             };
             let Some(first) = first else { return };
-            let mut events = vec![first];
+            let mut events = Vec::with_capacity(BATCH);
+            events.push(first);
+            // Take what is queued in one go (the timer is only armed when nothing is queued).
             let deadline = tokio::time::Instant::now() + LINGER;
             while events.len() < BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(e)) => events.push(e),
+                let room = BATCH - events.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut events, room)).await {
+                    Ok(n) if n > 0 => {}
                     _ => break,
                 }
             }
@@ -117,6 +122,7 @@ impl BackgroundService for HistoryWriter {
                     HistoryEvent::Coordinator { id, backend } => coordinators.push((id, backend)),
                 }
             }
+            let queries = Arc::new(queries);
             // Retry the batch with backoff while the database is away; meanwhile the channel
             // fills and the proxy's further events are dropped (and counted), never waited for.
             let mut backoff = Duration::from_millis(500);

@@ -14,7 +14,7 @@ use crate::admin::AdminService;
 use crate::config::Config;
 use crate::health::HealthChecker;
 use crate::history;
-use crate::proxy::header_deadline::HeaderDeadline;
+use crate::proxy::client_connection::ClientConnections;
 use crate::proxy::{Gateway, TrinoProxy};
 use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
@@ -62,10 +62,11 @@ fn server_conf(config: &Config) -> ServerConf {
     conf
 }
 
-/// Read buffer per client connection. Pingora's default is 64 KiB, which idle keep-alive
-/// connections hold too (10,000 of them cost ~850 MiB, vs ~275 MiB now); Trino requests are a header block of
-/// about 1 KiB and rarely a body, so 4 KiB serves them in one read.
-const CLIENT_READ_BUFFER: usize = 4096;
+/// Socket read buffer per TLS client connection, below the TLS layer. Pingora's default is
+/// 64 KiB, which idle keep-alive connections hold too (10,000 of them cost ~850 MiB). Plain-text
+/// listeners need none: the HTTP layer reads into its own header and body buffers, so a socket
+/// buffer would only add a copy.
+const TLS_READ_BUFFER: usize = 4096;
 
 /// How this instance names itself in query history: host name and admin port.
 fn instance_name(config: &Config) -> String {
@@ -161,18 +162,19 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         app.handle_init_modules();
         let mut service = pingora_core::services::listening::Service::new(
             format!("proxy {}", l.name),
-            HeaderDeadline::new(
+            ClientConnections::new(
                 app,
                 config.proxy.header_timeout.get(),
                 config.proxy.client_idle_timeout.get(),
             ),
         );
-        let endpoint = ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings::new(
-            CLIENT_READ_BUFFER,
-            DEFAULT_L4_WRITE_BUFFER_SIZE,
-        ));
+        let endpoint = ListenerConfig::tcp(l.address.as_str());
         match &l.tls {
             Some(files) => {
+                let endpoint = endpoint.l4_buffer(L4BufferSettings::new(
+                    TLS_READ_BUFFER,
+                    DEFAULT_L4_WRITE_BUFFER_SIZE,
+                ));
                 let cert = ServerCert::load(files)
                     .map_err(|e| format!("listener `{}` TLS: {e}", l.name))?;
                 service.add_listener(endpoint.tls(cert.listener_settings()?));
@@ -180,6 +182,8 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
                 info!(listener = %l.name, "proxy listener on https://{}", l.address);
             }
             None => {
+                let endpoint =
+                    endpoint.l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
                 service.add_listener(endpoint);
                 info!(listener = %l.name, "proxy listener on http://{}", l.address);
             }

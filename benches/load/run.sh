@@ -4,6 +4,8 @@
 # none of our logic — alternating, in one run, on loopback. See BENCHMARKS.md.
 #
 #   benches/load/run.sh [seconds per run] [rounds]        (defaults: 4 3)
+#   SECTIONS="stream idle" benches/load/run.sh            (only some sections; latency and hybrid
+#                                                          need throughput, which gives their rates)
 #
 # The backend is nginx serving canned answers (so it is never the bottleneck): a small JSON answer
 # to POST /v1/statement (the gateway reads it to learn the query id) and a ~1 MiB result page
@@ -159,7 +161,11 @@ if [ -n "${PROFILE:-}" ]; then
   exit 0
 fi
 
+sections=" ${SECTIONS:-throughput latency stream idle hybrid} "
+want() { [[ "$sections" == *" $1 "* ]]; }
+
 declare -A results
+if want throughput; then
 for shape in submit page; do
   for r in $(seq "$rounds"); do
     for target in direct edge nginx bare; do
@@ -189,13 +195,13 @@ print(f"{'latency (us)':14} {'p50 direct':>10} {'p50 edge':>9} {'p99 direct':>11
 for s in ["submit", "page"]:
     print(f"{s:14} {med(s,'direct',1):10.0f} {med(s,'edge',1):9.0f} {med(s,'direct',2):11.0f} {med(s,'edge',2):9.0f} {med(s,'nginx',1):10.0f} {med(s,'nginx',2):10.0f}")
 PY
+fi
 
 # Added latency at a fixed rate: LAT_FRACTION (default 0.25) of trino-edge's wrk saturation rate.
 # Not 0.5: the fixed-rate driver (reqwest) needs a core of its own, which leaves the proxies on
 # these two cores saturating at about half of what they reach against wrk.
-echo
 lat=$bin
-python3 - "$(declare -p results)" "$lat" "$backend" "$gateway" "$nginx_proxy" "$page_path" "$secs" <<'PY'
+want latency && echo && python3 - "$(declare -p results)" "$lat" "$backend" "$gateway" "$nginx_proxy" "$page_path" "$secs" <<'PY'
 import re, statistics, subprocess, sys
 cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
 lat, backend, gateway, nginx, page_path, secs = sys.argv[2:8]
@@ -219,15 +225,17 @@ PY
 # 1 GiB through the gateway vs direct: throughput and the gateway's peak RSS growth.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status"; }
+if want stream; then
 base=$(rss_kb)
 big=/v1/statement/executing/$id/big/1
 d=$(curl -s -o /dev/null -w '%{speed_download}' -H 'X-Trino-User: bench' "http://$backend$big")
 g=$(curl -s -o /dev/null -w '%{speed_download}' -H 'X-Trino-User: bench' "http://$gateway$big")
 peak=$(hwm_kb)
 python3 -c "print(f'1 GiB stream: direct {$d/2**20:.0f} MiB/s, trino-edge {$g/2**20:.0f} MiB/s ({$g/$d:.2f}x); gateway RSS {$base/1024:.0f} MiB before, peak {$peak/1024:.0f} MiB (+{($peak-$base)/1024:.0f} MiB)')"
+fi
 
 # 10,000 idle keep-alive connections, each after one request; RSS read while they are held.
-python3 - "$gateway" "$gw_pid" <<'PY'
+want idle && python3 - "$gateway" "$gw_pid" <<'PY'
 import socket, sys
 host, port = sys.argv[1].split(":"); port = int(port)
 def rss_mib():
@@ -248,6 +256,7 @@ PY
 # Proxy latency while heavy hybrid queries run (last: the join's memory would distort the RSS
 # figures above): submissions at the same fixed rate, first idle, then
 # with a DataFusion hash join of two 5M-row inputs looping on the admin API (one at a time).
+want hybrid || exit 0
 heavy='{"sql": "SELECT count(*) AS n FROM (SELECT unnest(range(0, 5000000)) AS x) a JOIN (SELECT unnest(range(0, 5000000)) AS y) b ON a.x = b.y"}'
 python3 - "$(declare -p results)" "$lat" "$gateway" "$admin" "$secs" "$heavy" "$work" <<'PY'
 import re, statistics, subprocess, sys, os, json, urllib.request, threading, time

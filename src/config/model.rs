@@ -170,8 +170,8 @@ pub struct ProxyConfig {
     /// An idle keep-alive client connection is closed after this long (whole seconds).
     #[serde(default = "default_client_idle_timeout")]
     pub client_idle_timeout: HumanDuration,
-    /// A request header must be complete this long after the connection opened (after the idle
-    /// wait, on a reused connection); slower clients are disconnected (slowloris).
+    /// A request header must be complete this long after its first byte, and a new connection
+    /// must send that byte within this long; slower clients are disconnected (slowloris).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: HumanDuration,
 }

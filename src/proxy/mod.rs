@@ -8,13 +8,13 @@
 //! * `response_filter`/`response_body_filter` learn query and transaction ownership — only the small
 //!   submission response is ever looked into, result pages stream through untouched.
 
+pub mod client_connection;
 pub mod error;
 pub mod forwarded;
-pub mod header_deadline;
 pub mod page_scan;
+pub mod submitted;
 pub mod target;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,7 +28,6 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use crate::history::{HistoryEvent, HistorySink};
@@ -42,6 +41,7 @@ use crate::store::HistoryRecord;
 use crate::sync::StateSync;
 use error::GatewayError;
 use page_scan::{PageScan, Verdict};
+pub use submitted::Submitted;
 use target::{classify, Target};
 
 /// The submission response is small (no result rows); cap what we hold of it to learn the query id.
@@ -140,7 +140,7 @@ impl Gateway {
         if let Some(h) = &self.history {
             h.record(HistoryEvent::Coordinator {
                 id: String::from_utf8_lossy(&cid).into_owned(),
-                backend: backend.name.to_string(),
+                backend: String::from(&*backend.name),
             });
         }
     }
@@ -235,27 +235,6 @@ impl RequestCtx {
         if retried {
             METRICS.retries.with_label_values(&[backend]).inc();
         }
-    }
-}
-
-/// What the gateway reads from a submission answer: the query id, and whether pages follow.
-#[derive(Deserialize)]
-pub struct Submitted<'a> {
-    #[serde(borrow)]
-    pub id: Option<Cow<'a, str>>,
-    #[serde(rename = "nextUri")]
-    next_uri: Option<serde::de::IgnoredAny>,
-}
-
-impl<'a> Submitted<'a> {
-    /// Parse a submission answer, skipping (not building) everything but `id` and `nextUri`.
-    pub fn parse(body: &'a [u8]) -> serde_json::Result<Self> {
-        serde_json::from_slice(body)
-    }
-
-    /// The query already ended in its first answer (no `nextUri`).
-    pub fn finished(&self) -> bool {
-        self.next_uri.is_none()
     }
 }
 
@@ -474,15 +453,16 @@ impl TrinoProxy {
             user: header(&crate::routing::facts::USER),
             source: header(&crate::routing::facts::SOURCE),
             client_tags: header(&crate::routing::facts::CLIENT_TAGS),
-            group: ctx.group.map(|g| ctx.snap.groups[g].name.to_string()),
-            backend: ctx.backend.as_ref().map(|b| b.name.to_string()),
+            group: ctx.group.map(|g| String::from(&*ctx.snap.groups[g].name)),
+            backend: ctx.backend.as_ref().map(|b| String::from(&*b.name)),
             policy: ctx.reason.map(|r| r.policy_name(&ctx.snap).to_string()),
             gateway: Some(self.gateway.instance.clone()),
             sql: ctx.sql.as_ref().map(|s| {
-                String::from_utf8_lossy(s)
-                    .chars()
-                    .take(HISTORY_SQL_CHARS)
-                    .collect()
+                let mut sql = String::from_utf8_lossy(s).into_owned();
+                if let Some((end, _)) = sql.char_indices().nth(HISTORY_SQL_CHARS) {
+                    sql.truncate(end);
+                }
+                sql
             }),
         }
     }
@@ -549,7 +529,7 @@ impl ProxyHttp for TrinoProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
-        header_deadline::mark_header_read();
+        client_connection::mark_header_read();
         let routed = match self
             .apply_identity(session, ctx)
             .and_then(|()| self.route(session, ctx))
