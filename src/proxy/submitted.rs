@@ -78,17 +78,16 @@ fn skip_ws(body: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// A JSON string without escapes starting at `at`: its contents and the index after it.
+/// A JSON string without escapes starting at `at`: its contents and the index after it. (Raw
+/// control characters, which strict JSON forbids, are let through: the id is checked for its
+/// own format when it is learned.)
 fn plain_string(body: &[u8], at: usize) -> Option<(&[u8], usize)> {
     if body.get(at) != Some(&b'"') {
         return None;
     }
     let start = at + 1;
-    let len = body[start..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')?;
-    let end = start + len;
-    if body[end] != b'"' || body[start..end].iter().any(|&b| b < 0x20) {
+    let end = start + memchr::memchr2(b'"', b'\\', &body[start..])?;
+    if body[end] != b'"' {
         return None;
     }
     Some((&body[start..end], end + 1))
