@@ -50,8 +50,9 @@ fn leading_strings(body: &[u8]) -> Option<Submitted<'_>> {
             return None;
         }
         at = skip_ws(body, at + 1);
-        let (value, after) = plain_string(body, at)?; // a non-string value ends the fast path
-                                                      // A repeated key is left to serde (which refuses it).
+        // A value that is not a plain string ends the fast path; so does a repeated key (serde
+        // refuses it).
+        let (value, after) = plain_string(body, at)?;
         match key {
             b"id" if id.is_none() => id = Some(std::str::from_utf8(value).ok()?),
             b"nextUri" if !next_uri => next_uri = true,
