@@ -402,3 +402,81 @@ async fn trickled_request_headers_are_cut_off() {
         .unwrap_or(0.0);
     assert!(cut_count >= 2.0, "{cut_count}");
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body off a kept-alive connection:
+/// (status, body).
+async fn read_response(s: &mut tokio::net::TcpStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a Content-Length answer");
+            if buf.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+                return (status_of(&head), body);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("no answer in 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The gateway reads the first bytes of each request before it starts the proxy (so idle
+/// connections hold no request state). Requests larger than that first read, and requests that
+/// arrive in pieces, must work all the same — one after another on one kept-alive connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_and_split_requests_work_on_one_kept_alive_connection() {
+    let b1 = backend(10).await;
+    let gw = simple_gateway(&[&b1], "round_robin").await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+
+    let info = "x".repeat(6000);
+    let sql = format!("SELECT 1 /* {} */", "y".repeat(3000));
+    let big_header = format!(
+        "POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: alice\r\nX-Trino-Client-Info: {info}\r\nContent-Length: 8\r\n\r\nSELECT 1"
+    );
+    let big_body = format!(
+        "POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: alice\r\nContent-Length: {}\r\n\r\n{sql}",
+        sql.len()
+    );
+    let small = "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n".to_string();
+    for (what, request) in [
+        ("header over 1 KiB", &big_header),
+        ("body over 1 KiB", &big_body),
+        ("small", &small),
+        ("header over 1 KiB again", &big_header),
+    ] {
+        // In three pieces with pauses: the header's start, its rest, and the body.
+        let bytes = request.as_bytes();
+        let cuts = [
+            0,
+            10.min(bytes.len()),
+            (bytes.len() - 4).max(10),
+            bytes.len(),
+        ];
+        for w in cuts.windows(2) {
+            s.write_all(&bytes[w[0]..w[1]]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let (status, body) = read_response(&mut s).await;
+        assert_eq!(status, 200, "{what}: {body}");
+        if request.starts_with("POST") {
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert!(answer["id"].is_string(), "{what}: {body}");
+        }
+    }
+}
