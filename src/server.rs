@@ -168,13 +168,13 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
                 config.proxy.client_idle_timeout.get(),
             ),
         );
-        let endpoint = ListenerConfig::tcp(l.address.as_str());
+        let read_buffer = if l.tls.is_some() { TLS_READ_BUFFER } else { 0 };
+        let endpoint = ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings::new(
+            read_buffer,
+            DEFAULT_L4_WRITE_BUFFER_SIZE,
+        ));
         match &l.tls {
             Some(files) => {
-                let endpoint = endpoint.l4_buffer(L4BufferSettings::new(
-                    TLS_READ_BUFFER,
-                    DEFAULT_L4_WRITE_BUFFER_SIZE,
-                ));
                 let cert = ServerCert::load(files)
                     .map_err(|e| format!("listener `{}` TLS: {e}", l.name))?;
                 service.add_listener(endpoint.tls(cert.listener_settings()?));
@@ -182,8 +182,6 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
                 info!(listener = %l.name, "proxy listener on https://{}", l.address);
             }
             None => {
-                let endpoint =
-                    endpoint.l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE));
                 service.add_listener(endpoint);
                 info!(listener = %l.name, "proxy listener on http://{}", l.address);
             }

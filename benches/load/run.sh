@@ -6,6 +6,9 @@
 #   benches/load/run.sh [seconds per run] [rounds]        (defaults: 4 3)
 #   SECTIONS="stream idle" benches/load/run.sh            (only some sections; latency and hybrid
 #                                                          need throughput, which gives their rates)
+#   COUNT=2000 benches/load/run.sh                        (instructions per submission instead,
+#                                                          with callgrind; needs valgrind)
+#   PROFILE=submit|page benches/load/run.sh               (a perf profile of the gateway instead)
 #
 # The backend is nginx serving canned answers (so it is never the bottleneck): a small JSON answer
 # to POST /v1/statement (the gateway reads it to learn the query id) and a ~1 MiB result page
@@ -107,11 +110,19 @@ server: { threads: 2, grace_period: 0s, graceful_shutdown_timeout: 1s }
 database: { url: "sqlite://$work/state.db" }
 hybrid: { threads: 1, timeout_seconds: 60 }
 YAML
-RUST_LOG=warn "$bin" serve --config "$work/gw.yaml" >"$work/gw.log" 2>&1 & pids+=($!)
+# under NAME COMMAND...: run COMMAND, under callgrind when COUNT is set (exec: `$!` is its pid).
+under() {
+  if [ -n "${COUNT:-}" ]; then
+    exec valgrind --tool=callgrind --callgrind-out-file="$work/cg.$1" "${@:2}"
+  fi
+  exec "${@:2}"
+}
+RUST_LOG=warn under edge "$bin" serve --config "$work/gw.yaml" >"$work/gw.log" 2>&1 & pids+=($!)
 gw_pid=$!
-"$bin" passthrough --listen "$bare" --upstream "$backend" --threads 2 >"$work/bare.log" 2>&1 & pids+=($!)
+under bare "$bin" passthrough --listen "$bare" --upstream "$backend" --threads 2 >"$work/bare.log" 2>&1 & pids+=($!)
+bare_pid=$!
 
-for _ in $(seq 100); do
+for _ in $(seq 600); do
   curl -sf "http://$admin/livez" >/dev/null 2>&1 && curl -sf "http://$bare/v1/info" >/dev/null 2>&1 \
     && curl -sf "http://$nginx_proxy/v1/info" >/dev/null 2>&1 && break
   sleep 0.1
@@ -158,6 +169,44 @@ if [ -n "${PROFILE:-}" ]; then
   wait "$perf_pid" || true
   perf report -i "$work/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -20
   perf report -i "$work/perf.data" --no-children --percent-limit ${PROFILE_LIMIT:-0.7} --stdio 2>/dev/null | grep -v '^$' | head -${PROFILE_LINES:-80}
+  exit 0
+fi
+
+# COUNT=N: instructions per submission, counted by callgrind for the whole process (proxy,
+# history writer, database): N submissions over four keep-alive connections, one at a time,
+# after a warm-up. Unlike requests per second this repeats to about ±1 % whatever else the
+# machine is doing, so it shows what a change to the hot path costs or saves. TOP=30 also lists
+# trino-edge's costliest functions.
+if [ -n "${COUNT:-}" ]; then
+  cat >"$work/drive.py" <<'PY'
+import http.client, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(4)]
+for i in range(n):
+    c = conns[i % 4]
+    c.request("POST", "/v1/statement", body=b"SELECT * FROM orders WHERE day = DATE '2026-11-23'",
+              headers={"X-Trino-User": "bench", "X-Trino-Source": "wrk"})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+  # count NAME PID ADDRESS → instructions per submission between a zeroing and a dump.
+  count() {
+    python3 "$work/drive.py" "${3#*:}" 200
+    sleep 1
+    callgrind_control -z "$2" >/dev/null 2>&1
+    python3 "$work/drive.py" "${3#*:}" "$COUNT"
+    sleep 1
+    callgrind_control -d "$2" >/dev/null 2>&1
+    sleep 1
+    echo $(($(awk '/^(summary|totals):/ {print $2; exit}' "$work/cg.$1.1") / COUNT))
+  }
+  b=$(count bare "$bare_pid" "$bare")
+  e=$(count edge "$gw_pid" "$gateway")
+  echo "instructions per submission ($COUNT requests, whole process): bare Pingora $b, trino-edge $e (+$((e - b)))"
+  if [ -n "${TOP:-}" ]; then
+    callgrind_annotate --inclusive=yes "$work/cg.edge.1" 2>/dev/null \
+      | grep -E 'trino_edge|serde_json|prometheus|sqlx' | head -"$TOP" | cut -c1-160
+  fi
   exit 0
 fi
 
