@@ -1,13 +1,14 @@
-//! HTTP surface of the emulator: Trino's statement, query and info resources, plus a small
-//! control plane under `/v1/emulator/` for tests that run the emulator in another process.
+//! HTTP surface of the emulator: Trino's statement, query, info and spooled-segment
+//! resources, plus a small control plane under `/v1/emulator/` for tests that run the emulator
+//! in another process; and the routes of the storage/worker listener of the spooling protocol.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::header::{CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -16,8 +17,9 @@ use axum::{Json, Router};
 use super::exec;
 use super::protocol::Protocol;
 use super::query::{PageOutcome, PathKind, QueryEntry, RenderContext, Session};
+use super::spooling::{Access, DownloadError, SIGNATURE_PARAM};
 use super::state::{random_slug, Counters, EmulatorState};
-use super::FailureMode;
+use super::{FailureMode, RetrievalMode};
 
 /// Version `/v1/info` reports.
 const VERSION: &str = "446-emulator";
@@ -30,13 +32,15 @@ const CONTROL_PREFIX: &str = "/v1/emulator/";
 pub(crate) fn routes(state: Arc<EmulatorState>) -> Router {
     Router::new()
         .route("/v1/statement", post(post_statement))
+        // An explicit HEAD (the client's heartbeat) keeps axum from answering HEAD with the
+        // GET handler, which would advance the token.
         .route(
             "/v1/statement/queued/{query_id}/{slug}/{token}",
-            get(get_queued).delete(delete_statement),
+            get(get_queued).head(heartbeat).delete(delete_statement),
         )
         .route(
             "/v1/statement/executing/{query_id}/{slug}/{token}",
-            get(get_executing).delete(delete_statement),
+            get(get_executing).head(heartbeat).delete(delete_statement),
         )
         .route(
             "/v1/statement/executing/partialCancel/{query_id}/{stage}/{slug}/{token}",
@@ -44,8 +48,15 @@ pub(crate) fn routes(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/v1/statement/{query_id}/{slug}/{token}",
-            get(get_legacy).delete(delete_statement),
+            get(get_legacy).head(heartbeat).delete(delete_statement),
         )
+        .route(
+            "/v1/spooled/download/{segment_id}",
+            get(coordinator_download),
+        )
+        .route("/v1/spooled/ack/{segment_id}", get(ack_segment))
+        // Storage URLs point here when there is no storage listener (`router` without `start`).
+        .route("/spool/{segment_id}", get(storage_download))
         .route("/v1/query/{query_id}", get(query_info).delete(cancel_query))
         .route("/ui/query.html", get(query_page))
         .route("/v1/info", get(info))
@@ -58,8 +69,24 @@ pub(crate) fn routes(state: Arc<EmulatorState>) -> Router {
         .with_state(state)
 }
 
+/// Routes of the extra listener that spooling modes other than COORDINATOR_PROXY need: the
+/// object storage (presigned `/spool/{id}` URLs) and a worker (`/v1/spooled/download/{id}`).
+pub(crate) fn side_routes(state: Arc<EmulatorState>) -> Router {
+    Router::new()
+        .route("/v1/spooled/download/{segment_id}", get(worker_download))
+        // Workers run the same HTTP server as the coordinator, forwarded-header policy included.
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            refuse_forwarded_layer,
+        ))
+        .route("/spool/{segment_id}", get(storage_download))
+        .fallback(fallback)
+        .with_state(state)
+}
+
 /// Counts every request, records what tests want to know about it, and plays
-/// `FailureMode::Status`. (`FailureMode::Reset` acts on the connection, see `server`.)
+/// `FailureMode::Status` and the refusal of forwarded headers. (`FailureMode::Reset` acts on
+/// the connection, see `server`.)
 async fn track(State(st): State<Arc<EmulatorState>>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with(CONTROL_PREFIX) {
         let c = &st.counters;
@@ -88,8 +115,58 @@ async fn track(State(st): State<Arc<EmulatorState>>, req: Request, next: Next) -
                 ),
             );
         }
+        if let Some(refused) = refuse_forwarded(&st, req.headers()) {
+            return refused;
+        }
     }
     next.run(req).await
+}
+
+async fn refuse_forwarded_layer(
+    State(st): State<Arc<EmulatorState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match refuse_forwarded(&st, req.headers()) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+/// Like Airlift's `RejectForwardedRequestCustomizer` (Trino without
+/// `http-server.process-forwarded`): the first `X-Forwarded-*` header of a request gets it
+/// refused with 406.
+fn refuse_forwarded(st: &EmulatorState, headers: &HeaderMap) -> Option<Response> {
+    if st.config.process_forwarded {
+        return None;
+    }
+    let name = headers
+        .keys()
+        .find(|name| name.as_str().starts_with("x-forwarded-"))?;
+    Counters::bump(&st.counters.forwarded_refused);
+    Some(plain(
+        StatusCode::NOT_ACCEPTABLE,
+        format!(
+            "Server configuration does not allow processing of the {} header",
+            display_header_name(name)
+        ),
+    ))
+}
+
+/// `x-forwarded-for` → `X-Forwarded-For`: HTTP/1.1 clients send header names capitalised
+/// that way, and the HTTP stack hands them over lower-cased.
+fn display_header_name(name: &HeaderName) -> String {
+    name.as_str()
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// A request header that clients send with the `X-Trino-` or the legacy `X-Presto-` prefix.
@@ -152,16 +229,16 @@ fn detect_protocol(headers: &HeaderMap) -> Protocol {
 ///
 /// Like Trino with `http-server.process-forwarded=true` (Jetty's forwarded-request handling):
 /// `X-Forwarded-Proto/Host/Port` win over `Host`; `X-Forwarded-Host` may carry a port, and
-/// `X-Forwarded-Port` overrides it. With `ignore_forwarded` the emulator behaves like a Trino
-/// without that setting and uses `Host` (or its own address) only, so that a gateway's URI
-/// rewriting can be tested.
+/// `X-Forwarded-Port` overrides it. Without `process_forwarded` the emulator behaves like a
+/// Trino without that setting: requests with forwarded headers never get here (406), and URIs
+/// come from `Host` (or the emulator's own address) only.
 pub(crate) fn base_uri(headers: &HeaderMap, st: &EmulatorState) -> String {
     let host_header = first_value(headers, HOST.as_str()).filter(|h| valid_authority(h));
     let own = || {
         st.local_addr()
             .map_or_else(|| "localhost".to_string(), |a| a.to_string())
     };
-    if !st.config.ignore_forwarded {
+    if st.config.process_forwarded {
         let proto = first_value(headers, "x-forwarded-proto");
         let host = first_value(headers, "x-forwarded-host").filter(|h| valid_authority(h));
         let port = first_value(headers, "x-forwarded-port").and_then(|p| p.parse::<u16>().ok());
@@ -276,7 +353,10 @@ async fn post_statement(
         request_header(&headers, TRANSACTION).filter(|t| !t.eq_ignore_ascii_case("none"));
     let new = exec::plan(&st, session, transaction.as_deref(), sql.to_string());
     let now = Instant::now();
-    let entry = Arc::new(QueryEntry::new(st.next_query_id(), random_slug(), new, now));
+    let encoding = st.spooler.select(&headers);
+    let entry = Arc::new(
+        QueryEntry::new(st.next_query_id(), random_slug(), new, now).with_encoding(encoding),
+    );
     st.insert_query(Arc::clone(&entry));
     tracing::debug!(emulator = st.name(), query_id = %entry.id, "query submitted");
     let base = base_uri(&headers, &st);
@@ -284,6 +364,7 @@ async fn post_statement(
         base: &base,
         now,
         rows_per_page: st.config.rows_per_page,
+        spool: Some(&st.spooler),
     }))
 }
 
@@ -339,6 +420,7 @@ async fn serve_page(
         base: &base,
         now: Instant::now(),
         rows_per_page: st.config.rows_per_page,
+        spool: Some(&st.spooler),
     };
     match entry.page(kind, slug, token, &ctx) {
         PageOutcome::Page(page) => page_response(page),
@@ -347,6 +429,143 @@ async fn serve_page(
             format!("Results for token {token} of query {id} are gone"),
         ),
         PageOutcome::NotFound => query_not_found(),
+    }
+}
+
+/// `HEAD` of a statement URI: the heartbeat clients send while they download spooled segments,
+/// so that the coordinator does not abandon the query. Changes nothing.
+async fn heartbeat(
+    State(st): State<Arc<EmulatorState>>,
+    Path((id, slug, token)): StatementPath,
+) -> Response {
+    Counters::bump(&st.counters.heartbeats);
+    match st.query(&id) {
+        Some(entry) if entry.slug_matches(&slug) && token.parse::<u64>().is_ok() => {
+            StatusCode::OK.into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /v1/spooled/download/{id}` on the coordinator: streams the segment
+/// (COORDINATOR_PROXY) or redirects to the storage (COORDINATOR_STORAGE_REDIRECT) or to a
+/// worker (WORKER_PROXY).
+async fn coordinator_download(
+    State(st): State<Arc<EmulatorState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let spooler = &st.spooler;
+    let redirect = match spooler.mode() {
+        // No spooling manager: nothing was ever issued (counted as not found).
+        None => spooler.find(&id).and(Err(DownloadError::NotFound)),
+        Some(RetrievalMode::Storage) => {
+            if let Err(e) = spooler.find(&id) {
+                return download_error(e);
+            }
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Retrieval mode is STORAGE but segment resource was called",
+            );
+        }
+        Some(RetrievalMode::CoordinatorStorageRedirect) => {
+            spooler.presigned(&base_uri(&headers, &st), &id)
+        }
+        Some(RetrievalMode::WorkerProxy) => match spooler.side_addr() {
+            Some(worker) => spooler
+                .find(&id)
+                .map(|_| format!("http://{worker}/v1/spooled/download/{id}")),
+            // No worker listener (`router` without `start`): the coordinator serves it.
+            None => return segment_response(spooler.download(&id, &headers, Access::Proxied)),
+        },
+        Some(RetrievalMode::CoordinatorProxy) => {
+            return segment_response(spooler.download(&id, &headers, Access::Proxied))
+        }
+    };
+    match redirect {
+        Ok(location) => see_other(&location),
+        Err(e) => download_error(e),
+    }
+}
+
+/// `GET /v1/spooled/download/{id}` on a worker (the extra listener).
+async fn worker_download(
+    State(st): State<Arc<EmulatorState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    segment_response(st.spooler.download(&id, &headers, Access::Proxied))
+}
+
+/// `GET /spool/{id}?X-Amz-Signature=...`: the object storage behind presigned URLs.
+async fn storage_download(
+    State(st): State<Arc<EmulatorState>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let signature = query.as_deref().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(name, _)| name == SIGNATURE_PARAM)
+            .map(|(_, value)| value.into_owned())
+    });
+    segment_response(
+        st.spooler
+            .download(&id, &headers, Access::Presigned(signature.as_deref())),
+    )
+}
+
+/// `GET /v1/spooled/ack/{id}`: the client is done with the segment, which is deleted.
+async fn ack_segment(State(st): State<Arc<EmulatorState>>, Path(id): Path<String>) -> Response {
+    if st.spooler.ack(&id) {
+        StatusCode::OK.into_response()
+    } else {
+        download_error(DownloadError::NotFound)
+    }
+}
+
+fn segment_response(result: Result<Bytes, DownloadError>) -> Response {
+    match result {
+        Ok(bytes) => {
+            let len = HeaderValue::from(bytes.len());
+            (
+                [
+                    (
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    ),
+                    (CONTENT_LENGTH, len),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(e) => download_error(e),
+    }
+}
+
+fn download_error(e: DownloadError) -> Response {
+    match e {
+        DownloadError::NotFound => plain(StatusCode::NOT_FOUND, "Segment not found"),
+        DownloadError::BadKey => plain(
+            StatusCode::UNAUTHORIZED,
+            "Missing or wrong X-Trino-Emulator-Segment-Key header",
+        ),
+        DownloadError::BadSignature => plain(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch: the presigned URL's signature is missing or wrong",
+        ),
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        // Unreachable: the location is built from a validated authority and base64url ids.
+        Err(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid redirect location",
+        ),
     }
 }
 
@@ -560,6 +779,18 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(3_520)), "3.52s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250.00ms");
         assert_eq!(format_duration(Duration::from_secs(7_200)), "2.00h");
+    }
+
+    #[test]
+    fn header_names_are_displayed_capitalised() {
+        assert_eq!(
+            display_header_name(&HeaderName::from_static("x-forwarded-for")),
+            "X-Forwarded-For"
+        );
+        assert_eq!(
+            display_header_name(&HeaderName::from_static("x-forwarded--x")),
+            "X-Forwarded--X"
+        );
     }
 
     #[test]

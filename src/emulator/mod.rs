@@ -13,10 +13,68 @@
 //! - failures as HTTP 200 with `error` (on the first GET after the submission), cancellation by
 //!   `DELETE nextUri` or `DELETE /v1/query/{id}` (`USER_CANCELED`);
 //! - absolute URIs built from `X-Forwarded-Proto/Host/Port` like Trino with
-//!   `http-server.process-forwarded=true` (or from `Host` only, with `ignore_forwarded`);
+//!   `http-server.process-forwarded=true` (`EmulatorConfig::process_forwarded`, the default);
+//!   without it, like Airlift's `RejectForwardedRequestCustomizer`, any request carrying an
+//!   `X-Forwarded-*` header (For, Proto, Host, Port, Prefix, Server, ...) is refused with
+//!   `406` and the text body `Server configuration does not allow processing of the
+//!   X-Forwarded-For header` (naming the first such header), and URIs come from `Host` only;
 //! - session headers: `USE` → `X-Trino-Set-Catalog/Schema`, `SET SESSION`/`RESET SESSION`,
 //!   `START TRANSACTION`/`COMMIT`/`ROLLBACK` with transaction ids checked like Trino;
-//! - `/v1/query/{id}`, `/ui/query.html?{id}`, `/v1/info`, `/v1/info/state`, `/metrics`.
+//! - `/v1/query/{id}`, `/ui/query.html?{id}`, `/v1/info`, `/v1/info/state`, `/metrics`;
+//! - `HEAD` on a statement URI (`/v1/statement/queued|executing/{id}/{slug}/{token}`): the
+//!   heartbeat clients send while downloading spooled segments; 200 without a body (404 for
+//!   an unknown query or slug); it neither advances the token nor changes the query;
+//! - the spooling protocol (below).
+//!
+//! The spooling protocol (Trino 466+), with `EmulatorConfig::spooling` set (a spooling manager
+//! is configured). A submission whose `X-Trino-Query-Data-Encoding` lists an encoding the
+//! emulator supports (`json`, `json+zstd`, `json+lz4`; the first supported one wins, e.g.
+//! `json+zstd` for the Python client's `json+zstd,json+lz4,json`) gets its result pages with
+//! segments instead of row arrays; otherwise (no header, `arrow`, no spooling manager) the
+//! direct protocol. Paging is unchanged; a page of at most `inline_rows` rows becomes one
+//! inline segment, a larger page spooled segments of at most `segment_rows` rows:
+//!
+//! ```json
+//! "data": {"encoding": "json+zstd", "segments": [
+//!   {"type": "inline", "data": "KLUv/SAFKQAAW1sxXV0=",
+//!    "metadata": {"rowOffset": 0, "rowsCount": 1, "segmentSize": 14, "uncompressedSize": 5}},
+//!   {"type": "spooled", "uri": "...", "ackUri": "{base}/v1/spooled/ack/{id}",
+//!    "metadata": {"rowOffset": 0, "rowsCount": 5000, "segmentSize": 3774,
+//!                 "uncompressedSize": 33894},
+//!    "headers": {"X-Trino-Emulator-Segment-Key": ["<random per segment>"]}}]}
+//! ```
+//!
+//! The bytes are the JSON row array (exactly the rows the direct protocol sends), as is for
+//! `json`, as a zstd frame with the content size for `json+zstd`, as a raw LZ4 block for
+//! `json+lz4`; `segmentSize` is their length, `uncompressedSize` (compressed encodings only)
+//! the JSON's. (Trino leaves segments below its compression threshold uncompressed and without
+//! `uncompressedSize` even under `json+zstd`; clients accept both, the emulator always
+//! compresses.) `rowOffset` counts rows from the start of the result. Segment ids are 24
+//! random bytes (base64url), known only to the instance that issued them (others answer 404);
+//! the bytes are kept in memory from the page that issued them until acknowledged or until the
+//! query is forgotten. `{base}` is the base of `nextUri`. Where `uri` points and what answers
+//! it depends on `SpoolingConfig::mode`:
+//! - `Storage`: a presigned-like URL on the emulator's storage listener
+//!   (`http://127.0.0.1:{port}/spool/{id}?X-Amz-Signature=<hex>`, bound on 127.0.0.1:0 by
+//!   `start`, see `EmulatorHandle::storage_url`); the coordinator's download resource answers
+//!   503 in this mode, as in Trino;
+//! - `CoordinatorStorageRedirect`: `{base}/v1/spooled/download/{id}`, answered with
+//!   `303 See Other` to the presigned storage URL;
+//! - `CoordinatorProxy`: `{base}/v1/spooled/download/{id}`, answered with the bytes;
+//! - `WorkerProxy`: `{base}/v1/spooled/download/{id}`, answered with `303` to
+//!   `http://127.0.0.1:{port}/v1/spooled/download/{id}` on the same extra listener (the
+//!   "worker"), which streams the bytes.
+//!
+//! Every download that returns bytes (`200`, `application/octet-stream`, `Content-Length`)
+//! requires the `X-Trino-Emulator-Segment-Key` header from the segment's `headers` (else 401),
+//! so that a gateway in between is seen to pass segment headers through; the storage also
+//! checks the signature (else 403). `GET ackUri` deletes the segment (200); unknown or already
+//! acknowledged segments are 404 everywhere (the ack does not check the key). The extra
+//! listener's requests are not counted in `requests` and never get `FailureMode::Status`, but
+//! `FailureMode::Reset` and `shutdown` cut its connections too, and its worker path refuses
+//! forwarded headers like the coordinator. Without `start` (only `router`) there is no extra
+//! listener: storage URLs point at the coordinator, which serves `/spool/{id}` too, and
+//! `WorkerProxy` streams from the coordinator.
 //!
 //! The SQL it understands (case-insensitive; comments and a trailing `;` allowed):
 //! `SELECT <literal> [AS alias], ...` (integer, bigint, decimal, double, varchar, boolean,
@@ -28,16 +86,19 @@
 //! gateway load probes on `system.runtime.queries`. Anything else fails with `SYNTAX_ERROR`.
 //! A comment `/* emulator:page_delay_ms=N */` delays every result page of that query.
 //!
-//! Test hooks: `EmulatorState::stats` (also `GET /v1/emulator/stats`), `query_state`,
+//! Test hooks: `EmulatorState::stats` (also `GET /v1/emulator/stats`; spooling adds
+//! `segments_issued`, `segment_downloads`, `segment_acks`, `segment_not_found` and
+//! `heartbeats`, forwarded-header refusals `forwarded_refused`), `query_state`,
 //! `was_canceled`, and `set_failure_mode` (also `PUT /v1/emulator/failure-mode` with `none`,
-//! `reset` or a status code). Control-plane requests under `/v1/emulator/` are neither counted
-//! nor failed on purpose.
+//! `reset` or a status code). Control-plane requests under `/v1/emulator/` are neither counted,
+//! nor failed on purpose, nor refused for forwarded headers.
 
 mod exec;
 mod handlers;
 mod protocol;
 mod query;
 mod server;
+mod spooling;
 mod sql;
 mod state;
 mod tables;
@@ -66,9 +127,13 @@ pub struct EmulatorConfig {
     pub rows_per_page: usize,
     /// Extra delay before every result page (default none).
     pub page_delay: Duration,
-    /// Ignore `X-Forwarded-*` like a Trino without `http-server.process-forwarded` (default
-    /// false).
-    pub ignore_forwarded: bool,
+    /// Like Trino's `http-server.process-forwarded` (default true): absolute URIs follow
+    /// `X-Forwarded-Proto/Host/Port`. When false, every request carrying an `X-Forwarded-*`
+    /// header is refused with 406 (control plane excepted) and URIs come from `Host` only.
+    pub process_forwarded: bool,
+    /// The spooling protocol (a spooling manager is configured); `None` (default): results
+    /// always travel inline in `data`, whatever the client asks for.
+    pub spooling: Option<SpoolingConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -78,8 +143,52 @@ impl Default for EmulatorConfig {
             coordinator_id: None,
             rows_per_page: 1000,
             page_delay: Duration::ZERO,
-            ignore_forwarded: false,
+            process_forwarded: true,
+            spooling: None,
         }
+    }
+}
+
+/// The spooling protocol's settings (Trino's `protocol.spooling.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoolingConfig {
+    /// How clients fetch spooled segments (`protocol.spooling.retrieval-mode`).
+    pub mode: RetrievalMode,
+    /// Rows per spooled segment at most (default 10 000; 0 is treated as 1).
+    pub segment_rows: usize,
+    /// A result page of at most this many rows travels as one inline segment (default 100,
+    /// like Trino's inlining of small results).
+    pub inline_rows: usize,
+}
+
+impl Default for SpoolingConfig {
+    fn default() -> Self {
+        Self {
+            mode: RetrievalMode::default(),
+            segment_rows: 10_000,
+            inline_rows: 100,
+        }
+    }
+}
+
+/// Trino's `SegmentRetrievalMode`: where a client goes for a spooled segment's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetrievalMode {
+    /// `uri` is a presigned URL of the object storage (one round trip). Trino's default.
+    #[default]
+    Storage,
+    /// `uri` points at the coordinator, which redirects (303) to a presigned storage URL.
+    CoordinatorStorageRedirect,
+    /// `uri` points at the coordinator, which streams the bytes itself.
+    CoordinatorProxy,
+    /// `uri` points at the coordinator, which redirects (303) to a worker that streams them.
+    WorkerProxy,
+}
+
+impl RetrievalMode {
+    /// Whether the mode needs the extra storage/worker listener.
+    pub(crate) fn needs_side_listener(self) -> bool {
+        !matches!(self, Self::CoordinatorProxy)
     }
 }
 
@@ -114,6 +223,18 @@ pub struct EmulatorStats {
     pub last_forwarded_host: Option<String>,
     /// The last `X-Trino-User` (or `X-Presto-User`) seen.
     pub last_user: Option<String>,
+    /// Requests refused with 406 for an `X-Forwarded-*` header (`process_forwarded` false).
+    pub forwarded_refused: u64,
+    /// Segments issued by the spooling protocol (inline and spooled).
+    pub segments_issued: u64,
+    /// Spooled segments served (by the coordinator, the storage or the worker listener).
+    pub segment_downloads: u64,
+    /// Spooled segments acknowledged (and deleted).
+    pub segment_acks: u64,
+    /// Downloads and acknowledgements of unknown (never issued here, or acked) segments.
+    pub segment_not_found: u64,
+    /// `HEAD` requests on statement URIs (the client's heartbeat while it downloads).
+    pub heartbeats: u64,
 }
 
 /// A running emulator. Dropping the handle does not stop the server (tests often keep only
@@ -138,6 +259,15 @@ impl EmulatorHandle {
 
     pub fn coordinator_id(&self) -> &str {
         self.state.coordinator_id()
+    }
+
+    /// `http://127.0.0.1:PORT` of the spooling protocol's storage/worker listener, when the
+    /// retrieval mode needs one.
+    pub fn storage_url(&self) -> Option<String> {
+        self.state
+            .spooler
+            .side_addr()
+            .map(|a| format!("http://{a}"))
     }
 
     /// Stops accepting connections and cuts every open connection, as if the coordinator
@@ -169,15 +299,43 @@ impl EmulatorHandle {
 pub async fn start(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<EmulatorHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    let needs_side = config
+        .spooling
+        .as_ref()
+        .is_some_and(|s| s.mode.needs_side_listener());
     let state = Arc::new(EmulatorState::new(config));
     state.set_local_addr(addr);
+    let side = if needs_side {
+        let side = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let side_addr = side.local_addr()?;
+        state.spooler.set_side_addr(side_addr);
+        tracing::info!(emulator = state.name(), addr = %side_addr, "spooling storage/worker listener");
+        Some(server::EmulatorListener::new(side, Arc::clone(&state))?)
+    } else {
+        None
+    };
     let listener = server::EmulatorListener::new(listener, Arc::clone(&state))?;
     let app = router(Arc::clone(&state));
+    let side_app = handlers::side_routes(Arc::clone(&state));
     let name = state.name().to_string();
     tracing::info!(emulator = %name, %addr, coordinator_id = state.coordinator_id(), "Trino emulator listening");
+    // One task serves both listeners, so that `shutdown` (which aborts it) stops both.
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(emulator = %name, error = %e, "Trino emulator stopped");
+        let coordinator = async {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(emulator = %name, error = %e, "Trino emulator stopped");
+            }
+        };
+        match side {
+            Some(side) => {
+                let storage = async {
+                    if let Err(e) = axum::serve(side, side_app).await {
+                        tracing::warn!(emulator = %name, error = %e, "storage/worker listener stopped");
+                    }
+                };
+                tokio::join!(coordinator, storage);
+            }
+            None => coordinator.await,
         }
     });
     Ok(EmulatorHandle {

@@ -23,6 +23,7 @@ pub(crate) enum ErrorCode {
     MissingCatalogName,
     InvalidLiteral,
     TableNotFound,
+    SerializationError,
 }
 
 impl ErrorCode {
@@ -39,6 +40,7 @@ impl ErrorCode {
             Self::MissingCatalogName => 56,
             Self::InvalidLiteral => 59,
             Self::TableNotFound => 46,
+            Self::SerializationError => 65_562,
         }
     }
 
@@ -55,12 +57,16 @@ impl ErrorCode {
             Self::MissingCatalogName => "MISSING_CATALOG_NAME",
             Self::InvalidLiteral => "INVALID_LITERAL",
             Self::TableNotFound => "TABLE_NOT_FOUND",
+            Self::SerializationError => "SERIALIZATION_ERROR",
         }
     }
 
-    /// All codes the emulator raises are user errors, as they are in Trino.
+    /// The error type of the code, as in Trino.
     pub(crate) fn error_type(self) -> &'static str {
-        "USER_ERROR"
+        match self {
+            Self::SerializationError => "INTERNAL_ERROR",
+            _ => "USER_ERROR",
+        }
     }
 
     /// The Java exception class Trino reports in `failureInfo.type`.
@@ -307,6 +313,38 @@ pub(crate) enum PageData<'a> {
     Sequence { start: i64, step: i64, count: u64 },
 }
 
+impl<'a> PageData<'a> {
+    /// Rows in the page.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Self::Rows(rows) => u64::try_from(rows.len()).unwrap_or(u64::MAX),
+            Self::Sequence { count, .. } => *count,
+        }
+    }
+
+    /// Rows `offset..offset + len` of the page (clamped to it).
+    pub(crate) fn slice(&self, offset: u64, len: u64) -> PageData<'a> {
+        let offset = offset.min(self.len());
+        let len = len.min(self.len() - offset);
+        match self {
+            Self::Rows(rows) => {
+                let from = usize::try_from(offset).unwrap_or(usize::MAX);
+                let to = usize::try_from(offset + len).unwrap_or(usize::MAX);
+                Self::Rows(rows.get(from..to).unwrap_or_default())
+            }
+            Self::Sequence { start, step, .. } => {
+                let first = i128::from(*start) + i128::from(*step) * i128::from(offset);
+                Self::Sequence {
+                    // In range: the slice lies within the sequence, which ends within i64.
+                    start: i64::try_from(first).unwrap_or(*start),
+                    step: *step,
+                    count: len,
+                }
+            }
+        }
+    }
+}
+
 impl Serialize for PageData<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -328,6 +366,105 @@ impl Serialize for PageData<'_> {
     }
 }
 
+/// The `data` of a `QueryResults`: the rows themselves (the direct protocol), or the segments
+/// of the spooling protocol.
+pub(crate) enum QueryData<'a> {
+    Direct(PageData<'a>),
+    Encoded(EncodedData),
+}
+
+impl Serialize for QueryData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Direct(rows) => rows.serialize(s),
+            Self::Encoded(data) => data.serialize(s),
+        }
+    }
+}
+
+/// Trino's `EncodedQueryData`: `{"encoding": "json+zstd", "segments": [...]}` (its `metadata`
+/// is empty for the JSON encodings and left out, as Trino does).
+#[derive(Debug, Serialize)]
+pub(crate) struct EncodedData {
+    pub encoding: &'static str,
+    pub segments: Vec<Segment>,
+}
+
+/// One segment of a spooled result.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// The encoded bytes travel in the page, base64-encoded.
+    Inline {
+        data: String,
+        metadata: SegmentMetadata,
+    },
+    /// The client downloads the bytes from `uri`, sending `headers`, and acknowledges them on
+    /// `ack_uri`.
+    Spooled {
+        uri: String,
+        ack_uri: String,
+        metadata: SegmentMetadata,
+        headers: [(&'static str, String); 1],
+    },
+}
+
+impl Serialize for Segment {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Inline { data, metadata } => {
+                let mut st = s.serialize_struct("InlineSegment", 3)?;
+                st.serialize_field("type", "inline")?;
+                st.serialize_field("data", data)?;
+                st.serialize_field("metadata", metadata)?;
+                st.end()
+            }
+            Self::Spooled {
+                uri,
+                ack_uri,
+                metadata,
+                headers,
+            } => {
+                let mut st = s.serialize_struct("SpooledSegment", 5)?;
+                st.serialize_field("type", "spooled")?;
+                st.serialize_field("uri", uri)?;
+                st.serialize_field("ackUri", ack_uri)?;
+                st.serialize_field("metadata", metadata)?;
+                st.serialize_field("headers", &SegmentHeaders(headers))?;
+                st.end()
+            }
+        }
+    }
+}
+
+/// `headers` of a spooled segment: `{"Name": ["value"]}`, as Trino's `Map<String, List<String>>`.
+struct SegmentHeaders<'a>(&'a [(&'static str, String)]);
+
+impl Serialize for SegmentHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, &[value])?;
+        }
+        map.end()
+    }
+}
+
+/// A segment's `metadata` (Trino's `DataAttributes`); numbers, as the Python client compares
+/// `segmentSize` with the downloaded length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SegmentMetadata {
+    /// Rows before this segment in the whole result.
+    pub row_offset: u64,
+    pub rows_count: u64,
+    /// Length of the encoded (possibly compressed) bytes.
+    pub segment_size: u64,
+    /// Length after decompression; only on compressed segments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncompressed_size: Option<u64>,
+}
+
 /// One `QueryResults` document.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -341,7 +478,7 @@ pub(crate) struct QueryResults<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<&'a [Column]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<PageData<'a>>,
+    pub data: Option<QueryData<'a>>,
     pub stats: StatementStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a QueryError>,

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-use super::protocol::{Column, PageData, Protocol, QueryError, QueryResults, StatementStats};
+use super::protocol::{
+    Column, ErrorCode, PageData, Protocol, QueryData, QueryError, QueryResults, StatementStats,
+};
+use super::spooling::{Encoding, Spooler};
 
 /// Locks a mutex, recovering from poisoning: a panic elsewhere must not turn every later
 /// request into another panic.
@@ -146,6 +149,8 @@ pub(crate) struct RenderContext<'a> {
     pub base: &'a str,
     pub now: Instant,
     pub rows_per_page: usize,
+    /// The spooling manager, for queries submitted with an accepted encoding.
+    pub spool: Option<&'a Spooler>,
 }
 
 /// Everything the emulator knows about one query. Immutable fields live outside the mutex
@@ -161,6 +166,8 @@ pub(crate) struct QueryEntry {
     /// `sleep(ms)`: the query stays RUNNING until then.
     sleep_until: Option<Instant>,
     headers: Option<SessionHeaders>,
+    /// The spooling protocol's encoding, chosen at submission; `None`: the direct protocol.
+    encoding: Option<Encoding>,
     state: AtomicU8,
     progress: Mutex<Progress>,
 }
@@ -211,6 +218,7 @@ impl QueryEntry {
                 .then(|| now.checked_add(q.sleep))
                 .flatten(),
             headers,
+            encoding: None,
             state: AtomicU8::new(state as u8),
             progress: Mutex::new(Progress {
                 plan: q.plan,
@@ -223,6 +231,12 @@ impl QueryEntry {
                 failure: None,
             }),
         }
+    }
+
+    /// Results travel as segments of this encoding (the spooling protocol).
+    pub(crate) fn with_encoding(mut self, encoding: Option<Encoding>) -> Self {
+        self.encoding = encoding;
+        self
     }
 
     pub(crate) fn state(&self) -> QueryState {
@@ -333,24 +347,7 @@ impl QueryEntry {
             _ => None,
         };
         if let Some(error) = failure {
-            p.next_token = None;
-            self.set_state(QueryState::Failed);
-            let results = QueryResults {
-                id: &self.id,
-                info_uri: self.info_uri(ctx.base),
-                partial_cancel_uri: None,
-                next_uri: None,
-                columns: None,
-                data: None,
-                stats: self.failed_stats(p, ctx.now),
-                error: Some(&error),
-                warnings: [],
-                update_type: None,
-            };
-            return Page {
-                body: to_body(&results),
-                headers: None,
-            };
+            return self.render_failure(p, &error, ctx);
         }
 
         if token == QUEUED_TOKEN {
@@ -417,6 +414,23 @@ impl QueryEntry {
             }
             Plan::Fail(_) => (None, None, None, 0),
         };
+        let data = match (data, self.encoding, ctx.spool) {
+            (Some(rows), Some(encoding), Some(spooler)) => {
+                match spooler.encode_page(&self.id, encoding, &rows, p.offset, ctx.base) {
+                    Ok(encoded) => Some(QueryData::Encoded(encoded)),
+                    Err(e) => {
+                        tracing::warn!(query_id = %self.id, error = %e, "cannot encode segments");
+                        let error = QueryError::new(
+                            ErrorCode::SerializationError,
+                            format!("Failed to serialize query data: {e}"),
+                        );
+                        p.failure = Some(error.clone());
+                        return self.render_failure(p, &error, ctx);
+                    }
+                }
+            }
+            (rows, _, _) => rows.map(QueryData::Direct),
+        };
         p.offset += rows_in_page;
         let finished = !sleeping && p.offset >= total;
         let state = if finished {
@@ -470,6 +484,33 @@ impl QueryEntry {
         Page {
             body: to_body(&results),
             headers: if finished { self.headers.clone() } else { None },
+        }
+    }
+
+    /// The FAILED page: no `nextUri`, the error, and the query is done.
+    fn render_failure(
+        &self,
+        p: &mut Progress,
+        error: &QueryError,
+        ctx: &RenderContext<'_>,
+    ) -> Page {
+        p.next_token = None;
+        self.set_state(QueryState::Failed);
+        let results = QueryResults {
+            id: &self.id,
+            info_uri: self.info_uri(ctx.base),
+            partial_cancel_uri: None,
+            next_uri: None,
+            columns: None,
+            data: None,
+            stats: self.failed_stats(p, ctx.now),
+            error: Some(error),
+            warnings: [],
+            update_type: None,
+        };
+        Page {
+            body: to_body(&results),
+            headers: None,
         }
     }
 
@@ -608,6 +649,7 @@ mod tests {
             base: "http://h:1",
             now: Instant::now(),
             rows_per_page: 2,
+            spool: None,
         };
         assert!(matches!(
             e.page(PathKind::Executing, "yslug", 1, &ctx),

@@ -11,6 +11,7 @@ use chrono::{Datelike, Timelike};
 use tokio::sync::watch;
 
 use super::query::{lock, QueryEntry, QueryState};
+use super::spooling::Spooler;
 use super::{EmulatorConfig, EmulatorStats, FailureMode};
 
 /// Queries kept at most; beyond it the oldest finished ones are forgotten first, so that a
@@ -40,6 +41,8 @@ pub struct EmulatorState {
     /// `FailureMode` packed into an atomic: read on every request and connection.
     failure_mode: AtomicU32,
     pub(crate) counters: Counters,
+    /// The spooling manager (issues nothing without `EmulatorConfig::spooling`).
+    pub(crate) spooler: Spooler,
     shutdown: watch::Sender<bool>,
 }
 
@@ -53,6 +56,8 @@ pub(crate) struct Counters {
     pub forwarded_host_requests: AtomicU64,
     pub last_forwarded_host: Mutex<Option<String>>,
     pub last_user: Mutex<Option<String>>,
+    pub forwarded_refused: AtomicU64,
+    pub heartbeats: AtomicU64,
 }
 
 impl Counters {
@@ -82,6 +87,7 @@ impl EmulatorState {
             .clone()
             .filter(|id| !id.is_empty())
             .unwrap_or_else(random_coordinator_id);
+        let spooler = Spooler::new(config.spooling.clone());
         Self {
             config,
             coordinator_id,
@@ -92,6 +98,7 @@ impl EmulatorState {
             transactions: Mutex::new(HashSet::new()),
             failure_mode: AtomicU32::new(MODE_NONE),
             counters: Counters::default(),
+            spooler,
             shutdown: watch::Sender::new(false),
         }
     }
@@ -117,6 +124,12 @@ impl EmulatorState {
             forwarded_host_requests: c.forwarded_host_requests.load(Ordering::Relaxed),
             last_forwarded_host: lock(&c.last_forwarded_host).clone(),
             last_user: lock(&c.last_user).clone(),
+            forwarded_refused: c.forwarded_refused.load(Ordering::Relaxed),
+            segments_issued: self.spooler.issued.load(Ordering::Relaxed),
+            segment_downloads: self.spooler.downloads.load(Ordering::Relaxed),
+            segment_acks: self.spooler.acks.load(Ordering::Relaxed),
+            segment_not_found: self.spooler.not_found.load(Ordering::Relaxed),
+            heartbeats: c.heartbeats.load(Ordering::Relaxed),
         }
     }
 
@@ -183,8 +196,10 @@ impl EmulatorState {
         lock(&self.queries).map.get(query_id).cloned()
     }
 
+    /// Registers a query; the segments of queries forgotten to make room go with them.
     pub(crate) fn insert_query(&self, entry: Arc<QueryEntry>) {
-        lock(&self.queries).insert(entry);
+        let forgotten = lock(&self.queries).insert(entry);
+        self.spooler.forget_queries(&forgotten);
     }
 
     /// Active queries by state, for the `system.runtime.queries` probe and `/metrics`.
@@ -292,10 +307,12 @@ impl Registry {
         }
     }
 
-    pub(crate) fn insert(&mut self, entry: Arc<QueryEntry>) {
-        self.make_room();
+    /// Inserts a query and returns the ids of the queries forgotten to make room for it.
+    pub(crate) fn insert(&mut self, entry: Arc<QueryEntry>) -> Vec<String> {
+        let forgotten = self.make_room();
         self.map.insert(entry.id.clone(), Arc::clone(&entry));
         self.order.push_back(entry);
+        forgotten
     }
 
     fn is_current(&self, entry: &Arc<QueryEntry>) -> bool {
@@ -307,7 +324,8 @@ impl Registry {
     /// Frees one slot when full: the oldest finished query among the `EVICTION_SCAN` oldest
     /// goes first; when all of those are still active the oldest query goes regardless, so one
     /// submission never scans the whole registry.
-    fn make_room(&mut self) {
+    fn make_room(&mut self) -> Vec<String> {
+        let mut forgotten = Vec::new();
         while self.map.len() >= self.capacity {
             let window = self.order.len().min(EVICTION_SCAN);
             let victim = (0..window)
@@ -322,8 +340,10 @@ impl Registry {
             };
             if self.is_current(&evicted) {
                 self.map.remove(&evicted.id);
+                forgotten.push(evicted.id.clone());
             }
         }
+        forgotten
     }
 
     #[cfg(test)]

@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use super::{start, EmulatorConfig, EmulatorHandle, FailureMode};
+use super::{start, EmulatorConfig, EmulatorHandle, FailureMode, RetrievalMode, SpoolingConfig};
 
 async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -304,28 +304,80 @@ async fn forwarded_headers_shape_absolute_uris() {
     let stats = emu.state.stats();
     assert_eq!(stats.forwarded_host_requests, 4);
     assert_eq!(stats.last_forwarded_host.as_deref(), Some("gw2.example:81"));
+}
 
-    // A Trino without process-forwarded ignores them.
+#[tokio::test]
+async fn forwarded_headers_are_refused_without_process_forwarded() {
+    // A Trino without http-server.process-forwarded refuses them (Airlift's
+    // RejectForwardedRequestCustomizer), naming the first one.
     let plain = emulator(EmulatorConfig {
-        ignore_forwarded: true,
+        process_forwarded: false,
         ..EmulatorConfig::default()
     })
     .await;
-    let e = submit(
-        &c,
-        &plain.url(),
-        "SELECT 1",
-        &[
-            ("X-Forwarded-Proto", "https"),
-            ("X-Forwarded-Host", "gw.example:8443"),
-        ],
-    )
-    .await;
-    assert!(e.body["nextUri"]
+    let c = client();
+    let base = plain.url();
+    for (header, value) in [
+        ("X-Forwarded-For", "10.1.2.3"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "gw.example:8443"),
+        ("X-Forwarded-Port", "8443"),
+        ("X-Forwarded-Prefix", "/trino"),
+        ("X-Forwarded-Server", "gw"),
+    ] {
+        let resp = c
+            .post(format!("{base}/v1/statement"))
+            .header("X-Trino-User", "alice")
+            .header(header, value)
+            .body("SELECT 1")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE, "{header}");
+        assert!(resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/plain")));
+        assert_eq!(
+            resp.text().await.expect("body"),
+            format!("Server configuration does not allow processing of the {header} header")
+        );
+    }
+    // Any request, not only submissions.
+    let resp = c
+        .get(format!("{base}/v1/info"))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
+    // Without them the request is served, with URIs from Host.
+    let all = run(&c, &base, "SELECT 1", &[]).await;
+    assert!(all[0].body["nextUri"]
         .as_str()
         .expect("next")
-        .starts_with(&format!("{}/v1/statement/queued/", plain.url())));
-    assert_eq!(plain.state.stats().forwarded_host_requests, 1);
+        .starts_with(&format!("{base}/v1/statement/queued/")));
+    assert_eq!(state_of(all.last().expect("final")), "FINISHED");
+    // The control plane is exempt.
+    let resp = c
+        .get(format!("{base}/v1/emulator/stats"))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stats = plain.state.stats();
+    assert_eq!(stats.forwarded_refused, 7);
+    assert_eq!(stats.submissions, 1);
+    assert_eq!(
+        emulator(EmulatorConfig::default())
+            .await
+            .state
+            .stats()
+            .forwarded_refused,
+        0
+    );
 }
 
 #[tokio::test]
@@ -940,4 +992,543 @@ async fn concurrent_queries_do_not_interfere() {
         t.await.expect("task");
     }
     assert_eq!(emu.state.stats().submissions, 16);
+}
+
+// ---- The spooling protocol ----
+
+/// What the Python client 0.340 sends when asked for spooling (`encoding=` on `connect`).
+const ENCODINGS: &str = "json+zstd,json+lz4,json";
+const KEY_HEADER: &str = "X-Trino-Emulator-Segment-Key";
+
+fn spooling(mode: RetrievalMode, rows_per_page: usize) -> EmulatorConfig {
+    EmulatorConfig {
+        rows_per_page,
+        spooling: Some(SpoolingConfig {
+            mode,
+            segment_rows: 5_000,
+            inline_rows: 100,
+        }),
+        ..EmulatorConfig::default()
+    }
+}
+
+/// A client that shows redirects instead of following them.
+fn manual_redirects() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+fn segment_key(segment: &Value) -> &str {
+    segment["headers"][KEY_HEADER][0]
+        .as_str()
+        .expect("key header")
+}
+
+fn segment_id(segment: &Value) -> String {
+    let ack = segment["ackUri"].as_str().expect("ackUri");
+    ack.rsplit('/').next().expect("id").to_string()
+}
+
+/// GET of a segment URI with or without its key, following 303s by hand and checking that
+/// they lead where the retrieval mode says. Returns the final response.
+async fn fetch_segment(
+    c: &Client,
+    emu: &EmulatorHandle,
+    mode: RetrievalMode,
+    segment: &Value,
+    with_key: bool,
+) -> reqwest::Response {
+    let base = emu.url();
+    let storage = emu.storage_url();
+    let id = segment_id(segment);
+    let uri = segment["uri"].as_str().expect("uri").to_string();
+    let send = |uri: String| {
+        let mut req = c.get(uri);
+        if with_key {
+            req = req.header(KEY_HEADER, segment_key(segment));
+        }
+        req.send()
+    };
+    match mode {
+        RetrievalMode::Storage => {
+            let storage = storage.expect("storage listener");
+            assert!(
+                uri.starts_with(&format!("{storage}/spool/{id}?X-Amz-Signature=")),
+                "{uri}"
+            );
+            send(uri).await.expect("GET storage")
+        }
+        RetrievalMode::CoordinatorProxy => {
+            assert!(storage.is_none());
+            assert_eq!(uri, format!("{base}/v1/spooled/download/{id}"));
+            send(uri).await.expect("GET coordinator")
+        }
+        RetrievalMode::CoordinatorStorageRedirect | RetrievalMode::WorkerProxy => {
+            let storage = storage.expect("side listener");
+            assert_eq!(uri, format!("{base}/v1/spooled/download/{id}"));
+            let first = send(uri).await.expect("GET coordinator");
+            if first.status() != StatusCode::SEE_OTHER {
+                return first;
+            }
+            let location = first
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .expect("Location")
+                .to_string();
+            if mode == RetrievalMode::WorkerProxy {
+                assert_eq!(location, format!("{storage}/v1/spooled/download/{id}"));
+            } else {
+                assert!(
+                    location.starts_with(&format!("{storage}/spool/{id}?X-Amz-Signature=")),
+                    "{location}"
+                );
+            }
+            send(location).await.expect("GET after redirect")
+        }
+    }
+}
+
+/// Decodes a segment's bytes into rows, as the Python client does.
+fn decode_segment(encoding: &str, bytes: &[u8], metadata: &Value) -> Vec<Value> {
+    assert_eq!(
+        metadata["segmentSize"].as_u64(),
+        Some(bytes.len() as u64),
+        "segmentSize"
+    );
+    let json = match (encoding, metadata["uncompressedSize"].as_u64()) {
+        ("json", None) => bytes.to_vec(),
+        ("json+zstd", Some(size)) => {
+            let out = zstd::stream::decode_all(bytes).expect("zstd");
+            assert_eq!(out.len() as u64, size);
+            out
+        }
+        ("json+lz4", Some(size)) => {
+            lz4_flex::block::decompress(bytes, usize::try_from(size).expect("size")).expect("lz4")
+        }
+        other => panic!("unexpected encoding/metadata {other:?}"),
+    };
+    serde_json::from_slice(&json).expect("rows")
+}
+
+/// Rows of an inline segment.
+fn inline_rows(encoding: &str, segment: &Value) -> Vec<Value> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(segment["data"].as_str().expect("data"))
+        .expect("base64");
+    decode_segment(encoding, &bytes, &segment["metadata"])
+}
+
+/// What a spooled query run observed.
+#[derive(Default)]
+struct Spooled {
+    rows: Vec<Value>,
+    inline: usize,
+    spooled: usize,
+    pages: usize,
+}
+
+/// Runs `sql` with `encodings`, sending a heartbeat (HEAD) before every GET of `nextUri`, and
+/// collects every row by decoding inline segments and downloading, decoding and acking spooled
+/// ones.
+async fn run_spooled(
+    emu: &EmulatorHandle,
+    mode: RetrievalMode,
+    sql: &str,
+    encodings: &str,
+    expected_encoding: &str,
+) -> Spooled {
+    let c = manual_redirects();
+    let mut out = Spooled::default();
+    let mut page = submit(
+        &c,
+        &emu.url(),
+        sql,
+        &[("X-Trino-Query-Data-Encoding", encodings)],
+    )
+    .await;
+    loop {
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        if let Some(data) = page.body.get("data") {
+            assert_eq!(data["encoding"], expected_encoding, "{data}");
+            let segments = data["segments"].as_array().expect("segments");
+            assert!(!segments.is_empty());
+            for segment in segments {
+                let metadata = &segment["metadata"];
+                assert_eq!(metadata["rowOffset"].as_u64(), Some(out.rows.len() as u64));
+                let rows = match segment["type"].as_str() {
+                    Some("inline") => {
+                        out.inline += 1;
+                        inline_rows(expected_encoding, segment)
+                    }
+                    Some("spooled") => {
+                        out.spooled += 1;
+                        let resp = fetch_segment(&c, emu, mode, segment, true).await;
+                        assert_eq!(resp.status(), StatusCode::OK);
+                        assert_eq!(
+                            resp.headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok()),
+                            Some("application/octet-stream")
+                        );
+                        let bytes = resp.bytes().await.expect("segment");
+                        let rows = decode_segment(expected_encoding, &bytes, metadata);
+                        let ack = c
+                            .get(segment["ackUri"].as_str().expect("ackUri"))
+                            .header(KEY_HEADER, segment_key(segment))
+                            .send()
+                            .await
+                            .expect("ack");
+                        assert_eq!(ack.status(), StatusCode::OK);
+                        rows
+                    }
+                    other => panic!("segment type {other:?}"),
+                };
+                assert_eq!(metadata["rowsCount"].as_u64(), Some(rows.len() as u64));
+                out.rows.extend(rows);
+            }
+        }
+        let Some(next) = page.body["nextUri"].as_str().map(str::to_string) else {
+            break;
+        };
+        // The heartbeat neither advances the token nor returns a body.
+        let head = c
+            .head(&next)
+            .header("X-Trino-User", "alice")
+            .header("X-Trino-Query-Data-Encoding", encodings)
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(head.status(), StatusCode::OK);
+        assert!(head.bytes().await.expect("body").is_empty());
+        page = exchange(
+            c.get(&next)
+                .header("X-Trino-User", "alice")
+                .header("X-Trino-Query-Data-Encoding", encodings)
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await;
+        out.pages += 1;
+        assert!(out.pages < 1_000, "runaway paging");
+    }
+    assert_eq!(state_of(&page), "FINISHED", "{:?}", page.body);
+    out
+}
+
+fn bigints(rows: &[Value]) -> Vec<i64> {
+    rows.iter()
+        .map(|r| r[0].as_i64().expect("bigint"))
+        .collect()
+}
+
+/// The whole spooling round trip in one retrieval mode.
+async fn spooled_round_trip(mode: RetrievalMode) {
+    // Pages of 12 000 rows in segments of at most 5 000: 5000+5000+2000, twice, then 1000.
+    let emu = emulator(spooling(mode, 12_000)).await;
+    assert_eq!(
+        emu.storage_url().is_some(),
+        mode != RetrievalMode::CoordinatorProxy
+    );
+    let sql = "SELECT * FROM UNNEST(sequence(1, 25000))";
+    let expected: Vec<i64> = (1..=25_000).collect();
+    for (encodings, encoding) in [
+        (ENCODINGS, "json+zstd"),
+        ("json+lz4,json", "json+lz4"),
+        ("arrow, json", "json"),
+    ] {
+        let got = run_spooled(&emu, mode, sql, encodings, encoding).await;
+        assert_eq!(bigints(&got.rows), expected, "{mode:?} {encoding}");
+        assert_eq!((got.inline, got.spooled), (0, 7), "{mode:?} {encoding}");
+    }
+    let stats = emu.state.stats();
+    assert_eq!(stats.segments_issued, 21);
+    assert_eq!(stats.segment_downloads, 21);
+    assert_eq!(stats.segment_acks, 21);
+    assert_eq!(stats.segment_not_found, 0);
+    // Three queries of QUEUED, QUEUED → RUNNING ×2 → FINISHED: four heartbeats each.
+    assert_eq!(stats.heartbeats, 12);
+    assert_eq!(emu.state.spooler.stored(), 0, "acked segments are deleted");
+
+    // One segment, looked at closely.
+    let c = manual_redirects();
+    let all = run(
+        &c,
+        &emu.url(),
+        "SELECT * FROM UNNEST(sequence(1, 250))",
+        &[("X-Trino-Query-Data-Encoding", ENCODINGS)],
+    )
+    .await;
+    let data = &all.last().expect("final").body["data"];
+    assert_eq!(data["encoding"], "json+zstd");
+    let segment = &data["segments"][0];
+    assert_eq!(segment["type"], "spooled");
+    let metadata = &segment["metadata"];
+    assert_eq!(metadata["rowOffset"], 0);
+    assert_eq!(metadata["rowsCount"], 250);
+    assert!(metadata["uncompressedSize"].as_u64().expect("uncompressed") > 0);
+    assert_eq!(
+        segment["headers"]
+            .as_object()
+            .map(|h| h.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![KEY_HEADER.to_string()])
+    );
+    let id = segment_id(segment);
+    assert_eq!(id.len(), 32, "24 random bytes, base64url");
+    assert_eq!(
+        segment["ackUri"],
+        format!("{}/v1/spooled/ack/{id}", emu.url())
+    );
+    // Without the key: 401 (after the redirect, in the redirecting modes).
+    let resp = fetch_segment(&c, &emu, mode, segment, false).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let wrong_key = c
+        .get(segment["uri"].as_str().expect("uri"))
+        .header(KEY_HEADER, "not-the-key")
+        .send()
+        .await
+        .expect("GET");
+    if mode == RetrievalMode::Storage || mode == RetrievalMode::CoordinatorProxy {
+        assert_eq!(wrong_key.status(), StatusCode::UNAUTHORIZED);
+    }
+    if mode == RetrievalMode::Storage {
+        // A presigned URL with a wrong signature is refused by the storage.
+        let uri = segment["uri"].as_str().expect("uri");
+        let (unsigned, _) = uri.split_once('?').expect("query");
+        for bad in [
+            unsigned.to_string(),
+            format!("{unsigned}?X-Amz-Signature=00"),
+        ] {
+            let resp = c
+                .get(bad)
+                .header(KEY_HEADER, segment_key(segment))
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        }
+        // The coordinator's segment resource is not for this mode.
+        let resp = c
+            .get(format!("{}/v1/spooled/download/{id}", emu.url()))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Another instance never issued it.
+    let other = emulator(spooling(mode, 12_000)).await;
+    for path in ["download", "ack"] {
+        let resp = c
+            .get(format!("{}/v1/spooled/{path}/{id}", other.url()))
+            .header(KEY_HEADER, segment_key(segment))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            resp.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on another instance"
+        );
+    }
+    assert_eq!(other.state.stats().segment_not_found, 2);
+    // Downloaded and acked: gone.
+    let resp = fetch_segment(&c, &emu, mode, segment, true).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rows = decode_segment("json+zstd", &resp.bytes().await.expect("bytes"), metadata);
+    assert_eq!(bigints(&rows), (1..=250).collect::<Vec<i64>>());
+    let ack = c
+        .get(segment["ackUri"].as_str().expect("ackUri"))
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(ack.status(), StatusCode::OK);
+    let resp = fetch_segment(&c, &emu, mode, segment, true).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "download after ack");
+    let ack = c
+        .get(segment["ackUri"].as_str().expect("ackUri"))
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(ack.status(), StatusCode::NOT_FOUND, "second ack");
+    let stats = emu.state.stats();
+    assert_eq!(stats.segment_acks, 22);
+    assert_eq!(stats.segment_downloads, 22);
+    assert_eq!(stats.segment_not_found, 2);
+}
+
+#[tokio::test]
+async fn spooling_storage() {
+    spooled_round_trip(RetrievalMode::Storage).await;
+}
+
+#[tokio::test]
+async fn spooling_coordinator_storage_redirect() {
+    spooled_round_trip(RetrievalMode::CoordinatorStorageRedirect).await;
+}
+
+#[tokio::test]
+async fn spooling_coordinator_proxy() {
+    spooled_round_trip(RetrievalMode::CoordinatorProxy).await;
+}
+
+#[tokio::test]
+async fn spooling_worker_proxy() {
+    spooled_round_trip(RetrievalMode::WorkerProxy).await;
+}
+
+#[tokio::test]
+async fn small_results_are_one_inline_segment() {
+    let emu = emulator(spooling(RetrievalMode::CoordinatorProxy, 1000)).await;
+    let c = client();
+    let all = run(
+        &c,
+        &emu.url(),
+        "SELECT 1, 'abc' AS s",
+        &[("X-Trino-Query-Data-Encoding", ENCODINGS)],
+    )
+    .await;
+    let last = &all.last().expect("final").body;
+    assert_eq!(last["stats"]["state"], "FINISHED");
+    let data = &last["data"];
+    assert_eq!(data["encoding"], "json+zstd");
+    let segments = data["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 1);
+    assert_eq!(segments[0]["type"], "inline");
+    assert!(segments[0].get("uri").is_none());
+    assert_eq!(
+        inline_rows("json+zstd", &segments[0]),
+        vec![json!([1, "abc"])]
+    );
+    assert_eq!(segments[0]["metadata"]["rowsCount"], 1);
+
+    // inline_rows (100) is the limit: 100 rows inline, 101 spooled.
+    for (n, kind) in [(100, "inline"), (101, "spooled")] {
+        let got = run_spooled(
+            &emu,
+            RetrievalMode::CoordinatorProxy,
+            &format!("SELECT * FROM UNNEST(sequence(1, {n}))"),
+            "json+lz4",
+            "json+lz4",
+        )
+        .await;
+        assert_eq!(bigints(&got.rows), (1..=n).collect::<Vec<i64>>());
+        let counts = if kind == "inline" { (1, 0) } else { (0, 1) };
+        assert_eq!((got.inline, got.spooled), counts, "{n} rows");
+    }
+    // Statements without rows carry no data.
+    let all = run(
+        &c,
+        &emu.url(),
+        "USE tpch.tiny",
+        &[("X-Trino-Query-Data-Encoding", ENCODINGS)],
+    )
+    .await;
+    assert!(all.iter().all(|e| e.body.get("data").is_none()));
+    assert_eq!(emu.state.stats().segments_issued, 3);
+}
+
+#[tokio::test]
+async fn spooled_rows_equal_direct_rows() {
+    // Every row its own spooled segment: the canned table's varied types survive slicing.
+    let emu = emulator(EmulatorConfig {
+        spooling: Some(SpoolingConfig {
+            mode: RetrievalMode::CoordinatorProxy,
+            segment_rows: 1,
+            inline_rows: 0,
+        }),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let c = client();
+    let direct = rows(&run(&c, &emu.url(), "SELECT * FROM all_types", &[]).await);
+    assert!(!direct.is_empty());
+    let got = run_spooled(
+        &emu,
+        RetrievalMode::CoordinatorProxy,
+        "SELECT * FROM all_types",
+        "json",
+        "json",
+    )
+    .await;
+    assert_eq!(got.rows, direct);
+    assert_eq!(got.spooled, direct.len());
+}
+
+#[tokio::test]
+async fn unsupported_or_absent_encodings_get_the_direct_protocol() {
+    let emu = emulator(spooling(RetrievalMode::Storage, 1000)).await;
+    let c = client();
+    let sql = "SELECT * FROM UNNEST(sequence(1, 2500))";
+    let expected: Vec<i64> = (1..=2500).collect();
+    for headers in [
+        &[("X-Trino-Query-Data-Encoding", "arrow")][..],
+        &[("X-Trino-Query-Data-Encoding", "")][..],
+        &[][..],
+    ] {
+        let all = run(&c, &emu.url(), sql, headers).await;
+        assert!(all[2].body["data"].is_array(), "{headers:?}");
+        assert_eq!(bigints(&rows(&all)), expected);
+    }
+    // No spooling manager: the header is ignored.
+    let plain = emulator(EmulatorConfig::default()).await;
+    let all = run(
+        &c,
+        &plain.url(),
+        sql,
+        &[("X-Trino-Query-Data-Encoding", ENCODINGS)],
+    )
+    .await;
+    assert_eq!(bigints(&rows(&all)), expected);
+    assert!(plain.storage_url().is_none());
+    assert_eq!(emu.state.stats().segments_issued, 0);
+    // Nothing was issued, so there is nothing to download.
+    let resp = c
+        .get(format!("{}/v1/spooled/download/abc", plain.url()))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(plain.state.stats().segment_not_found, 1);
+}
+
+#[tokio::test]
+async fn heartbeat_keeps_the_token_and_knows_the_query() {
+    let emu = emulator(EmulatorConfig {
+        rows_per_page: 10,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let c = client();
+    let post = submit(&c, &emu.url(), "SELECT * FROM UNNEST(sequence(1, 30))", &[]).await;
+    let next = post.body["nextUri"].as_str().expect("next").to_string();
+    for _ in 0..3 {
+        let head = c.head(&next).send().await.expect("HEAD");
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+    let queued = get(&c, &next).await;
+    assert_eq!(state_of(&queued), "QUEUED");
+    let executing = queued.body["nextUri"].as_str().expect("next").to_string();
+    assert_eq!(
+        c.head(&executing).send().await.expect("HEAD").status(),
+        StatusCode::OK
+    );
+    let first = get(&c, &executing).await;
+    assert_eq!(
+        first.body["data"][0],
+        json!([1]),
+        "HEAD did not consume a page"
+    );
+    let unknown = executing.replace(&post.body["id"].as_str().expect("id")[..8], "19990101");
+    assert_eq!(
+        c.head(&unknown).send().await.expect("HEAD").status(),
+        StatusCode::NOT_FOUND
+    );
+    let stats = emu.state.stats();
+    assert_eq!(stats.heartbeats, 5);
+    assert_eq!(stats.pages, 2);
 }
