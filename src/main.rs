@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use trino_edge::config;
 use trino_edge::demo::{self, DemoOptions};
-use trino_edge::emulator::{self, EmulatorConfig};
+use trino_edge::emulator::{self, EmulatorConfig, RetrievalMode, SpoolingConfig};
 use trino_edge::server::{serve, ServeOptions};
 use trino_edge::snapshot::{RuntimeRegistry, Snapshot};
+use trino_edge::store::drift::{self, Existing};
 use trino_edge::store::Store;
 use trino_edge::sync::{redact, ConfigSource};
 
@@ -125,9 +126,20 @@ enum Command {
         page_delay_ms: u64,
         #[arg(long)]
         coordinator_id: Option<String>,
-        /// Behave like a Trino without `http-server.process-forwarded`.
+        /// Behave like a Trino without `http-server.process-forwarded`: refuse requests with
+        /// `X-Forwarded-*` headers (HTTP 406).
         #[arg(long)]
-        ignore_forwarded: bool,
+        reject_forwarded: bool,
+        /// Serve results with the spooling protocol to clients that send
+        /// `X-Trino-Query-Data-Encoding`, with this segment retrieval mode.
+        #[arg(long, value_enum)]
+        spooling: Option<RetrievalMode>,
+        /// Rows per spooled segment at most.
+        #[arg(long, default_value_t = 10_000, requires = "spooling")]
+        segment_rows: usize,
+        /// Result pages of at most this many rows travel as one inline segment.
+        #[arg(long, default_value_t = 100, requires = "spooling")]
+        inline_rows: usize,
     },
 }
 
@@ -175,6 +187,7 @@ fn main() -> ExitCode {
                 let snap = Snapshot::compile(&loaded.config, 1, &RuntimeRegistry::default())
                     .map_err(|e| e.to_string())?;
                 println!("{}: OK\n\n{}", config.display(), snap.describe());
+                compare_with_database(&loaded.config);
                 Ok(())
             }),
         Command::Demo {
@@ -224,14 +237,22 @@ fn main() -> ExitCode {
             rows_per_page,
             page_delay_ms,
             coordinator_id,
-            ignore_forwarded,
+            reject_forwarded,
+            spooling,
+            segment_rows,
+            inline_rows,
         } => run_emulator(
             EmulatorConfig {
                 name: format!("emulator-{}", listen.port()),
                 coordinator_id,
                 rows_per_page,
                 page_delay: Duration::from_millis(page_delay_ms),
-                ignore_forwarded,
+                process_forwarded: !reject_forwarded,
+                spooling: spooling.map(|mode| SpoolingConfig {
+                    mode,
+                    segment_rows,
+                    inline_rows,
+                }),
             },
             listen,
         ),
@@ -267,6 +288,59 @@ fn migrate(config: &config::Config) -> Result<(), String> {
     })
 }
 
+/// `check-config`: compare the file's groups, backends and policies with what `database.url`
+/// already holds (which `serve` uses instead). Differences are a warning, an unreachable database a
+/// note: neither fails the check. Never creates or changes the database.
+fn compare_with_database(config: &config::Config) {
+    let url = redact(&config.database.url);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("note: not compared with the database {url}: {e}");
+            return;
+        }
+    };
+    let found = rt.block_on(drift::read_existing(
+        &config.database.url,
+        drift::CHECK_TIMEOUT,
+    ));
+    match found {
+        Err(e) => eprintln!("note: not compared with the database {url}: {e}"),
+        Ok(Existing::Nothing(why)) => println!(
+            "database {url}: {why}; `serve` (with --config-source database) seeds it from this \
+             file's groups, backends and policies"
+        ),
+        Ok(Existing::Routing(stored)) => {
+            let diffs = drift::compare(config, &stored);
+            if diffs.is_empty() {
+                println!("database {url}: its groups, backends and policies match this file's");
+                return;
+            }
+            eprintln!(
+                "warning: the database {url} holds groups, backends and policies that differ \
+                 from this file's; `serve` (with the default --config-source database) routes by \
+                 the database's, not by the routing table above. {} difference(s):",
+                diffs.len()
+            );
+            for d in &diffs {
+                eprintln!("  {d} (admin API: {})", d.admin_request());
+            }
+            eprintln!("{}.", capitalized(drift::HOW_TO_APPLY));
+        }
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -281,6 +355,9 @@ fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), String> {
             h.coordinator_id(),
             h.url()
         );
+        if let Some(storage) = h.storage_url() {
+            eprintln!("spooled segments: storage/worker listener on {storage}");
+        }
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
         h.shutdown();
         Ok(())

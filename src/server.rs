@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::admin::AdminService;
 use crate::config::Config;
@@ -19,6 +19,7 @@ use crate::proxy::{Gateway, TrinoProxy};
 use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
 use crate::stickiness::Stickiness;
+use crate::store::drift::{self, Difference};
 use crate::sync::{database_runtime, redact, ConfigSource, StateSync, SyncService};
 use crate::tls::{ServerCert, UpstreamTls};
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
@@ -80,15 +81,40 @@ fn instance_name(config: &Config) -> String {
     format!("{host}:{port}")
 }
 
+/// Database mode: the database's groups, backends and policies route, so say where the file's
+/// (ignored) ones differ: one warning per difference and one with the advice; or one info line
+/// when they agree.
+fn log_drift(config: &Config, version: i64, drift: &[Difference]) {
+    let database = redact(&config.database.url);
+    if drift.is_empty() {
+        info!(%database, version, "routing config loaded from the database (the file's agrees)");
+        return;
+    }
+    for d in drift {
+        warn!(
+            "the file's routing config differs from the database's: {d} (admin API: {})",
+            d.admin_request()
+        );
+    }
+    warn!(
+        %database,
+        version,
+        "{} difference(s) between the file and the database: routing uses the database's; {}",
+        drift.len(),
+        drift::HOW_TO_APPLY
+    );
+}
+
 /// Build everything and run until a shutdown signal. Errors are startup problems (ports taken).
 pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     // The database holds history and coordinator ids in both modes, and in database mode also
     // the routing config (seeded from the file once).
     let rt = database_runtime()?;
-    let (store, routing_config, version) = rt.block_on(StateSync::open(&config, opts.source))?;
+    let opened = rt.block_on(StateSync::open(&config, opts.source))?;
     if opts.source == ConfigSource::Database {
-        info!(database = %redact(&config.database.url), version, "routing config loaded from the database");
+        log_drift(&config, opened.version, &opened.drift);
     }
+    let (store, routing_config, version) = (opened.store, opened.config, opened.version);
     let snapshots = SnapshotHandle::new(&routing_config).map_err(|e| e.to_string())?;
     let sync = StateSync::new(
         opts.source,

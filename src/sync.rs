@@ -20,6 +20,7 @@ use crate::config::{validate, Config};
 use crate::metrics::METRICS;
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
+use crate::store::drift::{self, Difference};
 use crate::store::{Store, StoreError, StoredRouting};
 
 /// Which side owns groups, backends and policies.
@@ -73,10 +74,22 @@ pub struct StateSync {
     reloading: Mutex<()>,
 }
 
+/// What [`StateSync::open`] found: the store, the config to start with and the database version
+/// it came from.
+pub struct Opened {
+    pub store: Store,
+    /// The file's config, with the database's groups, backends and policies in database mode.
+    pub config: Config,
+    pub version: i64,
+    /// Database mode: where the database's routing config differs from the file's (ignored) one.
+    pub drift: Vec<Difference>,
+}
+
 impl StateSync {
     /// Connect and migrate; in database mode also seed an empty database from the file and
-    /// return the merged config (in file mode the file's config as it is).
-    pub async fn open(file: &Config, source: ConfigSource) -> Result<(Store, Config, i64), String> {
+    /// return the merged config and how the file differs from it (in file mode the file's config
+    /// as it is).
+    pub async fn open(file: &Config, source: ConfigSource) -> Result<Opened, String> {
         let url = &file.database.url;
         let store = Store::connect(url)
             .await
@@ -86,7 +99,12 @@ impl StateSync {
             .await
             .map_err(|e| format!("database migration failed: {e}"))?;
         if source == ConfigSource::File {
-            return Ok((store, file.clone(), 0));
+            return Ok(Opened {
+                store,
+                config: file.clone(),
+                version: 0,
+                drift: Vec::new(),
+            });
         }
         if store
             .seed(&file.groups, &file.backends, &file.routing.policies)
@@ -101,7 +119,12 @@ impl StateSync {
             .map_err(|e| format!("reading the database failed: {e}"))?;
         let merged = merge(file, &stored);
         check(&merged).map_err(|e| format!("the database's routing config is invalid: {e}"))?;
-        Ok((store, merged, stored.version))
+        Ok(Opened {
+            drift: drift::compare(file, &stored),
+            store,
+            config: merged,
+            version: stored.version,
+        })
     }
 
     pub fn new(

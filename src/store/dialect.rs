@@ -140,9 +140,50 @@ fn parse_sqlite(url: &str) -> ParsedUrl {
     }
 }
 
+/// For a SQLite file URL (`sqlite://PATH`, `sqlite:PATH`, with any parameters): the file's path as
+/// the driver reads it (relative to the working directory unless absolute) and a URL that opens it
+/// read-only, so that it is neither created nor changed. `None` for an in-memory database (or a URL
+/// that is not SQLite's).
+pub(crate) fn sqlite_read_only(url: &str) -> Option<(std::path::PathBuf, String)> {
+    let url = url.trim();
+    let rest = url
+        .get(.."sqlite:".len())
+        .filter(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
+        .and_then(|scheme| url.get(scheme.len()..))?;
+    if parse_sqlite(url).memory {
+        return None;
+    }
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut params: Vec<&str> = params
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split_once('=').map_or(*kv, |(k, _)| k) != "mode")
+        .collect();
+    params.push("mode=ro");
+    Some((
+        std::path::PathBuf::from(path),
+        format!("sqlite://{path}?{}", params.join("&")),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_read_only_urls() {
+        let (path, url) = sqlite_read_only("sqlite:///tmp/x.db").unwrap();
+        assert_eq!(path, std::path::Path::new("/tmp/x.db"));
+        assert_eq!(url, "sqlite:///tmp/x.db?mode=ro");
+        let (path, url) = sqlite_read_only("sqlite:state.db?mode=rwc&cache=shared").unwrap();
+        assert_eq!(path, std::path::Path::new("state.db"));
+        assert_eq!(url, "sqlite://state.db?cache=shared&mode=ro");
+        assert_eq!(parse_url(&url).unwrap().url, url, "kept as it is");
+        assert!(sqlite_read_only("sqlite::memory:").is_none());
+        assert!(sqlite_read_only("sqlite://?mode=memory").is_none());
+        assert!(sqlite_read_only("postgres://u@h/db").is_none());
+        assert!(sqlite_read_only("sq").is_none());
+    }
 
     #[test]
     fn placeholders_are_numbered_for_postgres_only() {

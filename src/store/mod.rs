@@ -15,6 +15,7 @@
 //! [`Store::migrate`]).
 
 mod dialect;
+pub mod drift;
 mod history;
 mod migrate;
 
