@@ -34,6 +34,9 @@ pub struct Metrics {
     pub history_dropped: IntCounter,
     pub admin_auth_failures: IntCounterVec,
     pub slow_headers: IntCounter,
+    pub uris_rewritten: IntCounter,
+    pub rewrite_skipped: IntCounter,
+    pub lingering_closes: IntCounterVec,
 }
 
 // Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
@@ -49,7 +52,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     Metrics {
         requests: register_int_counter_vec!(
             "trino_edge_requests_total",
-            "Requests answered, by listener, kind (submit|page|cancel|info|ui|other), group, backend and HTTP status",
+            "Requests answered, by listener, kind (submit|page|cancel|info|ui|segment|other), group, backend and HTTP status",
             &["listener", "kind", "group", "backend", "status"]
         )
         .expect("metric"),
@@ -142,6 +145,22 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         slow_headers: register_int_counter!(
             "trino_edge_slow_headers_total",
             "Client connections closed because a request header was not complete within proxy.header_timeout"
+        )
+        .expect("metric"),
+        uris_rewritten: register_int_counter!(
+            "trino_edge_uris_rewritten_total",
+            "Absolute URIs rewritten in statement pages (segment routing, forwarding: rewrite)"
+        )
+        .expect("metric"),
+        rewrite_skipped: register_int_counter!(
+            "trino_edge_rewrite_skipped_total",
+            "Statement pages whose URIs should have been rewritten but came compressed"
+        )
+        .expect("metric"),
+        lingering_closes: register_int_counter_vec!(
+            "trino_edge_lingering_closes_total",
+            "Early refusals after which the rest of the request body was read before closing (drained|limit|timeout|error)",
+            &["result"]
         )
         .expect("metric"),
     }

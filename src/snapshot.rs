@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::config::validate::check_backend_url;
-use crate::config::{Config, ConfigError, HealthConfig, Strategy};
+use crate::config::{Config, ConfigError, Forwarding, HealthConfig, Spooling, Strategy};
 use crate::health::state::{BackendHealth, Health};
 use crate::routing::policy::CompiledPolicy;
 
@@ -62,6 +62,9 @@ pub struct Backend {
     /// `host[:port]` as a `Host` header value.
     pub authority: String,
     pub rewrite_host: bool,
+    /// The port of [`Backend::url`], explicit or the scheme's default.
+    pub port: u16,
+    pub forwarding: Forwarding,
     pub max_queued_queries: Option<i64>,
     pub max_running_queries: Option<i64>,
     pub runtime: Arc<BackendRuntime>,
@@ -116,6 +119,7 @@ pub struct Group {
     pub strategy: Strategy,
     /// Never fall back to another group.
     pub strict: bool,
+    pub spooling: Option<Spooling>,
     /// Indexes into [`Snapshot::backends`], in config order.
     pub members: Vec<usize>,
     /// Round-robin cursor; a reload starts a fresh rotation, which is harmless.
@@ -170,6 +174,7 @@ impl Snapshot {
                 name: g.name.as_str().into(),
                 strategy: g.strategy,
                 strict: g.strict,
+                spooling: g.spooling,
                 members: Vec::new(),
                 cursor: AtomicUsize::new(0),
             })
@@ -216,6 +221,8 @@ impl Snapshot {
                 host: bare_host,
                 authority,
                 rewrite_host: b.rewrite_host,
+                port,
+                forwarding: b.forwarding,
                 max_queued_queries: b.max_queued_queries.map(i64::from),
                 max_running_queries: b.max_running_queries.map(i64::from),
                 runtime: runtimes.next().unwrap_or_default(),

@@ -8,31 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// The installed client location from `var`, or `None` to skip (never silently in CI).
-fn tool(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: run the tests through tests/run, which installs the real clients")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} not set (tests/run installs the real clients)");
-            None
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("start client");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        out.status.success(),
-        "client failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_dbapi_client_pages_fails_cancels_and_carries_use() {
     let Some(python) = tool("TRINO_EDGE_PYTHON") else {

@@ -50,11 +50,9 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let resp = raw(&addr, &chunked).await;
-    // The gateway may answer and close while the client is still sending.
-    if !resp.is_empty() {
-        assert_eq!(status_of(&resp), 413, "{}", &resp[..200.min(resp.len())]);
-        assert_trino_error(body_of(&resp), "QUERY_TEXT_TOO_LARGE");
-    }
+    // The gateway reads the rest of the body before closing (lingering close): the answer arrives.
+    assert_eq!(status_of(&resp), 413, "{}", &resp[..200.min(resp.len())]);
+    assert_trino_error(body_of(&resp), "QUERY_TEXT_TOO_LARGE");
     // Just under the limit still goes through.
     let ok = "SELECT 1 -- ".to_string() + &"y".repeat(1000 * 1024);
     assert!(client.run(&ok, &[]).await.error.is_none());
@@ -479,4 +477,109 @@ async fn large_and_split_requests_work_on_one_kept_alive_connection() {
             assert!(answer["id"].is_string(), "{what}: {body}");
         }
     }
+}
+
+/// Send a request head, then its body piece by piece with short pauses, and only then read the
+/// answer. `Err` if a write failed (the gateway reset the connection under the sender).
+async fn send_at_pace(addr: &str, head: &[u8], pieces: &[Vec<u8>]) -> Result<String, String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head).await.map_err(|e| format!("head: {e}"))?;
+    let mut sent = 0;
+    for p in pieces {
+        s.write_all(p)
+            .await
+            .map_err(|e| format!("write failed after {sent} body bytes: {e}"))?;
+        sent += p.len();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// An early refusal reaches a client that is still sending its body: the gateway drains the rest
+/// (bounded) before it closes, instead of resetting the connection under the client's feet. Every
+/// try of a 2 MiB submission, declared and chunked, and a refused body on a listener that requires
+/// a user, must read as a Trino-shaped error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refusals_reach_clients_that_are_still_sending() {
+    let b1 = backend(10).await;
+    let port = free_port();
+    let admin = free_port();
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("trino-1", b1.url(), "adhoc")],
+        "",
+    )
+    .replace(
+        "name: main, address",
+        "name: main, require_user: true, address",
+    );
+    let gw = Gateway::start(&yaml, port, admin).await;
+    let big = "SELECT '".to_string() + &"x".repeat(2 << 20) + "'";
+    let client = reqwest::Client::new();
+    for attempt in 0..5 {
+        // A client (reqwest, like Python's requests) that writes the whole body before it reads.
+        let r = client
+            .post(format!("{}/v1/statement", gw.url))
+            .header("X-Trino-User", "u")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("try {attempt}: the client saw {e} instead of the 413"));
+        assert_eq!(r.status(), 413, "try {attempt}");
+        assert_trino_error(&r.text().await.unwrap(), "QUERY_TEXT_TOO_LARGE");
+
+        // A client that sends its body at its own pace, then reads (like Python's http.client):
+        // every byte of the body is taken, no write fails, and the answer is there to read —
+        // with a declared length and chunked (refused once the limit is passed).
+        let addr = gw.url.trim_start_matches("http://");
+        let body = big.as_bytes();
+        let declared = format!(
+            "POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: u\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let pieces: Vec<Vec<u8>> = body.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+        let resp = send_at_pace(addr, declared.as_bytes(), &pieces)
+            .await
+            .unwrap_or_else(|e| panic!("declared try {attempt}: {e}"));
+        assert_eq!(status_of(&resp), 413, "declared try {attempt}");
+        assert_trino_error(body_of(&resp), "QUERY_TEXT_TOO_LARGE");
+        let chunked_head = "POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: u\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut pieces: Vec<Vec<u8>> = body
+            .chunks(64 * 1024)
+            .map(|c| [format!("{:x}\r\n", c.len()).as_bytes(), c, b"\r\n"].concat())
+            .collect();
+        pieces.push(b"0\r\n\r\n".to_vec());
+        let resp = send_at_pace(addr, chunked_head.as_bytes(), &pieces)
+            .await
+            .unwrap_or_else(|e| panic!("chunked try {attempt}: {e}"));
+        assert_eq!(status_of(&resp), 413, "chunked try {attempt}");
+        assert_trino_error(body_of(&resp), "QUERY_TEXT_TOO_LARGE");
+
+        // A refusal for another reason (no user on a require_user listener) with a big body.
+        let r = client
+            .post(format!("{}/v1/statement", gw.url))
+            .body("SELECT 1 -- ".to_string() + &"y".repeat(900 * 1024))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("400 try {attempt}: the client saw {e}"));
+        assert_eq!(r.status(), 400, "400 try {attempt}");
+        assert_trino_error(&r.text().await.unwrap(), "MISSING_USER");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("trino_edge_lingering_closes_total{result=\"drained\"}"),
+        "no drained lingering close counted"
+    );
+    // Still serving.
+    let out = Client::new(&gw.url).run("SELECT 1", &[]).await;
+    assert!(out.error.is_none());
 }

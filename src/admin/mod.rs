@@ -264,6 +264,7 @@ pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
         "enabled": b.enabled,
         "weight": b.weight,
         "rewrite_host": b.rewrite_host,
+        "forwarding": b.forwarding,
         "max_queued_queries": b.max_queued_queries,
         "max_running_queries": b.max_running_queries,
         "state": state,

@@ -220,6 +220,44 @@ pub struct ListenerConfig {
     /// request without it is refused (401). Only for listeners that nothing but that proxy reaches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_from_header: Option<String>,
+    /// `inline` asks the clusters for inline results on this listener (see [`Spooling`]); unset
+    /// means `pass` unless the query's group says `inline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spooling: Option<Spooling>,
+}
+
+/// What the gateway does with a client's request for the spooling protocol
+/// (`X-Trino-Query-Data-Encoding`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spooling {
+    /// Passed on: the cluster may answer with spooled segments, which the gateway routes back to
+    /// the cluster that wrote them.
+    #[default]
+    Pass,
+    /// Removed from submissions, so the cluster answers inline (clients that cannot reach the
+    /// spooling storage, or clusters whose segments must not leave the network).
+    Inline,
+}
+
+/// How a backend learns the gateway's public address for the URIs it builds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarding {
+    /// Send `X-Forwarded-Proto/Host/Port/For` (the cluster needs
+    /// `http-server.process-forwarded=true`, else Trino refuses every request with 406).
+    #[default]
+    Headers,
+    /// Send no `X-Forwarded-*` and `Host` as the backend's own; rewrite the absolute URIs the
+    /// backend builds on its own address (`nextUri`, `infoUri`, `partialCancelUri`, segment
+    /// `uri`/`ackUri`, `Location`) to the gateway's public URL as pages stream.
+    Rewrite,
+}
+
+impl Forwarding {
+    pub fn is_headers(&self) -> bool {
+        *self == Forwarding::Headers
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -422,6 +460,9 @@ pub struct GroupConfig {
     /// Never fall back to another group: no available backend means a 503.
     #[serde(default)]
     pub strict: bool,
+    /// `inline`: queries placed in this group are asked for inline results (see [`Spooling`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spooling: Option<Spooling>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -460,6 +501,9 @@ pub struct BackendConfig {
     /// `nextUri` from the client's `Host`, i.e. pointing back at the gateway.
     #[serde(default)]
     pub rewrite_host: bool,
+    /// `headers` (default) or `rewrite`, for clusters without `http-server.process-forwarded`.
+    #[serde(default, skip_serializing_if = "Forwarding::is_headers")]
+    pub forwarding: Forwarding,
     /// The backend gets no new queries while it reports this many queued queries.
     #[serde(default)]
     pub max_queued_queries: Option<u32>,

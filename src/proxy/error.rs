@@ -185,8 +185,21 @@ impl GatewayError {
         )
     }
 
-    pub fn not_supported(message: impl Into<String>) -> Self {
-        Self::new(501, "NOT_SUPPORTED", "USER_ERROR", 11, message.into())
+    /// A `/v1/spooled/...` URI without the query id the gateway puts into the segment URIs it
+    /// hands out: nothing tells which cluster wrote the segment.
+    pub fn segment_not_routable(path: &str) -> Self {
+        let shown: String = path.chars().take(96).collect();
+        Self::new(
+            404,
+            "SPOOLED_SEGMENT_NOT_FOUND",
+            "USER_ERROR",
+            18,
+            format!(
+                "Spooled segment `{shown}` was not handed out by this gateway (its URI names no \
+                 query), so the cluster that wrote it is unknown; take segment URIs from the \
+                 result pages the gateway returns"
+            ),
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

@@ -36,11 +36,113 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// Set the forwarding headers on the upstream request.
-///
-/// The public address is, in order: `proxy.external_url`; the client's own `X-Forwarded-*` when
+/// The gateway's address as clients reach it, in the parts `X-Forwarded-*` carries.
+pub struct Public<'s> {
+    pub proto: std::borrow::Cow<'s, str>,
+    pub host: String,
+    pub port: String,
+}
+
+impl Public<'_> {
+    /// `scheme://host[:port]` (default port left out), the base of rewritten URIs.
+    pub fn base(&self) -> String {
+        let default = matches!(
+            (&*self.proto, self.port.as_str()),
+            ("http", "80") | ("https", "443")
+        );
+        if default {
+            format!("{}://{}", self.proto, self.host)
+        } else {
+            format!("{}://{}:{}", self.proto, self.host, self.port)
+        }
+    }
+}
+
+/// The public address, in order: `proxy.external_url`; the client's own `X-Forwarded-*` when
 /// `trust_forwarded_headers` is on; the request's `Host` (port defaulting by scheme); finally the
-/// listener address. `X-Forwarded-For` gets the client address appended.
+/// listener address.
+pub fn public<'s>(
+    snap: &'s Snapshot,
+    req: &RequestHeader,
+    listener_addr: Option<std::net::SocketAddr>,
+    listener_tls: bool,
+) -> Option<Public<'s>> {
+    if let Some(ext) = &snap.external_url {
+        return Some(Public {
+            proto: ext.proto.as_str().into(),
+            host: ext.host.clone(),
+            port: ext.port.clone(),
+        });
+    }
+    let (proto, default_port) = if listener_tls {
+        ("https", "443")
+    } else {
+        ("http", "80")
+    };
+    if snap.trust_forwarded_headers {
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(h) = header(X_FORWARDED_HOST) {
+            let proto = header(X_FORWARDED_PROTO).unwrap_or_else(|| proto.to_string());
+            let (host, port) = split_authority(&h);
+            let port = header(X_FORWARDED_PORT)
+                .or(port)
+                .unwrap_or_else(|| if proto == "https" { "443" } else { "80" }.to_string());
+            return Some(Public {
+                proto: proto.into(),
+                host,
+                port,
+            });
+        }
+    }
+    let host_header = req
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri.authority().map(|a| a.to_string()));
+    let (host, port) = match host_header {
+        Some(h) => {
+            let (host, port) = split_authority(&h);
+            (host, port.unwrap_or_else(|| default_port.to_string()))
+        }
+        None => {
+            let a = listener_addr?;
+            (a.ip().to_string(), a.port().to_string())
+        }
+    };
+    Some(Public {
+        proto: proto.into(),
+        host,
+        port,
+    })
+}
+
+/// `host[:port]` → host (IPv6 in brackets) and the port if one is given.
+fn split_authority(h: &str) -> (String, Option<String>) {
+    let bare = strip_port(h).to_string();
+    let port = h
+        .rsplit_once(':')
+        .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|(left, _)| !left.contains(':') || left.ends_with(']'))
+        .map(|(_, p)| p.to_string());
+    let bare = if bare.contains(':') {
+        format!("[{bare}]")
+    } else {
+        bare
+    };
+    (bare, port)
+}
+
+/// Set the forwarding headers on the upstream request: `X-Forwarded-For` gets the client address
+/// appended, and `X-Forwarded-Proto/Host/Port` say the [`public`] address (a trusted client's own
+/// are kept as they are).
 pub fn apply(
     snap: &Snapshot,
     req: &mut RequestHeader,
@@ -64,47 +166,40 @@ pub fn apply(
     if snap.trust_forwarded_headers && req.headers.contains_key(X_FORWARDED_HOST) {
         return Ok(());
     }
-    let (proto, default_port) = if listener_tls {
-        ("https", "443")
-    } else {
-        ("http", "80")
+    let Some(p) = public(snap, req, listener_addr, listener_tls) else {
+        return Ok(());
     };
-    let (host, port) = if let Some(ext) = &snap.external_url {
-        req.insert_header(X_FORWARDED_PROTO, ext.proto.as_str())?;
-        (ext.host.clone(), ext.port.clone())
-    } else {
-        let host_header = req
-            .headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri.authority().map(|a| a.to_string()));
-        req.insert_header(X_FORWARDED_PROTO, proto)?;
-        match host_header {
-            Some(h) => {
-                let bare = strip_port(&h).to_string();
-                let port = h
-                    .rsplit_once(':')
-                    .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                    .filter(|(left, _)| !left.contains(':') || left.ends_with(']'))
-                    .map(|(_, p)| p.to_string())
-                    .unwrap_or_else(|| default_port.to_string());
-                let bare = if bare.contains(':') {
-                    format!("[{bare}]")
-                } else {
-                    bare
-                };
-                (bare, port)
-            }
-            None => match listener_addr {
-                Some(a) => (a.ip().to_string(), a.port().to_string()),
-                None => return Ok(()),
-            },
-        }
-    };
-    req.insert_header(X_FORWARDED_HOST, host)?;
-    req.insert_header(X_FORWARDED_PORT, port)?;
+    req.insert_header(X_FORWARDED_PROTO, &*p.proto)?;
+    req.insert_header(X_FORWARDED_HOST, p.host)?;
+    req.insert_header(X_FORWARDED_PORT, p.port)?;
     Ok(())
+}
+
+/// `forwarding: rewrite`: the backend must see no forwarding header at all (a Trino without
+/// `http-server.process-forwarded` refuses every request that has one, with 406).
+pub fn strip(req: &mut RequestHeader) {
+    let names: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            n.starts_with("x-forwarded-") || n == "forwarded"
+        })
+        .cloned()
+        .collect();
+    for n in names {
+        req.remove_header(&n);
+    }
+}
+
+/// The host name (lowercase, no port) the backend was told in `X-Forwarded-Host`.
+pub fn forwarded_host(req: &RequestHeader) -> Option<String> {
+    let v = req.headers.get(X_FORWARDED_HOST)?.to_str().ok()?;
+    let first = v.split(',').next()?.trim();
+    let host = strip_port(first)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Some(host.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -6,11 +6,14 @@
 //!   connect failure asked for a retry;
 //! * `upstream_request_filter` adds `X-Forwarded-*`;
 //! * `response_filter`/`response_body_filter` learn query and transaction ownership — only the small
-//!   submission response is ever looked into, result pages stream through untouched.
+//!   submission response is held; result pages stream through, their head watched for the query's
+//!   end and, where segments must be routed or a cluster needs `forwarding: rewrite`, their URIs
+//!   rewritten on the fly ([`page_rewrite`]).
 
 pub mod client_connection;
 pub mod error;
 pub mod forwarded;
+pub mod page_rewrite;
 pub mod page_scan;
 pub mod submitted;
 pub mod target;
@@ -30,6 +33,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tracing::{debug, info, warn};
 
+use crate::config::{Forwarding, Spooling};
 use crate::history::{HistoryEvent, HistorySink};
 use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
@@ -52,6 +56,9 @@ const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The history keeps this many characters of each query's SQL.
 pub(crate) const HISTORY_SQL_CHARS: usize = 1000;
+
+/// The client asks for the spooling protocol with the encodings it reads.
+const QUERY_DATA_ENCODING: HeaderName = HeaderName::from_static("x-trino-query-data-encoding");
 
 const STARTED_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-started-transaction-id");
 const CLEAR_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-clear-transaction-id");
@@ -191,6 +198,14 @@ pub struct RequestCtx {
     learner: Option<Learner>,
     /// Watches a result page for the query's end.
     page_scan: Option<PageScan>,
+    /// URI rewriting for this request's answer (segment routing, `forwarding: rewrite`).
+    rewrite: Option<page_rewrite::Rules>,
+    /// The answer is a statement page whose URIs are to be rewritten.
+    rewrite_body: bool,
+    /// Rewrites the page as it streams.
+    rewriter: Option<page_rewrite::PageRewriter>,
+    /// The backend's own path for a spooled-segment request (the query id taken out).
+    upstream_path: Option<String>,
     /// The request is for a `/v1/statement/...` page (or its cancel).
     statement_page: bool,
     query_id: Option<String>,
@@ -238,8 +253,15 @@ impl RequestCtx {
     }
 }
 
-/// Write a gateway error as the whole response and close the connection (an unread request body
-/// may still be on it).
+/// After an early refusal, the rest of a request body is read and dropped for at most this long
+/// and this much, before the connection closes (nginx's "lingering close"): closing a socket with
+/// unread data makes the kernel reset the connection, and a client still sending its body would
+/// see a broken pipe instead of the answer.
+const LINGER_MAX_TIME: Duration = Duration::from_secs(5);
+const LINGER_MAX_BYTES: u64 = 32 << 20;
+
+/// Write a gateway error as the whole response and close the connection, after draining what is
+/// left of the request body (bounded, see [`LINGER_MAX_TIME`]).
 async fn respond(session: &mut Session, err: &GatewayError) -> pingora_error::Result<()> {
     let body = err.body();
     let mut resp = ResponseHeader::build(err.status, Some(3))?;
@@ -248,7 +270,32 @@ async fn respond(session: &mut Session, err: &GatewayError) -> pingora_error::Re
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
+    linger(session).await;
     Ok(())
+}
+
+/// Read and drop the rest of the request body, bounded in time and bytes.
+async fn linger(session: &mut Session) {
+    if session.is_http2() || session.as_mut().is_body_done() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER_MAX_TIME;
+    let mut read = 0u64;
+    let result = loop {
+        match tokio::time::timeout_at(deadline, session.as_mut().read_request_body()).await {
+            Err(_) => break "timeout",
+            Ok(Err(_)) => break "error",
+            Ok(Ok(None)) => break "drained",
+            Ok(Ok(Some(chunk))) => {
+                read += chunk.len() as u64;
+                if read > LINGER_MAX_BYTES {
+                    break "limit";
+                }
+            }
+        }
+    };
+    debug!(bytes = read, result, "lingering close");
+    METRICS.lingering_closes.with_label_values(&[result]).inc();
 }
 
 fn has_body(req: &RequestHeader) -> bool {
@@ -326,31 +373,55 @@ impl TrinoProxy {
         }
         let target = classify(&req.method, req.uri.path(), req.uri.query())?;
         match target {
-            Target::Query(id) => {
+            Target::Query(id) | Target::Segment(id) => {
                 ctx.kind = Kind::FollowUp;
                 ctx.query_id = Some(id.to_string());
-                ctx.statement_page = req.uri.path().starts_with("/v1/statement/");
+                if let Target::Segment(_) = target {
+                    // The segment lives where its query ran; the backend gets its own path.
+                    ctx.upstream_path =
+                        page_rewrite::untag_segment_path(req.uri.path()).map(|(_, path)| match req
+                            .uri
+                            .query()
+                        {
+                            Some(q) => format!("{path}?{q}"),
+                            None => path,
+                        });
+                } else {
+                    ctx.statement_page = req.uri.path().starts_with("/v1/statement/");
+                }
                 let resolution = self.gateway.sticky.resolve_query(id);
                 // A miss is counted after the database had its say (in `request_filter`).
-                let owner = resolution.backend().ok_or_else(|| GatewayError::query_not_found(id))?;
-                METRICS.sticky_resolution.with_label_values(&[resolution.source()]).inc();
+                let owner = resolution
+                    .backend()
+                    .ok_or_else(|| GatewayError::query_not_found(id))?;
+                METRICS
+                    .sticky_resolution
+                    .with_label_values(&[resolution.source()])
+                    .inc();
                 debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
                 ctx.backend = Some(owner.clone());
                 Ok(())
             }
-            Target::Spooled => Err(GatewayError::not_supported(
-                "The spooling protocol is not routed by this gateway yet; disable spooling in the client \
-                 (e.g. the CLI's --encoding) or connect to the cluster directly",
-            )),
+            Target::Spooled => Err(GatewayError::segment_not_routable(req.uri.path())),
             Target::Submit | Target::Other => {
-                ctx.kind = if target == Target::Submit { Kind::Submit } else { Kind::Other };
-                if target == Target::Submit && declared_length(req).is_some_and(|n| n > snap.max_submission_bytes) {
-                    return Err(GatewayError::submission_too_large(snap.max_submission_bytes));
+                ctx.kind = if target == Target::Submit {
+                    Kind::Submit
+                } else {
+                    Kind::Other
+                };
+                if target == Target::Submit
+                    && declared_length(req).is_some_and(|n| n > snap.max_submission_bytes)
+                {
+                    return Err(GatewayError::submission_too_large(
+                        snap.max_submission_bytes,
+                    ));
                 }
                 // A statement inside a transaction must reach the backend that started it.
                 let txn = TRANSACTION_ID
                     .get(&req.headers)
-                    .map_err(|h| GatewayError::bad_request(format!("header {h} is not valid UTF-8")))?
+                    .map_err(|h| {
+                        GatewayError::bad_request(format!("header {h} is not valid UTF-8"))
+                    })?
                     .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
                 if let Some(txn) = txn {
                     let owner = self
@@ -361,8 +432,10 @@ impl TrinoProxy {
                     ctx.backend = Some(owner);
                     return Ok(());
                 }
-                let facts = RequestFacts::from_headers(&self.listener, &req.headers)
-                    .map_err(|h| GatewayError::bad_request(format!("header {h} is not valid UTF-8")))?;
+                let facts =
+                    RequestFacts::from_headers(&self.listener, &req.headers).map_err(|h| {
+                        GatewayError::bad_request(format!("header {h} is not valid UTF-8"))
+                    })?;
                 if target == Target::Submit
                     && facts.user.is_none_or(str::is_empty)
                     && self.listener_config(&snap).is_some_and(|l| l.require_user)
@@ -379,6 +452,17 @@ impl TrinoProxy {
                 Ok(())
             }
         }
+    }
+
+    /// Whether this request's submission is to be answered inline (`spooling: inline` on the
+    /// listener or on the group the query was placed in).
+    fn inline_spooling(&self, ctx: &RequestCtx) -> bool {
+        let inline = |s: Option<Spooling>| s == Some(Spooling::Inline);
+        inline(self.listener_config(&ctx.snap).and_then(|l| l.spooling))
+            || (ctx.kind == Kind::Submit
+                && ctx
+                    .group
+                    .is_some_and(|g| inline(ctx.snap.groups[g].spooling)))
     }
 
     fn listener_config<'s>(&self, snap: &'s Snapshot) -> Option<&'s crate::config::ListenerConfig> {
@@ -467,6 +551,32 @@ impl TrinoProxy {
         }
     }
 
+    /// Hold the next piece of the submission answer; learn the query once it is whole.
+    fn learn_chunk(
+        &self,
+        session: &Session,
+        body: Option<&Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) {
+        let Some(learner) = ctx.learner.as_mut() else {
+            return;
+        };
+        if let Some(chunk) = body {
+            if learner.buf.len() + chunk.len() > MAX_SUBMISSION_RESPONSE {
+                warn!(backend = ctx.backend_name(), "submission response over {MAX_SUBMISSION_RESPONSE} bytes; query id not learned");
+                ctx.learner = None;
+                return;
+            }
+            learner.buf.extend_from_slice(chunk);
+        }
+        // Learn before the last byte goes out: a client may send the first follow-up as soon as it
+        // has the whole body, possibly on another connection.
+        if end_of_stream || learner.expected.is_some_and(|n| learner.buf.len() >= n) {
+            self.learn_from_submission(session.req_header(), ctx);
+        }
+    }
+
     fn learn_from_submission(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
         let Some(learner) = ctx.learner.take() else {
             return;
@@ -515,6 +625,10 @@ impl ProxyHttp for TrinoProxy {
             inflight: None,
             learner: None,
             page_scan: None,
+            rewrite: None,
+            rewrite_body: false,
+            rewriter: None,
+            upstream_path: None,
             statement_page: false,
             query_id: None,
             sql: None,
@@ -720,15 +834,58 @@ impl ProxyHttp for TrinoProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let listener_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
-        forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr, self.tls)?;
-        if let Some(b) = &ctx.backend {
-            if b.rewrite_host {
+        let backend = ctx.backend.clone();
+        let rewrite_mode = backend
+            .as_ref()
+            .is_some_and(|b| b.forwarding == Forwarding::Rewrite);
+        if rewrite_mode {
+            forwarded::strip(upstream);
+        } else {
+            forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr, self.tls)?;
+        }
+        if let Some(b) = &backend {
+            // A rewriting backend builds its URIs on its own address, which is what gets replaced.
+            if b.rewrite_host || rewrite_mode {
                 upstream.insert_header(HOST, b.authority.as_str())?;
             }
+        }
+        if let Some(path) = ctx.upstream_path.take() {
+            let uri = http::Uri::try_from(path)
+                .map_err(|e| Error::because(ErrorType::InternalError, "segment path", e))?;
+            upstream.set_uri(uri);
         }
         if ctx.kind == Kind::Submit {
             // Keep the (small) submission response uncompressed so its query id can be read.
             upstream.remove_header(&ACCEPT_ENCODING);
+        }
+        let statement = ctx.kind == Kind::Submit || ctx.statement_page;
+        let mut spooling = statement && upstream.headers.contains_key(QUERY_DATA_ENCODING);
+        if spooling && self.inline_spooling(ctx) {
+            // The cluster answers inline when the client asks for no encoding.
+            upstream.remove_header(&QUERY_DATA_ENCODING);
+            spooling = false;
+        }
+        if rewrite_mode || spooling {
+            let public =
+                forwarded::public(&ctx.snap, session.req_header(), listener_addr, self.tls)
+                    .map(|p| p.base())
+                    .unwrap_or_default();
+            ctx.rewrite = Some(page_rewrite::Rules {
+                backend: backend
+                    .as_ref()
+                    .filter(|_| rewrite_mode)
+                    .map(|b| page_rewrite::Origin::new(b.tls, &b.host, b.port)),
+                public,
+                forwarded_host: forwarded::forwarded_host(upstream),
+                tag_segments: true,
+                query_id: ctx.query_id.clone(),
+            });
+            ctx.rewrite_body = statement;
+            if statement {
+                // Pages are rewritten as they stream, which needs them uncompressed; spooled
+                // pages are small (the rows are in the segments) and so are page heads.
+                upstream.remove_header(&ACCEPT_ENCODING);
+            }
         }
         Ok(())
     }
@@ -782,6 +939,18 @@ impl ProxyHttp for TrinoProxy {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
+        if let Some(rules) = &ctx.rewrite {
+            if rules.backend.is_some() {
+                let moved = resp
+                    .headers
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| page_rewrite::rewrite_location(rules, l));
+                if let Some(l) = moved {
+                    resp.insert_header(http::header::LOCATION, l)?;
+                }
+            }
+        }
         if ctx.kind == Kind::Submit && status == 200 {
             let encoded = resp
                 .headers
@@ -802,6 +971,28 @@ impl ProxyHttp for TrinoProxy {
                     buf: Vec::with_capacity(expected.unwrap_or(4096).min(MAX_SUBMISSION_RESPONSE)),
                     expected,
                 });
+            }
+        }
+        if ctx.rewrite_body && status == 200 && session.req_header().method != Method::HEAD {
+            let identity = resp
+                .headers
+                .get(CONTENT_ENCODING)
+                .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            if let (true, Some(rules)) = (identity, ctx.rewrite.take()) {
+                // The length changes as URIs do: stream the page chunked instead.
+                if resp.remove_header(&CONTENT_LENGTH).is_some()
+                    && session.req_header().version == http::Version::HTTP_11
+                    && !session.is_http2()
+                {
+                    resp.insert_header(TRANSFER_ENCODING, "chunked")?;
+                }
+                ctx.rewriter = Some(page_rewrite::PageRewriter::new(rules));
+            } else if !identity {
+                METRICS.rewrite_skipped.inc();
+                debug!(
+                    backend = ctx.backend_name(),
+                    "compressed statement page: URIs not rewritten"
+                );
             }
         }
         Ok(())
@@ -826,21 +1017,25 @@ impl ProxyHttp for TrinoProxy {
                 }
             }
         }
-        let Some(learner) = ctx.learner.as_mut() else {
-            return Ok(None);
-        };
-        if let Some(chunk) = body {
-            if learner.buf.len() + chunk.len() > MAX_SUBMISSION_RESPONSE {
-                warn!(backend = ctx.backend_name(), "submission response over {MAX_SUBMISSION_RESPONSE} bytes; query id not learned");
-                ctx.learner = None;
-                return Ok(None);
-            }
-            learner.buf.extend_from_slice(chunk);
+        if ctx.learner.is_some() {
+            self.learn_chunk(session, body.as_ref(), end_of_stream, ctx);
         }
-        // Learn before the last byte goes out: a client may send the first follow-up as soon as it
-        // has the whole body, possibly on another connection.
-        if end_of_stream || learner.expected.is_some_and(|n| learner.buf.len() >= n) {
-            self.learn_from_submission(session.req_header(), ctx);
+        if let Some(rw) = ctx.rewriter.as_mut() {
+            let mut out = match body.as_ref() {
+                Some(chunk) => rw.feed(chunk),
+                None => Bytes::new(),
+            };
+            if end_of_stream {
+                if let Some(rest) = rw.finish() {
+                    let mut all = bytes::BytesMut::from(&out[..]);
+                    all.extend_from_slice(&rest);
+                    out = all.freeze();
+                }
+                if rw.rewritten > 0 {
+                    METRICS.uris_rewritten.inc_by(u64::from(rw.rewritten));
+                }
+            }
+            *body = (!out.is_empty() || body.is_some()).then_some(out);
         }
         Ok(None)
     }

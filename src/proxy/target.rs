@@ -15,7 +15,10 @@ pub enum Target<'a> {
     Submit,
     /// Any request of an existing query (`nextUri` pages, cancel, `/v1/query/{id}`, UI pages).
     Query(&'a str),
-    /// `/v1/spooled/...`: segments of the spooling protocol.
+    /// `/v1/spooled/{queryId}/{download|ack}/{segment}`: a spooled segment of a query, at the
+    /// URI the gateway handed out (see [`super::page_rewrite`]); the backend's own path follows.
+    Segment(&'a str),
+    /// Any other `/v1/spooled/...`: a segment URI the gateway did not hand out.
     Spooled,
     /// Not tied to a query (`/v1/info`, UI assets, ...): routed like a submission.
     Other,
@@ -27,14 +30,18 @@ impl Target<'_> {
         match self {
             Target::Submit => "submit",
             Target::Query(_) => "query",
+            Target::Segment(_) => "segment",
             Target::Spooled => "spooled",
             Target::Other => "other",
         }
     }
 }
 
-/// The metric label of a request: submit|page|cancel|info|ui|other (a fixed set).
+/// The metric label of a request: submit|page|cancel|info|ui|segment|other (a fixed set).
 pub fn metric_kind(method: &Method, path: &str) -> &'static str {
+    if path.starts_with("/v1/spooled/") {
+        return "segment";
+    }
     if path.starts_with("/v1/statement") {
         return match *method {
             Method::POST => "submit",
@@ -147,7 +154,11 @@ pub fn classify<'a>(
         };
     }
     if path.starts_with("/v1/spooled/") {
-        return Ok(Target::Spooled);
+        return match super::page_rewrite::untag_segment_path(path) {
+            Some((id, _)) if is_valid_query_id(id) => Ok(Target::Segment(id)),
+            Some((id, _)) => Err(GatewayError::invalid_query_id(id)),
+            None => Ok(Target::Spooled),
+        };
     }
     Ok(Target::Other)
 }
@@ -200,6 +211,22 @@ mod tests {
         assert_eq!(
             c(Method::GET, "/v1/spooled/download/abc", None),
             Ok(Target::Spooled)
+        );
+        assert_eq!(
+            c(
+                Method::GET,
+                &format!("/v1/spooled/{ID}/download/abc="),
+                None
+            ),
+            Ok(Target::Segment(ID))
+        );
+        assert_eq!(
+            c(Method::GET, &format!("/v1/spooled/{ID}/ack/abc="), None),
+            Ok(Target::Segment(ID))
+        );
+        assert_eq!(
+            c(Method::GET, "/v1/spooled/NOT-AN-ID/ack/abc", None),
+            Err(400)
         );
         assert_eq!(
             c(Method::GET, "/v1/statement/queued/NOT-AN-ID/x/1", None),

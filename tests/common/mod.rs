@@ -398,3 +398,44 @@ pub fn assert_trino_error(body: &str, name: &str) -> Value {
 pub fn coordinator_of(query_id: &str) -> &str {
     &query_id[query_id.len() - 5..]
 }
+
+/// The installed real client at `var` (set by `tests/run`), or `None` to skip — never silently
+/// in CI.
+pub fn tool(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: run the tests through tests/run, which installs the real clients")
+        }
+        _ => {
+            eprintln!("SKIPPED: {var} not set (tests/run installs the real clients)");
+            None
+        }
+    }
+}
+
+/// Run a client to completion; its stdout, or a panic with both outputs.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("start client");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "client failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// The value of one metric series (exact name with labels) on the gateway's `/metrics`, 0 if absent.
+pub async fn metric_sum(gw: &Gateway, name: &str, label_filter: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label_filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
