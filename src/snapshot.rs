@@ -311,9 +311,14 @@ impl Snapshot {
             } else {
                 ""
             };
+            let inline = if g.spooling == Some(Spooling::Inline) {
+                ", spooling inline"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "  {}{default}: strategy {}",
+                "  {}{default}: strategy {}{inline}",
                 g.name,
                 g.strategy.as_str()
             );
@@ -323,7 +328,15 @@ impl Snapshot {
             for &bi in &g.members {
                 let b = &self.backends[bi];
                 let state = if b.enabled { "enabled" } else { "disabled" };
-                let _ = writeln!(out, "    {} {} weight {} {state}", b.name, b.url, b.weight);
+                let rewrite = match b.forwarding {
+                    Forwarding::Rewrite => ", forwarding rewrite",
+                    Forwarding::Headers => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "    {} {} weight {} {state}{rewrite}",
+                    b.name, b.url, b.weight
+                );
             }
         }
         let _ = writeln!(out, "routing (first match wins):");

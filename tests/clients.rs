@@ -65,23 +65,12 @@ async fn trino_cli_jar_executes_and_prints_csv() {
     let b1 = backend(1000).await;
     let b2 = backend(1000).await;
     let gw = simple_gateway(&[&b1, &b2], "round_robin").await;
-    let url = gw.url.clone();
-    let stdout = tokio::task::spawn_blocking(move || {
-        run(Command::new("java").args([
-            "-jar",
-            &jar,
-            "--server",
-            &url,
-            "--user",
-            "cli-user",
-            "--output-format",
-            "CSV",
-            "--execute",
-            "SELECT * FROM UNNEST(sequence(1, 3000)); SELECT 'a', 42",
-        ]))
-    })
-    .await
-    .unwrap();
+    let stdout = trino_cli_csv(
+        jar,
+        &gw.url,
+        "SELECT * FROM UNNEST(sequence(1, 3000)); SELECT 'a', 42",
+    )
+    .await;
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3001, "{stdout}");
     assert_eq!(lines[0], "\"1\"");

@@ -86,23 +86,9 @@ async fn every_client_works_against_clusters_that_refuse_forwarded_headers() {
         assert_eq!(b1.state.stats().segment_not_found, 0);
     }
     if let Some(jar) = tool("TRINO_CLI_JAR") {
-        let url = gw.url.clone();
-        let stdout = tokio::task::spawn_blocking(move || {
-            run(Command::new("java").args([
-                "-jar",
-                &jar,
-                "--server",
-                &url,
-                "--user",
-                "cli-user",
-                "--output-format",
-                "CSV",
-                "--execute",
-                "SELECT * FROM UNNEST(sequence(1, 3000)); SELECT * FROM UNNEST(sequence(1, 3000))",
-            ]))
-        })
-        .await
-        .unwrap();
+        let sql =
+            "SELECT * FROM UNNEST(sequence(1, 3000)); SELECT * FROM UNNEST(sequence(1, 3000))";
+        let stdout = trino_cli_csv(jar, &gw.url, sql).await;
         assert_eq!(stdout.lines().count(), 6000, "{stdout}");
     }
     if let Some(modules) = tool("TRINO_EDGE_NODE_MODULES") {

@@ -331,3 +331,116 @@ async fn spooling_inline_per_listener_and_group() {
         assert_eq!(b1.state.stats().segments_issued, before);
     }
 }
+
+const GZ_ID: &str = "20261130_000000_00002_gzipa";
+
+/// A backend whose spooled pages come gzip-compressed (as Trino's do for clients that accept
+/// gzip, e.g. JDBC's follow-ups, which do not repeat the encoding request): the gateway tells a
+/// spooled page by Trino's `X-Trino-Query-Data-Encoding` answer header, inflates it, tags its
+/// segment URIs, and the segment request then reaches this backend.
+async fn gzip_spooling_backend() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let downloads = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = downloads.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/v1/statement",
+            post(|headers: HeaderMap| async move {
+                let host = headers["x-forwarded-host"].to_str().unwrap().to_string();
+                let port = headers["x-forwarded-port"].to_str().unwrap().to_string();
+                serde_json::json!({
+                    "id": GZ_ID,
+                    "nextUri": format!("http://{host}:{port}/v1/statement/executing/{GZ_ID}/y/1"),
+                    "stats": {"state": "QUEUED"}
+                })
+                .to_string()
+            }),
+        )
+        .route(
+            "/v1/statement/executing/{id}/{slug}/{token}",
+            get(|headers: HeaderMap| async move {
+                let host = headers["x-forwarded-host"].to_str().unwrap().to_string();
+                let port = headers["x-forwarded-port"].to_str().unwrap().to_string();
+                let base = format!("http://{host}:{port}");
+                let page = serde_json::json!({
+                    "id": GZ_ID,
+                    "columns": [{"name": "x", "type": "bigint"}],
+                    "data": {"encoding": "json", "segments": [{
+                        "type": "spooled",
+                        "uri": format!("{base}/v1/spooled/download/c2VnMQ"),
+                        "ackUri": format!("{base}/v1/spooled/ack/c2VnMQ"),
+                        "metadata": {"rowOffset": 0, "rowsCount": 2, "segmentSize": 9},
+                        "headers": {}
+                    }]},
+                    "stats": {"state": "FINISHED"}
+                })
+                .to_string();
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(page.as_bytes()).unwrap();
+                (
+                    [
+                        ("content-encoding", "gzip"),
+                        ("content-type", "application/json"),
+                        ("x-trino-query-data-encoding", "json"),
+                    ],
+                    gz.finish().unwrap(),
+                )
+            }),
+        )
+        .route(
+            "/v1/spooled/download/{id}",
+            get(
+                move |axum::extract::Path(id): axum::extract::Path<String>| {
+                    let seen = seen.clone();
+                    async move {
+                        assert_eq!(id, "c2VnMQ");
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        "[[1],[2]]"
+                    }
+                },
+            ),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), downloads)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_spooled_pages_are_inflated_and_their_segments_routed() {
+    let (url, downloads) = gzip_spooling_backend().await;
+    let (port, admin) = (free_port(), free_port());
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("gz", url, "adhoc")],
+        "",
+    );
+    let gw = Gateway::start(&yaml, port, admin).await;
+    let client = Client::new(&gw.url);
+    let first: Value = client.submit("SELECT 1", &[]).await.json().await.unwrap();
+    let next = first["nextUri"].as_str().unwrap();
+    let r = client
+        .http
+        .get(next)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-encoding").is_none());
+    let page: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let uri = page["data"]["segments"][0]["uri"].as_str().unwrap();
+    assert_eq!(
+        uri,
+        format!("{}/v1/spooled/{GZ_ID}/download/c2VnMQ", gw.url)
+    );
+    let r = client.http.get(uri).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "[[1],[2]]");
+    assert_eq!(downloads.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

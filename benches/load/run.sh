@@ -5,7 +5,9 @@
 #
 #   benches/load/run.sh [seconds per run] [rounds]        (defaults: 4 3)
 #   SECTIONS="stream idle" benches/load/run.sh            (only some sections; latency and hybrid
-#                                                          need throughput, which gives their rates)
+#                                                          need throughput, which gives their rates;
+#                                                          sections: throughput latency stream idle
+#                                                          modes hybrid)
 #   COUNT=2000 benches/load/run.sh                        (instructions per submission instead,
 #                                                          with callgrind; needs valgrind)
 #   PROFILE=submit|page benches/load/run.sh               (a perf profile of the gateway instead)
@@ -13,7 +15,10 @@
 # The backend is nginx serving canned answers (so it is never the bottleneck): a small JSON answer
 # to POST /v1/statement (the gateway reads it to learn the query id) and a ~1 MiB result page
 # (streamed through). Also: a 1 GiB result streamed through the gateway (throughput, peak RSS),
-# and 10,000 idle keep-alive client connections (RSS).
+# and 10,000 idle keep-alive client connections (RSS). `modes`: a second trino-edge whose backend
+# has `forwarding: rewrite` against the default `headers` (submissions and pages), and a 16 MiB
+# spooled segment downloaded directly and through each proxy (the gateway routes it by the query
+# id it puts into segment URIs).
 # Needs wrk, nginx and python3 (apt-get install -y wrk nginx-light); builds in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,6 +34,7 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
 
 backend=127.0.0.1:19181 gateway=127.0.0.1:19182 nginx_proxy=127.0.0.1:19183 admin=127.0.0.1:19184 bare=127.0.0.1:19185
+rewriting=127.0.0.1:19186 rewriting_admin=127.0.0.1:19187
 id=20261123_000000_00001_bench
 python3 - "$work" "$id" <<'PY'
 import json, sys
@@ -38,15 +44,19 @@ cols = [{"name": n, "type": t, "typeSignature": {"rawType": t, "arguments": []}}
 rows, size, i = [], 0, 0
 while size < 1_000_000:
     r = [i, f"customer-{i:08d}", i * 1.25, "2026-11-23"]; rows.append(r); size += len(json.dumps(r)) + 1; i += 1
-page = {"id": qid, "nextUri": f"http://host/v1/statement/executing/{qid}/y/2", "columns": cols, "data": rows,
+# URIs on the backend's own address, as a cluster without process-forwarded builds them (what
+# `forwarding: rewrite` replaces; the other targets pass them on as they are).
+host = "http://127.0.0.1:19181"
+page = {"id": qid, "infoUri": f"{host}/ui/query.html?{qid}", "nextUri": f"{host}/v1/statement/executing/{qid}/y/2", "columns": cols, "data": rows,
         "stats": {"state": "RUNNING", "queued": False, "scheduled": True}}
 open(f"{work}/page.json", "w").write(json.dumps(page))
-submit = {"id": qid, "infoUri": f"http://host/ui/query.html?{qid}",
-          "nextUri": f"http://host/v1/statement/queued/{qid}/y/1",
+submit = {"id": qid, "infoUri": f"{host}/ui/query.html?{qid}",
+          "nextUri": f"{host}/v1/statement/queued/{qid}/y/1",
           "stats": {"state": "QUEUED", "queued": True, "scheduled": False, "nodes": 0, "totalSplits": 0}, "warnings": []}
 open(f"{work}/submit.json", "w").write(json.dumps(submit))
 PY
 head -c 1073741824 /dev/zero | tr '\0' 'x' > "$work/big.json"
+head -c 16777216 /dev/urandom > "$work/segment.bin"
 page_bytes=$(wc -c <"$work/page.json")
 submit_json=$(cat "$work/submit.json")
 
@@ -65,6 +75,7 @@ http {
     default_type application/json;
     location = /v1/statement { return 200 '$submit_json'; }
     location ~ ^/v1/statement/executing/[^/]+/big/ { rewrite ^ /big.json break; }
+    location /v1/spooled/download/ { default_type application/octet-stream; rewrite ^ /segment.bin break; }
     location /v1/statement/executing/ { rewrite ^ /page.json break; }
     location = /v1/info { return 200 '{"nodeVersion":{"version":"bench"},"coordinator":true,"starting":false}'; }
   }
@@ -143,6 +154,8 @@ run() {
   local shape=$1 url=$2 out
   if [ "$shape" = submit ]; then
     out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/post.lua" "$url/v1/statement")
+  elif [ "$shape" = segment ]; then
+    out=$(wrk -t2 -c4 -d"${secs}s" --latency "$url$3")
   else
     out=$(wrk -t2 -c8 -d"${secs}s" --latency -H 'X-Trino-User: bench' "$url$page_path")
   fi
@@ -210,7 +223,7 @@ PY
   exit 0
 fi
 
-sections=" ${SECTIONS:-throughput latency stream idle hybrid} "
+sections=" ${SECTIONS:-throughput latency stream idle modes hybrid} "
 want() { [[ "$sections" == *" $1 "* ]]; }
 
 declare -A results
@@ -301,6 +314,42 @@ for i in range(10000):
 after = rss_mib()
 print(f"10,000 idle connections ({ok} answered, all held open): gateway RSS {before:.0f} MiB -> {after:.0f} MiB (+{after - before:.0f} MiB)")
 PY
+
+# forwarding: rewrite vs headers, and spooled segments.
+if want modes; then
+  sed -e "s/$gateway/$rewriting/; s/$admin/$rewriting_admin/; s#state.db#rewriting.db#" \
+      -e 's/group: bench }]/group: bench, forwarding: rewrite }]/' "$work/gw.yaml" >"$work/rw.yaml"
+  RUST_LOG=warn "$bin" serve --config "$work/rw.yaml" >"$work/rw.log" 2>&1 & pids+=($!)
+  for _ in $(seq 600); do curl -sf "http://$rewriting_admin/livez" >/dev/null 2>&1 && break; sleep 0.1; done
+  first=$(curl -s -X POST -H 'X-Trino-User: bench' --data 'SELECT 1' "http://$rewriting/v1/statement" || true)
+  case $first in *"http://$rewriting/v1/statement/queued/"*) ;; *) echo "rewrite mode did not rewrite: $first" >&2; cat "$work/rw.log" >&2; exit 1 ;; esac
+  declare -A modes
+  for r in $(seq "$rounds"); do
+    for shape in submit page; do
+      modes[$shape.headers]+="$(run "$shape" "http://$gateway");"
+      modes[$shape.rewrite]+="$(run "$shape" "http://$rewriting");"
+    done
+    modes[segment.direct]+="$(run segment "http://$backend" /v1/spooled/download/seg1);"
+    modes[segment.edge]+="$(run segment "http://$gateway" "/v1/spooled/$id/download/seg1");"
+    modes[segment.nginx]+="$(run segment "http://$nginx_proxy" /v1/spooled/download/seg1);"
+    modes[segment.bare]+="$(run segment "http://$bare" /v1/spooled/download/seg1);"
+  done
+  echo
+  python3 - "$(declare -p modes)" <<'PY'
+import re, statistics, sys
+cells = dict(re.findall(r'\[([\w.]+)\]="([^"]*)"', sys.argv[1]))
+med = lambda k, i=0: statistics.median(float(x.split()[i]) for x in cells[k].split(";") if x.strip())
+print(f"{'forwarding':10} {'headers':>9} {'rewrite':>9} {'rewrite/headers':>16}")
+for s in ["submit", "page"]:
+    h, r = med(f"{s}.headers"), med(f"{s}.rewrite")
+    print(f"{s:10} {h:9.0f} {r:9.0f} {r/h:16.2f}")
+print()
+mib = lambda k: med(k) * 16
+d, e, n, b = (mib(f"segment.{t}") for t in ["direct", "edge", "nginx", "bare"])
+print(f"16 MiB spooled segment, MiB/s: direct {d:.0f}, trino-edge {e:.0f} ({e/d:.2f}x direct, "
+      f"{e/n:.2f}x nginx, {e/b:.2f}x bare Pingora), nginx {n:.0f}, bare Pingora {b:.0f}")
+PY
+fi
 
 # Proxy latency while heavy hybrid queries run (last: the join's memory would distort the RSS
 # figures above): submissions at the same fixed rate, first idle, then

@@ -318,6 +318,12 @@ fn page_response(page: super::query::Page) -> Response {
     let mut response = Response::new(Body::from(page.body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(encoding) = page.encoding {
+        headers.insert(
+            HeaderName::from_static("x-trino-query-data-encoding"),
+            HeaderValue::from_static(encoding),
+        );
+    }
     if let Some(extra) = page.headers {
         for (name, value) in extra.iter() {
             headers.append(name.clone(), value.clone());

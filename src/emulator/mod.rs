@@ -31,8 +31,10 @@
 //! emulator supports (`json`, `json+zstd`, `json+lz4`; the first supported one wins, e.g.
 //! `json+zstd` for the Python client's `json+zstd,json+lz4,json`) gets its result pages with
 //! segments instead of row arrays; otherwise (no header, `arrow`, no spooling manager) the
-//! direct protocol. Paging is unchanged; a page of at most `inline_rows` rows becomes one
-//! inline segment, a larger page spooled segments of at most `segment_rows` rows:
+//! direct protocol. Like Trino, every statement answer of such a query names its encoding in the
+//! `X-Trino-Query-Data-Encoding` response header. Paging is unchanged; a page of at most
+//! `inline_rows` rows becomes one inline segment, a larger page spooled segments of at most
+//! `segment_rows` rows:
 //!
 //! ```json
 //! "data": {"encoding": "json+zstd", "segments": [

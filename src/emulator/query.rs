@@ -109,6 +109,9 @@ pub(crate) type SessionHeaders = Arc<[(HeaderName, HeaderValue)]>;
 pub(crate) struct Page {
     pub body: Bytes,
     pub headers: Option<SessionHeaders>,
+    /// The spooling protocol's encoding of the query, which Trino names on every statement answer
+    /// of a spooled query (`X-Trino-Query-Data-Encoding`).
+    pub encoding: Option<&'static str>,
 }
 
 /// Which of the statement paths a GET/DELETE came in on.
@@ -309,6 +312,7 @@ impl QueryEntry {
         Page {
             body: to_body(&results),
             headers: self.headers.clone(),
+            encoding: self.encoding.map(Encoding::id),
         }
     }
 
@@ -369,6 +373,7 @@ impl QueryEntry {
             return Page {
                 body: to_body(&results),
                 headers: None,
+                encoding: self.encoding.map(Encoding::id),
             };
         }
 
@@ -484,6 +489,7 @@ impl QueryEntry {
         Page {
             body: to_body(&results),
             headers: if finished { self.headers.clone() } else { None },
+            encoding: self.encoding.map(Encoding::id),
         }
     }
 
@@ -511,6 +517,7 @@ impl QueryEntry {
         Page {
             body: to_body(&results),
             headers: None,
+            encoding: self.encoding.map(Encoding::id),
         }
     }
 

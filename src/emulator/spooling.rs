@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use super::protocol::{EncodedData, PageData, Segment, SegmentMetadata};
-use super::query::lock;
 use super::{RetrievalMode, SpoolingConfig};
 
 /// Request header listing the encodings a client accepts, in order of preference.
@@ -156,6 +155,14 @@ pub(crate) struct Spooler {
 }
 
 impl Spooler {
+    /// The segment store, recovering from poisoning (a panic elsewhere must not turn every later
+    /// request into another panic).
+    fn locked_store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn new(config: Option<SpoolingConfig>) -> Self {
         Self {
             config,
@@ -260,7 +267,7 @@ impl Spooler {
             metadata,
             headers: [(SEGMENT_KEY_HEADER, key.clone())],
         };
-        let mut store = lock(&self.store);
+        let mut store = self.locked_store();
         store
             .by_query
             .entry(query_id.to_string())
@@ -293,7 +300,7 @@ impl Spooler {
 
     /// A stored segment; counts unknown ids.
     pub(crate) fn find(&self, id: &str) -> Result<Arc<StoredSegment>, DownloadError> {
-        let found = lock(&self.store).segments.get(id).cloned();
+        let found = self.locked_store().segments.get(id).cloned();
         found.ok_or_else(|| {
             self.not_found.fetch_add(1, Ordering::Relaxed);
             DownloadError::NotFound
@@ -326,7 +333,7 @@ impl Spooler {
 
     /// Acknowledges (deletes) a segment; false for unknown ids (counted).
     pub(crate) fn ack(&self, id: &str) -> bool {
-        let removed = lock(&self.store).segments.remove(id).is_some();
+        let removed = self.locked_store().segments.remove(id).is_some();
         if removed {
             self.acks.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -340,7 +347,7 @@ impl Spooler {
         if query_ids.is_empty() {
             return;
         }
-        let mut store = lock(&self.store);
+        let mut store = self.locked_store();
         for query_id in query_ids {
             if let Some(ids) = store.by_query.remove(query_id) {
                 for id in ids {
@@ -352,7 +359,7 @@ impl Spooler {
 
     #[cfg(test)]
     pub(crate) fn stored(&self) -> usize {
-        lock(&self.store).segments.len()
+        self.locked_store().segments.len()
     }
 }
 

@@ -1153,6 +1153,13 @@ async fn run_spooled(
     .await;
     loop {
         assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        // Every answer of a spooled query names its encoding, as Trino's do.
+        assert_eq!(
+            page.headers
+                .get("x-trino-query-data-encoding")
+                .and_then(|v| v.to_str().ok()),
+            Some(expected_encoding)
+        );
         if let Some(data) = page.body.get("data") {
             assert_eq!(data["encoding"], expected_encoding, "{data}");
             let segments = data["segments"].as_array().expect("segments");
@@ -1472,6 +1479,9 @@ async fn unsupported_or_absent_encodings_get_the_direct_protocol() {
     ] {
         let all = run(&c, &emu.url(), sql, headers).await;
         assert!(all[2].body["data"].is_array(), "{headers:?}");
+        assert!(all
+            .iter()
+            .all(|e| !e.headers.contains_key("x-trino-query-data-encoding")));
         assert_eq!(bigints(&rows(&all)), expected);
     }
     // No spooling manager: the header is ignored.

@@ -192,16 +192,6 @@ pub fn strip(req: &mut RequestHeader) {
     }
 }
 
-/// The host name (lowercase, no port) the backend was told in `X-Forwarded-Host`.
-pub fn forwarded_host(req: &RequestHeader) -> Option<String> {
-    let v = req.headers.get(X_FORWARDED_HOST)?.to_str().ok()?;
-    let first = v.split(',').next()?.trim();
-    let host = strip_port(first)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    Some(host.to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::ip_text;

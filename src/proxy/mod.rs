@@ -57,7 +57,8 @@ const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 /// The history keeps this many characters of each query's SQL.
 pub(crate) const HISTORY_SQL_CHARS: usize = 1000;
 
-/// The client asks for the spooling protocol with the encodings it reads.
+/// On a request, the client asks for the spooling protocol with the encodings it reads; on a
+/// statement answer, Trino names the encoding of a spooled query's pages.
 const QUERY_DATA_ENCODING: HeaderName = HeaderName::from_static("x-trino-query-data-encoding");
 
 const STARTED_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-started-transaction-id");
@@ -198,12 +199,12 @@ pub struct RequestCtx {
     learner: Option<Learner>,
     /// Watches a result page for the query's end.
     page_scan: Option<PageScan>,
-    /// URI rewriting for this request's answer (segment routing, `forwarding: rewrite`).
-    rewrite: Option<page_rewrite::Rules>,
-    /// The answer is a statement page whose URIs are to be rewritten.
-    rewrite_body: bool,
-    /// Rewrites the page as it streams.
-    rewriter: Option<page_rewrite::PageRewriter>,
+    /// The backend has `forwarding: rewrite`.
+    rewrite_mode: bool,
+    /// Rewrites a statement page's URIs as it streams (segment routing, `forwarding: rewrite`).
+    rewriter: Option<Box<page_rewrite::PageRewriter>>,
+    /// Inflates a compressed spooled page so that its segment URIs can be rewritten.
+    inflater: Option<page_rewrite::Inflater>,
     /// The backend's own path for a spooled-segment request (the query id taken out).
     upstream_path: Option<String>,
     /// The request is for a `/v1/statement/...` page (or its cancel).
@@ -454,6 +455,29 @@ impl TrinoProxy {
         }
     }
 
+    /// What to rewrite in this request's answer: the backend's own origin (`forwarding: rewrite`)
+    /// becomes the gateway's public base; segment URIs on either get the query id.
+    fn rewrite_rules(&self, session: &Session, ctx: &RequestCtx) -> page_rewrite::Rules {
+        let listener_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let public = forwarded::public(&ctx.snap, session.req_header(), listener_addr, self.tls);
+        page_rewrite::Rules {
+            backend: ctx
+                .backend
+                .as_ref()
+                .filter(|_| ctx.rewrite_mode)
+                .map(|b| page_rewrite::Origin::new(b.tls, &b.host, b.port)),
+            forwarded_host: public.as_ref().map(|p| {
+                p.host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            }),
+            public: public.map(|p| p.base()).unwrap_or_default(),
+            tag_segments: true,
+            query_id: ctx.query_id.clone(),
+        }
+    }
+
     /// Whether this request's submission is to be answered inline (`spooling: inline` on the
     /// listener or on the group the query was placed in).
     fn inline_spooling(&self, ctx: &RequestCtx) -> bool {
@@ -625,9 +649,9 @@ impl ProxyHttp for TrinoProxy {
             inflight: None,
             learner: None,
             page_scan: None,
-            rewrite: None,
-            rewrite_body: false,
+            rewrite_mode: false,
             rewriter: None,
+            inflater: None,
             upstream_path: None,
             statement_page: false,
             query_id: None,
@@ -849,43 +873,24 @@ impl ProxyHttp for TrinoProxy {
                 upstream.insert_header(HOST, b.authority.as_str())?;
             }
         }
-        if let Some(path) = ctx.upstream_path.take() {
-            let uri = http::Uri::try_from(path)
+        if let Some(path) = &ctx.upstream_path {
+            let uri = http::Uri::try_from(path.as_str())
                 .map_err(|e| Error::because(ErrorType::InternalError, "segment path", e))?;
             upstream.set_uri(uri);
         }
-        if ctx.kind == Kind::Submit {
-            // Keep the (small) submission response uncompressed so its query id can be read.
+        ctx.rewrite_mode = rewrite_mode;
+        let statement = ctx.kind == Kind::Submit || ctx.statement_page;
+        if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
+            // Keep the (small) submission answer uncompressed so its query id can be read, and a
+            // rewriting backend's pages so their URIs can be.
             upstream.remove_header(&ACCEPT_ENCODING);
         }
-        let statement = ctx.kind == Kind::Submit || ctx.statement_page;
-        let mut spooling = statement && upstream.headers.contains_key(QUERY_DATA_ENCODING);
-        if spooling && self.inline_spooling(ctx) {
+        if ctx.kind == Kind::Submit
+            && self.inline_spooling(ctx)
+            && upstream.headers.contains_key(QUERY_DATA_ENCODING)
+        {
             // The cluster answers inline when the client asks for no encoding.
             upstream.remove_header(&QUERY_DATA_ENCODING);
-            spooling = false;
-        }
-        if rewrite_mode || spooling {
-            let public =
-                forwarded::public(&ctx.snap, session.req_header(), listener_addr, self.tls)
-                    .map(|p| p.base())
-                    .unwrap_or_default();
-            ctx.rewrite = Some(page_rewrite::Rules {
-                backend: backend
-                    .as_ref()
-                    .filter(|_| rewrite_mode)
-                    .map(|b| page_rewrite::Origin::new(b.tls, &b.host, b.port)),
-                public,
-                forwarded_host: forwarded::forwarded_host(upstream),
-                tag_segments: true,
-                query_id: ctx.query_id.clone(),
-            });
-            ctx.rewrite_body = statement;
-            if statement {
-                // Pages are rewritten as they stream, which needs them uncompressed; spooled
-                // pages are small (the rows are in the segments) and so are page heads.
-                upstream.remove_header(&ACCEPT_ENCODING);
-            }
         }
         Ok(())
     }
@@ -939,16 +944,15 @@ impl ProxyHttp for TrinoProxy {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        if let Some(rules) = &ctx.rewrite {
-            if rules.backend.is_some() {
-                let moved = resp
-                    .headers
-                    .get(http::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|l| page_rewrite::rewrite_location(rules, l));
-                if let Some(l) = moved {
-                    resp.insert_header(http::header::LOCATION, l)?;
-                }
+        if ctx.rewrite_mode && resp.headers.contains_key(http::header::LOCATION) {
+            let rules = self.rewrite_rules(session, ctx);
+            let moved = resp
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| page_rewrite::rewrite_location(&rules, l));
+            if let Some(l) = moved {
+                resp.insert_header(http::header::LOCATION, l)?;
             }
         }
         if ctx.kind == Kind::Submit && status == 200 {
@@ -973,12 +977,31 @@ impl ProxyHttp for TrinoProxy {
                 });
             }
         }
-        if ctx.rewrite_body && status == 200 && session.req_header().method != Method::HEAD {
-            let identity = resp
-                .headers
-                .get(CONTENT_ENCODING)
-                .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
-            if let (true, Some(rules)) = (identity, ctx.rewrite.take()) {
+        let statement = ctx.kind == Kind::Submit || ctx.statement_page;
+        // Trino names the encoding on every answer of a spooled query: only those carry segment
+        // URIs, and only those (or a rewriting backend's) are looked into.
+        if statement
+            && status == 200
+            && (ctx.rewrite_mode || resp.headers.contains_key(QUERY_DATA_ENCODING))
+            && session.req_header().method != Method::HEAD
+        {
+            let encoding = resp.headers.get(CONTENT_ENCODING).map(|v| v.as_bytes());
+            let identity = encoding.is_none_or(|e| e.eq_ignore_ascii_case(b"identity"));
+            let inflater = if identity {
+                None
+            } else {
+                encoding.and_then(page_rewrite::Inflater::new)
+            };
+            if identity || inflater.is_some() {
+                ctx.rewriter = Some(Box::new(page_rewrite::PageRewriter::new(
+                    self.rewrite_rules(session, ctx),
+                )));
+                if inflater.is_some() {
+                    // A compressed spooled page (small: the rows are in its segments) goes on
+                    // inflated.
+                    resp.remove_header(&CONTENT_ENCODING);
+                    ctx.inflater = inflater;
+                }
                 // The length changes as URIs do: stream the page chunked instead.
                 if resp.remove_header(&CONTENT_LENGTH).is_some()
                     && session.req_header().version == http::Version::HTTP_11
@@ -986,12 +1009,11 @@ impl ProxyHttp for TrinoProxy {
                 {
                     resp.insert_header(TRANSFER_ENCODING, "chunked")?;
                 }
-                ctx.rewriter = Some(page_rewrite::PageRewriter::new(rules));
-            } else if !identity {
+            } else {
                 METRICS.rewrite_skipped.inc();
-                debug!(
+                warn!(
                     backend = ctx.backend_name(),
-                    "compressed statement page: URIs not rewritten"
+                    "statement page in an encoding the gateway cannot read: URIs not rewritten"
                 );
             }
         }
@@ -1021,7 +1043,16 @@ impl ProxyHttp for TrinoProxy {
             self.learn_chunk(session, body.as_ref(), end_of_stream, ctx);
         }
         if let Some(rw) = ctx.rewriter.as_mut() {
-            let mut out = match body.as_ref() {
+            let plain = match ctx.inflater.as_mut() {
+                Some(inf) => Some(
+                    inf.inflate(body.as_deref().unwrap_or_default(), end_of_stream)
+                        .map_err(|e| {
+                            Error::because(ErrorType::ReadError, "corrupt compressed page", e)
+                        })?,
+                ),
+                None => body.clone(),
+            };
+            let mut out = match plain.as_ref() {
                 Some(chunk) => rw.feed(chunk),
                 None => Bytes::new(),
             };

@@ -17,7 +17,10 @@
 //! ever recognised as a key, never inside a string value; a direct-protocol page (`"data":[`) ends
 //! the scan, since no URI field comes after the rows.
 
+use std::io::Write;
+
 use bytes::{Bytes, BytesMut};
+use flate2::write::{DeflateDecoder, GzDecoder};
 use memchr::{memchr, memchr2};
 
 /// Longest URI value rewritten; a longer one passes unchanged.
@@ -435,6 +438,59 @@ pub fn rewrite_location(rules: &Rules, location: &str) -> Option<String> {
         .then(|| format!("{}{rest}", rules.public))
 }
 
+/// Inflates a gzip or deflate page as it streams (a compressed spooled page goes on inflated, so
+/// that its segment URIs can be rewritten; spooled pages are small, the rows are in the segments).
+pub struct Inflater(Box<dyn Decoder + Send + Sync>);
+
+/// flate2's streaming decoders, which share no trait for what is needed here.
+trait Decoder: Write {
+    fn end(&mut self) -> std::io::Result<()>;
+    fn output(&mut self) -> &mut Vec<u8>;
+}
+
+impl Decoder for GzDecoder<Vec<u8>> {
+    fn end(&mut self) -> std::io::Result<()> {
+        self.try_finish()
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+}
+
+impl Decoder for DeflateDecoder<Vec<u8>> {
+    fn end(&mut self) -> std::io::Result<()> {
+        self.try_finish()
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+}
+
+impl Inflater {
+    /// `None` for an encoding other than gzip or deflate.
+    pub fn new(content_encoding: &[u8]) -> Option<Self> {
+        if content_encoding.eq_ignore_ascii_case(b"gzip") {
+            Some(Inflater(Box::new(GzDecoder::new(Vec::new()))))
+        } else if content_encoding.eq_ignore_ascii_case(b"deflate") {
+            Some(Inflater(Box::new(DeflateDecoder::new(Vec::new()))))
+        } else {
+            None
+        }
+    }
+
+    /// The bytes this chunk inflates to (at the end, everything that is left).
+    pub fn inflate(&mut self, chunk: &[u8], end: bool) -> std::io::Result<Bytes> {
+        let d = &mut self.0;
+        d.write_all(chunk)?;
+        if end {
+            d.end()?;
+        } else {
+            d.flush()?;
+        }
+        Ok(Bytes::from(std::mem::take(d.output())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,6 +597,24 @@ mod tests {
             assert!(out.contains(&long));
             assert!(out.contains(&format!("/v1/spooled/{QID}/ack/b")));
         }
+    }
+
+    #[test]
+    fn compressed_pages_are_inflated_piecewise() {
+        let page = spooled_page("http://gw.example.com", "http://s3");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(page.as_bytes()).unwrap();
+        let packed = gz.finish().unwrap();
+        let mut inf = Inflater::new(b"GZIP").unwrap();
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = packed.chunks(7).collect();
+        for (i, c) in pieces.iter().enumerate() {
+            out.extend_from_slice(&inf.inflate(c, i + 1 == pieces.len()).unwrap());
+        }
+        assert_eq!(out, page.as_bytes());
+        assert!(Inflater::new(b"br").is_none());
+        let mut bad = Inflater::new(b"gzip").unwrap();
+        assert!(bad.inflate(b"not gzip at all", true).is_err());
     }
 
     #[test]

@@ -439,3 +439,24 @@ pub async fn metric_sum(gw: &Gateway, name: &str, label_filter: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The Trino CLI jar's CSV output of `sql` through the gateway at `url`, as `cli-user`.
+pub async fn trino_cli_csv(jar: String, url: &str, sql: &str) -> String {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    tokio::task::spawn_blocking(move || {
+        run(Command::new("java").args([
+            "-jar",
+            &jar,
+            "--server",
+            &url,
+            "--user",
+            "cli-user",
+            "--output-format",
+            "CSV",
+            "--execute",
+            &sql,
+        ]))
+    })
+    .await
+    .unwrap()
+}
