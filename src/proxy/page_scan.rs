@@ -185,6 +185,27 @@ mod tests {
         assert!(PageScan::new(Some(b"br")).is_none());
     }
 
+    /// Pages of the spooling protocol: `data` is an object of segments, the rule is the same.
+    #[test]
+    fn spooled_pages() {
+        let segments = r#""data":{"encoding":"json+zstd","segments":[{"type":"spooled","uri":"http://gw/v1/spooled/q/download/a","ackUri":"http://gw/v1/spooled/q/ack/a","metadata":{"rowOffset":0,"rowsCount":10,"segmentSize":99},"headers":{}}]}"#;
+        let going = format!(
+            r#"{{"id":"q","nextUri":"http://gw/v1/statement/executing/q/y/3","columns":[],{segments},"stats":{{"state":"RUNNING"}}}}"#
+        );
+        let last =
+            format!(r#"{{"id":"q","columns":[],{segments},"stats":{{"state":"FINISHED"}}}}"#);
+        for chunk in [1, 9, 4096] {
+            assert_eq!(
+                scan_in_chunks(going.as_bytes(), chunk, None),
+                Verdict::Continues
+            );
+            assert_eq!(
+                scan_in_chunks(last.as_bytes(), chunk, None),
+                Verdict::Finished
+            );
+        }
+    }
+
     #[test]
     fn garbage_never_counts_as_a_finish_by_accident() {
         assert_eq!(scan_in_chunks(b"", 10, None), Verdict::Continues);
