@@ -183,9 +183,54 @@ pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// The `kind` values of `trino_edge_upstream_errors_total`.
+pub const UPSTREAM_ERROR_KINDS: [&str; 6] = [
+    "connect",
+    "timeout",
+    "reset",
+    "refused_5xx",
+    "resolve",
+    "other",
+];
+
+/// Give the labelled counters the dashboard reads their series at zero for what `snap` configures,
+/// so that its panels show 0 from the start instead of "No data" until the first reload, retry,
+/// upstream error or fallback.
+fn touch_counters(snap: &Snapshot) {
+    let m = &*METRICS;
+    for result in ["success", "failure"] {
+        let _ = m.config_reload.with_label_values(&[result]);
+    }
+    for source in ["memory", "coordinator_id", "database", "miss"] {
+        let _ = m.sticky_resolution.with_label_values(&[source]);
+    }
+    for b in &snap.backends {
+        let _ = m.retries.with_label_values(&[&*b.name]);
+        for kind in UPSTREAM_ERROR_KINDS {
+            let _ = m.upstream_errors.with_label_values(&[&*b.name, kind]);
+        }
+    }
+    // Where a group without an available backend falls back to: a policy's fallback group, or
+    // the default group.
+    let default = snap.default_group;
+    let pairs = snap
+        .policies
+        .iter()
+        .map(|p| (p.group, p.fallback_group.unwrap_or(default)))
+        .chain((0..snap.groups.len()).map(|g| (g, default)));
+    for (from, to) in pairs {
+        if from != to && !snap.groups[from].strict {
+            let _ = m
+                .routing_fallback
+                .with_label_values(&[&*snap.groups[from].name, &*snap.groups[to].name]);
+        }
+    }
+}
+
 /// Bring the per-backend gauges in line with `snap` (and drop series of removed backends).
 pub fn refresh_backend_gauges(snap: &Snapshot) {
     let m = &*METRICS;
+    touch_counters(snap);
     m.snapshot_version.set(snap.version as i64);
     for g in [
         &m.backend_up,

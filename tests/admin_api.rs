@@ -186,6 +186,17 @@ async fn crud_validation_and_draining_through_the_api_on_sqlite() {
 
     // A GET result can be PUT back (status fields are ignored); a PUT can change the weight.
     let (_, mut v) = api.get("/api/v1/backends/b2").await;
+    // One casing in the whole object, the config file's.
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert!(
+        keys.contains(&&"started_since_probe".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| !k.chars().any(|c| c.is_ascii_uppercase())),
+        "{keys:?}"
+    );
     v["weight"] = json!(5);
     let (s, v) = api.put("/api/v1/backends/b2", v).await;
     assert_eq!(s, 200, "{v}");

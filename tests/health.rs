@@ -153,7 +153,7 @@ async fn a_coordinator_restart_is_detected_and_its_old_queries_get_a_clean_404()
     )
     .await;
     let v = wait_state(&gw, "b1", "HEALTHY", Duration::from_secs(5)).await;
-    assert_eq!(v["coordinatorId"], "aaaaa");
+    assert_eq!(v["coordinator_id"], "aaaaa");
     let client = Client::new(&gw.url);
     let first: serde_json::Value = client
         .submit("SELECT * FROM UNNEST(sequence(1, 100))", &[])
@@ -186,8 +186,8 @@ async fn a_coordinator_restart_is_detected_and_its_old_queries_get_a_clean_404()
             .json()
             .await
             .unwrap();
-        if v["coordinatorId"] == "bbbbb" {
-            assert_eq!(v["coordinatorRestarts"], 1);
+        if v["coordinator_id"] == "bbbbb" {
+            assert_eq!(v["coordinator_restarts"], 1);
             break;
         }
         assert!(Instant::now() < deadline, "restart not detected: {v}");

@@ -374,6 +374,55 @@ async fn counters_match_a_scripted_mix_of_traffic_and_the_dashboard_metrics_exis
     );
 }
 
+/// Before any reload, retry, upstream error or fallback, the counters of those dashboard panels
+/// already have their series, at zero, for every configured backend and fallback path: the
+/// panels show 0, not "No data".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_counters_exist_at_zero_from_the_start() {
+    let (gw, _bs) = scripted_gateway().await;
+    let m = parse(&scrape(&gw).await);
+    let samples = |metric: &str, labels: &[(&str, &str)]| -> Vec<f64> {
+        m.samples
+            .iter()
+            .filter(|s| s.metric == metric)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .collect()
+    };
+    for (metric, labels) in [
+        (
+            "trino_edge_config_reload_total",
+            &[("result", "success")][..],
+        ),
+        (
+            "trino_edge_config_reload_total",
+            &[("result", "failure")][..],
+        ),
+        ("trino_edge_retries_total", &[("backend", "b6")][..]),
+        (
+            "trino_edge_upstream_errors_total",
+            &[("backend", "b4"), ("kind", "connect")][..],
+        ),
+        (
+            "trino_edge_upstream_errors_total",
+            &[("backend", "b1"), ("kind", "timeout")][..],
+        ),
+        (
+            "trino_edge_routing_fallback_total",
+            &[("from_group", "off"), ("to_group", "adhoc")][..],
+        ),
+        (
+            "trino_edge_sticky_resolution_total",
+            &[("source", "miss")][..],
+        ),
+    ] {
+        assert_eq!(samples(metric, labels), vec![0.0], "{metric} {labels:?}");
+    }
+}
+
 fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(o) => {

@@ -405,3 +405,121 @@ async fn listener_rules_require_a_user_or_take_it_from_a_trusted_proxy() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// The routing dry run and the proxy decide alike, refusals included: the same table of requests
+/// goes through both, and the answer (status and error, or the backend) must be the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_answers_what_the_proxy_does_for_a_table_of_requests() {
+    let adhoc = backend(100).await;
+    let etl = backend(100).await;
+    let (main, sso, admin) = (free_port(), free_port(), free_port());
+    let yaml = config_yaml(
+        &[("main", main), ("sso", sso)],
+        admin,
+        &[("adhoc", "round_robin"), ("etl", "round_robin")],
+        &[("a1", adhoc.url(), "adhoc"), ("e1", etl.url(), "etl")],
+        "    - { name: etl, match: { client_tags_all: [etl] }, group: etl }\n    - { name: svc, match: { user: \"^svc_\" }, group: etl }\n",
+    )
+    .replace("name: main, address", "name: main, require_user: true, address")
+    .replace("name: sso, address", "name: sso, user_from_header: X-Auth-User, address")
+    .replace("admin:\n", "  max_submission_bytes: 1000\nadmin:\n");
+    let gw = Gateway::start(&yaml, main, admin).await;
+    let http = reqwest::Client::new();
+    let backend_of = |id: &str| -> &'static str {
+        if coordinator_of(id) == adhoc.coordinator_id() {
+            "a1"
+        } else if coordinator_of(id) == etl.coordinator_id() {
+            "e1"
+        } else {
+            "?"
+        }
+    };
+    let long = format!("SELECT 1 -- {}", "x".repeat(2000));
+    // (listener, its port, headers, statement)
+    type Row<'a> = (&'a str, u16, Vec<(&'a str, &'a str)>, &'a str);
+    let table: Vec<Row> = vec![
+        ("main", main, vec![], "SELECT 1"),
+        ("main", main, vec![("X-Trino-User", "")], "SELECT 1"),
+        ("main", main, vec![("X-Trino-User", "alice")], "SELECT 1"),
+        (
+            "main",
+            main,
+            vec![("X-Trino-User", "alice"), ("X-Trino-Client-Tags", "etl")],
+            "SELECT 1",
+        ),
+        ("main", main, vec![("X-Trino-User", "svc_load")], "SELECT 1"),
+        ("main", main, vec![("X-Trino-User", "alice")], &long),
+        (
+            "main",
+            main,
+            vec![
+                ("X-Trino-User", "alice"),
+                ("X-Trino-Transaction-Id", "nope"),
+            ],
+            "SELECT 1",
+        ),
+        (
+            "main",
+            main,
+            vec![("X-Trino-User", "alice"), ("X-Trino-Routing-Group", "etl")],
+            "SELECT 1",
+        ),
+        (
+            "sso",
+            sso,
+            vec![("X-Trino-User", "svc_claimed")],
+            "SELECT 1",
+        ),
+        (
+            "sso",
+            sso,
+            vec![("X-Auth-User", "svc_real"), ("X-Trino-User", "alice")],
+            "SELECT 1",
+        ),
+        ("sso", sso, vec![("X-Auth-User", "bob")], "SELECT 1"),
+    ];
+    for (listener, port, headers, sql) in table {
+        // The proxy.
+        let mut req = http
+            .post(format!("http://127.0.0.1:{port}/v1/statement"))
+            .body(sql.to_string());
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        let proxy = if status == 200 {
+            format!("200 {}", backend_of(body["id"].as_str().unwrap()))
+        } else {
+            format!("{status} {}", body["error"]["errorName"].as_str().unwrap())
+        };
+        // The dry run.
+        let hdrs: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
+        let d: serde_json::Value = http
+            .post(format!("{}/api/v1/route", gw.admin))
+            .json(&serde_json::json!({"listener": listener, "headers": hdrs, "sql": sql}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let dry = if d["error"].is_null() {
+            format!("200 {}", d["backend"]["name"].as_str().unwrap())
+        } else {
+            format!(
+                "{} {}",
+                d["error"]["httpStatus"],
+                d["error"]["errorName"].as_str().unwrap()
+            )
+        };
+        assert_eq!(dry, proxy, "{listener} {headers:?}: dry run {d}");
+        if status != 200 {
+            assert_eq!(d["decision"] == "refused", status != 404, "{d}");
+        }
+    }
+}

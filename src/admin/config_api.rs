@@ -59,15 +59,15 @@ const BACKEND_STATUS_FIELDS: [&str; 12] = [
     "state",
     "health",
     "full",
-    "runningQueries",
-    "queuedQueries",
-    "startedSinceProbe",
-    "inflightRequests",
-    "coordinatorId",
+    "running_queries",
+    "queued_queries",
+    "started_since_probe",
+    "inflight_requests",
+    "coordinator_id",
     "version",
-    "lastCheck",
-    "lastError",
-    "coordinatorRestarts",
+    "last_check",
+    "last_error",
+    "coordinator_restarts",
 ];
 
 /// Parse a JSON body into a config object with a clear 400 on any problem.

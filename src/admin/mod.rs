@@ -270,15 +270,15 @@ pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
         "state": state,
         "health": health,
         "full": b.is_full(),
-        "runningQueries": load_known.then(|| h.reported_running.load(Ordering::Relaxed)),
-        "queuedQueries": load_known.then(|| h.reported_queued.load(Ordering::Relaxed)),
-        "startedSinceProbe": h.started_since_probe.load(Ordering::Relaxed),
-        "inflightRequests": inflight,
-        "coordinatorId": report.coordinator_id,
+        "running_queries": load_known.then(|| h.reported_running.load(Ordering::Relaxed)),
+        "queued_queries": load_known.then(|| h.reported_queued.load(Ordering::Relaxed)),
+        "started_since_probe": h.started_since_probe.load(Ordering::Relaxed),
+        "inflight_requests": inflight,
+        "coordinator_id": report.coordinator_id,
         "version": report.version,
-        "lastCheck": report.last_check.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()),
-        "lastError": report.last_error,
-        "coordinatorRestarts": report.restarts,
+        "last_check": report.last_check.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339()),
+        "last_error": report.last_error,
+        "coordinator_restarts": report.restarts,
     })
 }
 

@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 
 use super::config_api::{ApiError, ApiResult};
 use super::AdminState;
+use crate::proxy::admission::{self, Admitted};
 use crate::proxy::error::GatewayError;
-use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::routing::facts::USER;
 use crate::routing::strategy::{self, Unavailable};
 use crate::routing::{choose_group, place, RouteReason};
 use crate::snapshot::Snapshot;
@@ -117,46 +118,82 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
         "listener": &*listener,
         "sql": sql,
     });
-    let o = out.as_object_mut().expect("object");
+    let Some(o) = out.as_object_mut() else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "dry run answer is not an object".into(),
+        ));
+    };
 
-    // A statement inside a transaction goes where the transaction started, whatever the policies.
-    let txn = TRANSACTION_ID
-        .get(&headers)
-        .map_err(|h| bad(format!("header {h} is not valid UTF-8")))?
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
-    if let Some(txn) = txn {
-        o.insert("decision".into(), json!("transaction"));
-        match st.gateway.sticky.resolve_transaction(txn) {
-            Some(b) => {
-                o.insert(
-                    "explanation".into(),
-                    json!([format!(
-                        "transaction {txn} was started on backend `{}`",
-                        b.name
-                    )]),
-                );
-                o.insert("backend".into(), json!({"name": &*b.name, "url": b.url}));
-                o.insert("error".into(), Value::Null);
-            }
-            None => {
-                o.insert(
-                    "explanation".into(),
-                    json!([format!(
-                        "transaction {txn} is not known to this gateway instance"
-                    )]),
-                );
-                o.insert("backend".into(), Value::Null);
-                o.insert(
-                    "error".into(),
-                    gateway_error(&GatewayError::unknown_transaction(txn)),
-                );
-            }
+    // The proxy's own admission, in its order: what it would refuse, this refuses the same way.
+    let listener_cfg = snap
+        .config
+        .proxy
+        .listeners
+        .iter()
+        .find(|l| *l.name == *listener);
+    let refused = |o: &mut serde_json::Map<String, Value>, e: GatewayError| {
+        o.insert("decision".into(), json!("refused"));
+        o.insert("backend".into(), Value::Null);
+        o.insert("explanation".into(), json!([e.message.clone()]));
+        o.insert("error".into(), gateway_error(&e));
+    };
+    match admission::identity(listener_cfg, &listener, &headers) {
+        Ok(Some(user)) => {
+            headers.remove(&USER.presto);
+            headers.insert(USER.trino.clone(), user);
         }
-        return Ok(Json(out).into_response());
+        Ok(None) => {}
+        Err(e) => {
+            refused(o, e);
+            return Ok(Json(out).into_response());
+        }
     }
-
-    let facts = RequestFacts::from_headers(&listener, &headers)
-        .map_err(|h| bad(format!("header {h} is not valid UTF-8")))?;
+    let admitted = admission::admit(
+        &snap,
+        listener_cfg,
+        &listener,
+        &headers,
+        true,
+        req.sql.as_ref().map(|s| s.len() as u64),
+    );
+    let facts = match admitted {
+        Err(e) => {
+            refused(o, e);
+            return Ok(Json(out).into_response());
+        }
+        Ok(Admitted::Route(facts)) => facts,
+        Ok(Admitted::Transaction(txn)) => {
+            o.insert("decision".into(), json!("transaction"));
+            match st.gateway.sticky.resolve_transaction(txn) {
+                Some(b) => {
+                    o.insert(
+                        "explanation".into(),
+                        json!([format!(
+                            "transaction {txn} was started on backend `{}`",
+                            b.name
+                        )]),
+                    );
+                    o.insert("backend".into(), json!({"name": &*b.name, "url": b.url}));
+                    o.insert("error".into(), Value::Null);
+                }
+                None => {
+                    o.insert(
+                        "explanation".into(),
+                        json!([format!(
+                            "transaction {txn} is not known to this gateway instance"
+                        )]),
+                    );
+                    o.insert("backend".into(), Value::Null);
+                    o.insert(
+                        "error".into(),
+                        gateway_error(&GatewayError::unknown_transaction(txn)),
+                    );
+                }
+            }
+            return Ok(Json(out).into_response());
+        }
+    };
     let (group, reason) = choose_group(&snap, &facts);
     let mut why = Vec::new();
     match facts.routing_group {

@@ -10,6 +10,7 @@
 //!   end and, where segments must be routed or a cluster needs `forwarding: rewrite`, their URIs
 //!   rewritten on the fly ([`page_rewrite`]).
 
+pub mod admission;
 pub mod client_connection;
 pub mod error;
 pub mod forwarded;
@@ -36,13 +37,14 @@ use tracing::{debug, info, warn};
 use crate::config::{Forwarding, Spooling};
 use crate::history::{HistoryEvent, HistorySink};
 use crate::metrics::{status_label, METRICS};
-use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::routing::facts::TRANSACTION_ID;
 use crate::routing::strategy::{self, Unavailable};
 use crate::routing::{choose_group, place, RouteReason};
 use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
 use crate::stickiness::Stickiness;
 use crate::store::HistoryRecord;
 use crate::sync::StateSync;
+use admission::Admitted;
 use error::GatewayError;
 use page_scan::{PageScan, Verdict};
 pub use submitted::Submitted;
@@ -410,39 +412,27 @@ impl TrinoProxy {
                 } else {
                     Kind::Other
                 };
-                if target == Target::Submit
-                    && declared_length(req).is_some_and(|n| n > snap.max_submission_bytes)
-                {
-                    return Err(GatewayError::submission_too_large(
-                        snap.max_submission_bytes,
-                    ));
-                }
-                // A statement inside a transaction must reach the backend that started it.
-                let txn = TRANSACTION_ID
-                    .get(&req.headers)
-                    .map_err(|h| {
-                        GatewayError::bad_request(format!("header {h} is not valid UTF-8"))
-                    })?
-                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
-                if let Some(txn) = txn {
-                    let owner = self
-                        .gateway
-                        .sticky
-                        .resolve_transaction(txn)
-                        .ok_or_else(|| GatewayError::unknown_transaction(txn))?;
-                    ctx.backend = Some(owner);
-                    return Ok(());
-                }
-                let facts =
-                    RequestFacts::from_headers(&self.listener, &req.headers).map_err(|h| {
-                        GatewayError::bad_request(format!("header {h} is not valid UTF-8"))
-                    })?;
-                if target == Target::Submit
-                    && facts.user.is_none_or(str::is_empty)
-                    && self.listener_config(&snap).is_some_and(|l| l.require_user)
-                {
-                    return Err(GatewayError::missing_user(&self.listener));
-                }
+                let admitted = admission::admit(
+                    &snap,
+                    self.listener_config(&snap),
+                    &self.listener,
+                    &req.headers,
+                    target == Target::Submit,
+                    declared_length(req),
+                )?;
+                let facts = match admitted {
+                    // A statement inside a transaction must reach the backend that started it.
+                    Admitted::Transaction(txn) => {
+                        let owner = self
+                            .gateway
+                            .sticky
+                            .resolve_transaction(txn)
+                            .ok_or_else(|| GatewayError::unknown_transaction(txn))?;
+                        ctx.backend = Some(owner);
+                        return Ok(());
+                    }
+                    Admitted::Route(facts) => facts,
+                };
                 let (group, reason) = choose_group(&snap, &facts);
                 ctx.reason = Some(reason);
                 ctx.retryable = true;
@@ -500,19 +490,13 @@ impl TrinoProxy {
     /// With `user_from_header`, the trusted front proxy's header becomes `X-Trino-User` (and
     /// whatever user the client claimed is dropped) before anything looks at the request.
     fn apply_identity(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), GatewayError> {
-        let Some(header) = self
-            .listener_config(&ctx.snap)
-            .and_then(|l| l.user_from_header.as_deref())
+        let listener = self.listener_config(&ctx.snap);
+        let Some(user) =
+            admission::identity(listener, &self.listener, &session.req_header().headers)?
         else {
             return Ok(());
         };
         let req = session.req_header_mut();
-        let user = req
-            .headers
-            .get(header)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .ok_or_else(|| GatewayError::unauthenticated(&self.listener, header))?;
         req.remove_header(&crate::routing::facts::USER.presto);
         req.insert_header(crate::routing::facts::USER.trino.clone(), user)
             .map_err(|_| GatewayError::bad_request("cannot set X-Trino-User"))?;

@@ -1,0 +1,71 @@
+//! What a request not tied to a query must pass before it is routed, in the order the proxy
+//! applies it: the trusted identity header, the statement size, a transaction's owner, a required
+//! user. One place for both the proxy and the routing dry run (`POST /api/v1/route`), so that the
+//! dry run can never say "group adhoc, backend b1" where the proxy answers 400 or 413.
+
+use http::{HeaderMap, HeaderValue};
+
+use super::error::GatewayError;
+use crate::config::ListenerConfig;
+use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::snapshot::Snapshot;
+
+/// Where an admitted request goes next.
+pub enum Admitted<'h> {
+    /// A statement inside this transaction: it goes where the transaction started.
+    Transaction(&'h str),
+    /// Routed by policies and strategies on these facts.
+    Route(RequestFacts<'h>),
+}
+
+/// With `user_from_header` on the listener, the value that becomes `X-Trino-User` (whatever user
+/// the client claimed is dropped); `None` when the listener has no such header. A request without
+/// it is refused (401).
+pub fn identity(
+    listener: Option<&ListenerConfig>,
+    listener_name: &str,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, GatewayError> {
+    let Some(header) = listener.and_then(|l| l.user_from_header.as_deref()) else {
+        return Ok(None);
+    };
+    headers
+        .get(header)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| GatewayError::unauthenticated(listener_name, header))
+}
+
+/// The checks after the identity: a submission's declared size, the transaction header, a
+/// required user on submissions.
+pub fn admit<'h>(
+    snap: &Snapshot,
+    listener: Option<&ListenerConfig>,
+    listener_name: &'h str,
+    headers: &'h HeaderMap,
+    submission: bool,
+    declared_length: Option<u64>,
+) -> Result<Admitted<'h>, GatewayError> {
+    if submission && declared_length.is_some_and(|n| n > snap.max_submission_bytes) {
+        return Err(GatewayError::submission_too_large(
+            snap.max_submission_bytes,
+        ));
+    }
+    let not_utf8 = |h| GatewayError::bad_request(format!("header {h} is not valid UTF-8"));
+    let txn = TRANSACTION_ID
+        .get(headers)
+        .map_err(not_utf8)?
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
+    if let Some(txn) = txn {
+        return Ok(Admitted::Transaction(txn));
+    }
+    let facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
+    if submission
+        && facts.user.is_none_or(str::is_empty)
+        && listener.is_some_and(|l| l.require_user)
+    {
+        return Err(GatewayError::missing_user(listener_name));
+    }
+    Ok(Admitted::Route(facts))
+}
