@@ -13,9 +13,10 @@ use http::{HeaderMap, HeaderValue, Method};
 use trino_edge::config::parse_str;
 use trino_edge::proxy::target::classify;
 use trino_edge::proxy::Submitted;
+use trino_edge::query_id::coordinator_id;
 use trino_edge::routing::{choose_group, RequestFacts};
 use trino_edge::snapshot::SnapshotHandle;
-use trino_edge::stickiness::{coordinator_id, Stickiness};
+use trino_edge::stickiness::Stickiness;
 
 /// A config with `n` policies of realistic shape; only the last one matches the benchmark request.
 fn config(n: usize) -> String {

@@ -14,9 +14,9 @@ use pingora_core::services::background::BackgroundService;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::database::Database;
 use crate::metrics::METRICS;
 use crate::store::HistoryRecord;
-use crate::sync::StateSync;
 
 /// Events waiting to be written; beyond this, new ones are dropped.
 const CAPACITY: usize = 10_000;
@@ -50,16 +50,16 @@ impl HistorySink {
 
 pub struct HistoryWriter {
     rx: tokio::sync::Mutex<mpsc::Receiver<HistoryEvent>>,
-    sync: Arc<StateSync>,
+    database: Arc<Database>,
 }
 
-pub fn channel(sync: Arc<StateSync>) -> (HistorySink, HistoryWriter) {
+pub fn channel(database: Arc<Database>) -> (HistorySink, HistoryWriter) {
     let (tx, rx) = mpsc::channel(CAPACITY);
     (
         HistorySink { tx },
         HistoryWriter {
             rx: tokio::sync::Mutex::new(rx),
-            sync,
+            database,
         },
     )
 }
@@ -74,18 +74,18 @@ impl HistoryWriter {
             // Shared, not copied: the database runs on its own runtime, and a failed batch is
             // tried again.
             let batch = queries.clone();
-            self.sync
-                .db(move |s| async move { s.insert_history(&batch).await })
+            self.database
+                .run(move |s| async move { s.insert_history(&batch).await })
                 .await
-                .map_err(|e| crate::sync::db_error("history", e))?;
+                .map_err(|e| crate::database::error("history", e))?;
         }
         for (id, backend) in coordinators {
             let (id, backend) = (id.clone(), backend.clone());
             let now = chrono::Utc::now().timestamp_millis();
-            self.sync
-                .db(move |s| async move { s.save_coordinator(&id, &backend, now).await })
+            self.database
+                .run(move |s| async move { s.save_coordinator(&id, &backend, now).await })
                 .await
-                .map_err(|e| crate::sync::db_error("coordinator", e))?;
+                .map_err(|e| crate::database::error("coordinator", e))?;
         }
         Ok(())
     }

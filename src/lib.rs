@@ -1,12 +1,14 @@
 //! trino-edge: a Pingora-based edge gateway for Trino.
 //!
 //! Module map: [`config`] (file → validated structs) · [`snapshot`] (immutable routing table behind
-//! arc-swap) · [`routing`] (policies and strategies) · [`stickiness`] (query id → backend) ·
+//! arc-swap) · [`routing`] (policies and strategies) · [`query_id`] (Trino query ids) · [`stickiness`] (query id → backend) ·
+//! [`database`] (the shared database handle) · [`sync`] (database ⇄ snapshot) ·
 //! [`proxy`] (the Pingora `ProxyHttp` phases) · [`admin`] (admin listener) · [`reload`] (SIGHUP) · [`health`] (probes) ·
 //! [`server`] (assembly) · [`demo`] · [`emulator`] (a Trino-protocol backend for tests and demos).
 
 pub mod admin;
 pub mod config;
+pub mod database;
 pub mod demo;
 pub mod emulator;
 pub mod health;
@@ -16,6 +18,7 @@ pub mod latency_probe;
 pub mod metrics;
 pub mod passthrough;
 pub mod proxy;
+pub mod query_id;
 pub mod reload;
 pub mod routing;
 pub mod server;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::admin::AdminService;
 use crate::config::Config;
+use crate::database::{self, Database};
 use crate::health::HealthChecker;
 use crate::history;
 use crate::proxy::client_connection::ClientConnections;
@@ -20,7 +21,7 @@ use crate::reload::Reloader;
 use crate::snapshot::SnapshotHandle;
 use crate::stickiness::Stickiness;
 use crate::store::drift::{self, Difference};
-use crate::sync::{database_runtime, redact, ConfigSource, StateSync, SyncService};
+use crate::sync::{redact, ConfigSource, StateSync, SyncService};
 use crate::tls::{ServerCert, UpstreamTls};
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 
@@ -109,22 +110,22 @@ fn log_drift(config: &Config, version: i64, drift: &[Difference]) {
 pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     // The database holds history and coordinator ids in both modes, and in database mode also
     // the routing config (seeded from the file once).
-    let rt = database_runtime()?;
+    let rt = database::runtime()?;
     let opened = rt.block_on(StateSync::open(&config, opts.source))?;
     if opts.source == ConfigSource::Database {
         log_drift(&config, opened.version, &opened.drift);
     }
     let (store, routing_config, version) = (opened.store, opened.config, opened.version);
     let snapshots = SnapshotHandle::new(&routing_config).map_err(|e| e.to_string())?;
+    let database = Database::new(store, rt);
     let sync = StateSync::new(
         opts.source,
-        store,
-        rt,
+        database.clone(),
         snapshots.clone(),
         config.clone(),
         version,
     );
-    let (history, history_writer) = history::channel(sync.clone());
+    let (history, history_writer) = history::channel(database.clone());
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
         sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
@@ -136,7 +137,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         max_submit_attempts: config.proxy.max_submit_attempts,
         health_rounds: AtomicU64::new(0),
         history: Some(history),
-        database: Some(sync.clone()),
+        database: Some(database),
         lookup_permits: tokio::sync::Semaphore::new(8),
         instance: instance_name(&config),
     });

@@ -17,11 +17,12 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::config::{validate, Config};
+use crate::database::Database;
 use crate::metrics::METRICS;
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
 use crate::store::drift::{self, Difference};
-use crate::store::{Store, StoreError, StoredRouting};
+use crate::store::{Store, StoredRouting};
 
 /// Which side owns groups, backends and policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -61,10 +62,7 @@ pub fn check(config: &Config) -> Result<(), String> {
 
 pub struct StateSync {
     pub source: ConfigSource,
-    store: Store,
-    /// The runtime that owns the pool's connections; every database call runs there, whichever
-    /// Pingora service runtime (admin, sync) asks for it.
-    rt: tokio::runtime::Handle,
+    pub database: Arc<Database>,
     pub snapshots: Arc<SnapshotHandle>,
     /// The file's current settings (replaced on SIGHUP).
     pub file: ArcSwap<Config>,
@@ -129,16 +127,14 @@ impl StateSync {
 
     pub fn new(
         source: ConfigSource,
-        store: Store,
-        rt: tokio::runtime::Handle,
+        database: Arc<Database>,
         snapshots: Arc<SnapshotHandle>,
         file: Config,
         version: i64,
     ) -> Arc<StateSync> {
         Arc::new(StateSync {
             source,
-            store,
-            rt,
+            database,
             snapshots,
             file: ArcSwap::from_pointee(file),
             applied: AtomicI64::new(version),
@@ -150,9 +146,10 @@ impl StateSync {
     /// backends it has not talked to yet. Local knowledge wins over the database's.
     pub async fn learn_shared_coordinators(&self, gateway: &Gateway) -> Result<usize, String> {
         let shared = self
-            .db(|s| async move { s.coordinators().await })
+            .database
+            .run(|s| async move { s.coordinators().await })
             .await
-            .map_err(|e| db_error("coordinators", e))?;
+            .map_err(|e| crate::database::error("coordinators", e))?;
         let snap = self.snapshots.load();
         let mut learned = 0;
         for (id, backend) in shared {
@@ -170,19 +167,6 @@ impl StateSync {
         Ok(learned)
     }
 
-    /// Run a store operation on the database runtime.
-    pub async fn db<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(Store) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        match self.rt.spawn(f(self.store.clone())).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Db(sqlx::Error::WorkerCrashed)),
-        }
-    }
-
     /// Load the database and swap in a new snapshot if its version moved (or `force`). Counts
     /// reloads (success, or failure for an invalid config) in the metrics.
     pub async fn reload(&self, force: bool) -> Result<Option<u64>, String> {
@@ -191,16 +175,18 @@ impl StateSync {
         }
         let _one = self.reloading.lock().await;
         let version = self
-            .db(|s| async move { s.version().await })
+            .database
+            .run(|s| async move { s.version().await })
             .await
-            .map_err(|e| db_error("version", e))?;
+            .map_err(|e| crate::database::error("version", e))?;
         if !force && version == self.applied.load(Ordering::Relaxed) {
             return Ok(None);
         }
         let stored = self
-            .db(|s| async move { s.load().await })
+            .database
+            .run(|s| async move { s.load().await })
             .await
-            .map_err(|e| db_error("load", e))?;
+            .map_err(|e| crate::database::error("load", e))?;
         let merged = merge(&self.file.load(), &stored);
         if let Err(e) = check(&merged) {
             METRICS.config_reload.with_label_values(&["failure"]).inc();
@@ -218,35 +204,6 @@ impl StateSync {
         METRICS.snapshot_version.set(snap.version as i64);
         Ok(Some(snap.version))
     }
-}
-
-/// A dedicated runtime thread for the database pool, alive for the whole process.
-pub fn database_runtime() -> Result<tokio::runtime::Handle, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("database".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => {
-                    let _ = tx.send(Ok(rt.handle().clone()));
-                    rt.block_on(std::future::pending::<()>());
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                }
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    rx.recv().map_err(|e| e.to_string())?
-}
-
-pub fn db_error(op: &str, e: StoreError) -> String {
-    METRICS.db_errors.with_label_values(&[op]).inc();
-    format!("database {op} failed: {e}")
 }
 
 /// Hide a password in a database URL for messages.

@@ -19,7 +19,7 @@ use pingora_core::tls::ext;
 use pingora_core::utils::tls::CertKey;
 use tracing::{info, warn};
 
-use crate::config::{TlsFiles, UpstreamTlsConfig};
+use crate::config::model::{TlsFiles, UpstreamTlsConfig};
 
 /// A certificate chain (leaf first) and its private key.
 pub struct Certified {

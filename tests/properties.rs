@@ -6,9 +6,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
 use trino_edge::config::{parse_str, MatchConfig, PolicyConfig};
 use trino_edge::proxy::target::{classify, Target};
+use trino_edge::query_id::{coordinator_id, is_valid_query_id};
 use trino_edge::routing::policy::CompiledPolicy;
 use trino_edge::routing::RequestFacts;
-use trino_edge::stickiness::{coordinator_id, is_valid_query_id};
 
 /// A Trino query id: `YYYYMMDD_HHMMSS_NNNNN_ccccc`.
 fn query_id() -> impl Strategy<Value = String> {

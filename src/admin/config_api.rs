@@ -116,7 +116,8 @@ where
         ));
     }
     let stored = sync
-        .db(|s| async move { s.load().await })
+        .database
+        .run(|s| async move { s.load().await })
         .await
         .map_err(store_error)?;
     let mut candidate = stored.clone();
@@ -172,15 +173,18 @@ where
     }
     let version = match (change, item) {
         (Change::Create, Some(new)) => {
-            sync.db(move |s| async move { T::create(&s, &new).await })
+            sync.database
+                .run(move |s| async move { T::create(&s, &new).await })
                 .await
         }
         (Change::Replace(name), Some(new)) => {
-            sync.db(move |s| async move { T::replace(&s, &name, &new).await })
+            sync.database
+                .run(move |s| async move { T::replace(&s, &name, &new).await })
                 .await
         }
         (Change::Delete(name), _) => {
-            sync.db(move |s| async move { s.delete(kind, &name).await })
+            sync.database
+                .run(move |s| async move { s.delete(kind, &name).await })
                 .await
         }
         _ => {

@@ -79,7 +79,8 @@ pub async fn list(
         cursor: p.cursor,
     };
     let mut page = sync
-        .db(move |s| async move { s.history(&filter).await })
+        .database
+        .run(move |s| async move { s.history(&filter).await })
         .await
         .map_err(super::config_api::store_error)?;
     if !shows_sql(&st, &caller) {
@@ -98,7 +99,8 @@ pub async fn get(
     let sync = st.sync.clone();
     let wanted = id.clone();
     match sync
-        .db(move |s| async move { s.history_entry(&wanted).await })
+        .database
+        .run(move |s| async move { s.history_entry(&wanted).await })
         .await
         .map_err(super::config_api::store_error)?
     {

@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::proxy::Gateway;
+use crate::query_id::coordinator_id;
 use crate::snapshot::{Backend, Snapshot};
-use crate::stickiness::coordinator_id;
 use probe::ProbeResult;
 
 pub struct HealthChecker {

@@ -35,6 +35,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tracing::{debug, info, warn};
 
 use crate::config::{Forwarding, Spooling};
+use crate::database::Database;
 use crate::history::{HistoryEvent, HistorySink};
 use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::TRANSACTION_ID;
@@ -43,7 +44,6 @@ use crate::routing::{choose_group, place, RouteReason};
 use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
 use crate::stickiness::Stickiness;
 use crate::store::HistoryRecord;
-use crate::sync::StateSync;
 use admission::Admitted;
 use error::GatewayError;
 use page_scan::{PageScan, Verdict};
@@ -82,7 +82,7 @@ pub struct Gateway {
     /// Where query history and learned coordinator ids go (`None` in tests without a database).
     pub history: Option<HistorySink>,
     /// The shared database, asked when nothing in memory knows a query's owner.
-    pub database: Option<Arc<StateSync>>,
+    pub database: Option<Arc<Database>>,
     /// Concurrent database lookups allowed (see `lookup_in_database`).
     pub lookup_permits: tokio::sync::Semaphore,
     /// This instance's name in the history.
@@ -109,9 +109,9 @@ impl Gateway {
         // rest as misses right away instead of queueing them on the database.
         let _permit = self.lookup_permits.try_acquire().ok()?;
         let id = query_id.to_string();
-        let cid = crate::stickiness::coordinator_id(query_id)
+        let cid = crate::query_id::coordinator_id(query_id)
             .map(|c| String::from_utf8_lossy(&c).into_owned());
-        let lookup = db.db(move |s| async move {
+        let lookup = db.run(move |s| async move {
             match s.query_backend(&id).await? {
                 Some(b) => Ok(Some(b)),
                 None => match cid {
@@ -125,7 +125,7 @@ impl Gateway {
             Ok(Err(e)) => {
                 warn!(
                     "query owner lookup failed: {}",
-                    crate::sync::db_error("lookup", e)
+                    crate::database::error("lookup", e)
                 );
                 return None;
             }
@@ -137,7 +137,7 @@ impl Gateway {
         let b = snap.backends.iter().find(|b| *b.name == *name)?.clone();
         // The history remembers queries of a coordinator that has restarted since: they are gone.
         let current = b.runtime.health.coordinator();
-        if let (Some(q), Some(cur)) = (crate::stickiness::coordinator_id(query_id), current) {
+        if let (Some(q), Some(cur)) = (crate::query_id::coordinator_id(query_id), current) {
             if q != cur {
                 return None;
             }
@@ -146,7 +146,7 @@ impl Gateway {
         Some(b)
     }
 
-    pub fn share_coordinator(&self, cid: crate::stickiness::CoordinatorId, backend: &Backend) {
+    pub fn share_coordinator(&self, cid: crate::query_id::CoordinatorId, backend: &Backend) {
         if let Some(h) = &self.history {
             h.record(HistoryEvent::Coordinator {
                 id: String::from_utf8_lossy(&cid).into_owned(),

@@ -313,7 +313,7 @@ impl PageRewriter {
     fn transform(&mut self, key: Key, value: &[u8]) -> Option<String> {
         let value = std::str::from_utf8(value).ok()?;
         if key == Key::Id {
-            if self.rules.query_id.is_none() && crate::stickiness::is_valid_query_id(value) {
+            if self.rules.query_id.is_none() && crate::query_id::is_valid_query_id(value) {
                 self.rules.query_id = Some(value.to_string());
             }
             return None;

@@ -4,7 +4,7 @@
 use http::Method;
 
 use super::error::GatewayError;
-use crate::stickiness::is_valid_query_id;
+use crate::query_id::is_valid_query_id;
 
 /// Longest path we accept; Trino's own paths are far shorter, so longer ones are hostile or broken.
 const MAX_PATH: usize = 4096;
