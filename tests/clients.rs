@@ -89,18 +89,7 @@ async fn npm_trino_client_pages_and_fails() {
     };
     let b1 = backend(1000).await;
     let gw = simple_gateway(&[&b1], "round_robin").await;
-    let url = gw.url.clone();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_client.mjs");
-    let stdout = tokio::task::spawn_blocking(move || {
-        run(Command::new("node")
-            .arg(script)
-            .arg(&url)
-            .env("TRINO_EDGE_NODE_MODULES", modules))
-    })
-    .await
-    .unwrap();
-    let facts: serde_json::Value =
-        serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let facts = node_client(modules, &gw.url).await;
     assert_eq!(facts["rows"], 2500);
     assert_eq!(
         coordinator_of(facts["id"].as_str().unwrap()),

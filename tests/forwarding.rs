@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -72,16 +71,7 @@ async fn every_client_works_against_clusters_that_refuse_forwarded_headers() {
 
     // The real clients: Python at its default (spooled) settings, the CLI and npm.
     if let Some(python) = tool("TRINO_EDGE_PYTHON") {
-        let port = port.to_string();
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/python_spooled.py"
-        );
-        tokio::task::spawn_blocking(move || {
-            run(Command::new(python).args([script, "127.0.0.1", &port, "5,20000,3000,1"]))
-        })
-        .await
-        .unwrap();
+        python_spooled(python, &gw.url, "5,20000,3000,1").await;
         assert!(b1.state.stats().segments_issued > 0, "no spooled result");
         assert_eq!(b1.state.stats().segment_not_found, 0);
     }
@@ -92,17 +82,7 @@ async fn every_client_works_against_clusters_that_refuse_forwarded_headers() {
         assert_eq!(stdout.lines().count(), 6000, "{stdout}");
     }
     if let Some(modules) = tool("TRINO_EDGE_NODE_MODULES") {
-        let url = gw.url.clone();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_client.mjs");
-        let stdout = tokio::task::spawn_blocking(move || {
-            run(Command::new("node")
-                .arg(script)
-                .arg(&url)
-                .env("TRINO_EDGE_NODE_MODULES", modules))
-        })
-        .await
-        .unwrap();
-        let facts: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+        let facts = node_client(modules, &gw.url).await;
         assert_eq!(facts["rows"], 2500);
     }
     for b in [&b1, &b2] {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -73,16 +72,6 @@ async fn crossed_pair(backends: &[&EmulatorHandle], extra: &str) -> (Gateway, Ga
     (a, b)
 }
 
-fn python_spooled(python: String, url: &str, counts: &str) -> Value {
-    let port = url.rsplit(':').next().unwrap().to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/python_spooled.py"
-    );
-    let stdout = run(Command::new(python).args([script, "127.0.0.1", &port, counts]));
-    serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_default_encoding_reads_spooled_results_through_two_instances_in_every_mode()
 {
@@ -98,12 +87,7 @@ async fn python_client_default_encoding_reads_spooled_results_through_two_instan
         let b1 = spooling_backend(mode).await;
         let b2 = spooling_backend(mode).await;
         let (a, b) = crossed_pair(&[&b1, &b2], "").await;
-        let py = python.clone();
-        let url_a = a.url.clone();
-        let facts =
-            tokio::task::spawn_blocking(move || python_spooled(py, &url_a, "1000,100000,7"))
-                .await
-                .unwrap();
+        let facts = python_spooled(python.clone(), &a.url, "1000,100000,7").await;
         assert_eq!(
             facts["encoding"],
             serde_json::json!(["json+zstd", "json+lz4", "json"])
@@ -324,10 +308,7 @@ async fn spooling_inline_per_listener_and_group() {
     // The real Python client on the inline listener.
     if let Some(python) = tool("TRINO_EDGE_PYTHON") {
         let before = b1.state.stats().segments_issued;
-        let url = format!("http://127.0.0.1:{p_inline}");
-        tokio::task::spawn_blocking(move || python_spooled(python, &url, "2500"))
-            .await
-            .unwrap();
+        python_spooled(python, &format!("http://127.0.0.1:{p_inline}"), "2500").await;
         assert_eq!(b1.state.stats().segments_issued, before);
     }
 }

@@ -463,7 +463,6 @@ impl TrinoProxy {
                     .to_ascii_lowercase()
             }),
             public: public.map(|p| p.base()).unwrap_or_default(),
-            tag_segments: true,
             query_id: ctx.query_id.clone(),
         }
     }

@@ -60,8 +60,6 @@ pub struct Rules {
     /// Host name (lowercase, no port) the backend was told is the gateway's (`X-Forwarded-Host`):
     /// segment URIs on it are the gateway's own and get tagged.
     pub forwarded_host: Option<String>,
-    /// Tag segment URIs with the query id.
-    pub tag_segments: bool,
     /// The query the page belongs to (follow-ups know it from their path; a submission's answer
     /// tells it in its `id` field, which comes first).
     pub query_id: Option<String>,
@@ -338,7 +336,7 @@ impl PageRewriter {
             origin.text
         };
         let segment = matches!(key, Key::Uri | Key::AckUri) && (on_backend || on_gateway);
-        let tagged = if segment && self.rules.tag_segments {
+        let tagged = if segment {
             self.rules
                 .query_id
                 .as_deref()
@@ -518,7 +516,6 @@ mod tests {
     fn headers_rules() -> Rules {
         Rules {
             forwarded_host: Some("gw.example.com".into()),
-            tag_segments: true,
             ..Rules::default()
         }
     }
@@ -546,7 +543,6 @@ mod tests {
         let rules = Rules {
             backend: Some(Origin::new(false, "10.0.0.5", 8080)),
             public: "https://gw.example.com".into(),
-            tag_segments: true,
             ..Rules::default()
         };
         let page = spooled_page("http://10.0.0.5:8080", "http://10.0.0.5:9000");

@@ -460,3 +460,39 @@ pub async fn trino_cli_csv(jar: String, url: &str, sql: &str) -> String {
     .await
     .unwrap()
 }
+
+/// The real Python client at its default settings (which ask for spooling) through the gateway at
+/// `url`: `SELECT * FROM UNNEST(sequence(1, n))` for each count, every row checked; the facts the
+/// script prints (the encodings asked for, the query ids).
+pub async fn python_spooled(python: String, url: &str, counts: &str) -> Value {
+    let (port, counts) = (
+        url.rsplit(':').next().unwrap().to_string(),
+        counts.to_string(),
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/python_spooled.py"
+    );
+    let stdout = tokio::task::spawn_blocking(move || {
+        run(Command::new(python).args([script, "127.0.0.1", &port, &counts]))
+    })
+    .await
+    .unwrap();
+    serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
+}
+
+/// npm `trino-client` through the gateway at `url` (tests/clients/node_client.mjs: 2,500 rows and
+/// a failing query); the facts it prints.
+pub async fn node_client(modules: String, url: &str) -> Value {
+    let url = url.to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_client.mjs");
+    let stdout = tokio::task::spawn_blocking(move || {
+        run(Command::new("node")
+            .arg(script)
+            .arg(&url)
+            .env("TRINO_EDGE_NODE_MODULES", modules))
+    })
+    .await
+    .unwrap();
+    serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
+}
