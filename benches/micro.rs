@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Micro-benchmarks of the per-request work (`cargo bench --bench micro`): policy matching with
 //! 1, 20 and 200 policies, path and query-id parsing, the snapshot load, the query-id map at one
 //! million entries, and reading the query id out of realistic submission answers.

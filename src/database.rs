@@ -33,8 +33,27 @@ impl Database {
     }
 }
 
+/// Why the database runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("{0}")]
+    Build(#[source] std::io::Error),
+    /// The runtime thread ended before it said whether it started.
+    #[error("{0}")]
+    Lost(#[source] std::sync::mpsc::RecvError),
+}
+
+/// For callers that still report errors as text (`server::serve`).
+impl From<RuntimeError> for String {
+    fn from(e: RuntimeError) -> String {
+        e.to_string()
+    }
+}
+
 /// A dedicated runtime thread for the database pool, alive for the whole process.
-pub fn runtime() -> Result<tokio::runtime::Handle, String> {
+pub fn runtime() -> Result<tokio::runtime::Handle, RuntimeError> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("database".into())
@@ -49,16 +68,31 @@ pub fn runtime() -> Result<tokio::runtime::Handle, String> {
                     rt.block_on(std::future::pending::<()>());
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
+                    let _ = tx.send(Err(RuntimeError::Build(e)));
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
-    rx.recv().map_err(|e| e.to_string())?
+        .map_err(RuntimeError::Spawn)?;
+    rx.recv().map_err(RuntimeError::Lost)?
 }
 
-/// A failed database operation as a message, counted in `trino_edge_db_errors_total{op}`.
-pub fn error(op: &str, e: StoreError) -> String {
+/// A failed database operation: `op` is the label of `trino_edge_db_errors_total`.
+#[derive(Debug, thiserror::Error)]
+#[error("database {op} failed: {source}")]
+pub struct OpError {
+    pub op: &'static str,
+    pub source: StoreError,
+}
+
+/// For callers that still report errors as text (`sync`).
+impl From<OpError> for String {
+    fn from(e: OpError) -> String {
+        e.to_string()
+    }
+}
+
+/// A failed database operation, counted in `trino_edge_db_errors_total{op}`.
+pub fn error(op: &'static str, e: StoreError) -> OpError {
     METRICS.db_errors.with_label_values(&[op]).inc();
-    format!("database {op} failed: {e}")
+    OpError { op, source: e }
 }

@@ -1,8 +1,12 @@
 //! `trino-edge demo`: the gateway plus two emulated Trino backends on loopback, for a first look.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-use crate::config::parse_str;
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::errors::ParquetError;
+
+use crate::config::{parse_str, ConfigError};
 use crate::emulator::{self, EmulatorConfig};
 use crate::server::{serve, ServeOptions};
 use crate::sync::ConfigSource;
@@ -13,9 +17,43 @@ pub struct DemoOptions {
     pub backend_ports: [u16; 2],
 }
 
+/// Why the demo could not start (or the gateway it runs stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot start emulated backend on {addr}: {source}")]
+    Backend {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Thread(#[source] std::io::Error),
+    /// The backends' thread ended before it said whether they started.
+    #[error("{0}")]
+    Lost(#[source] std::sync::mpsc::RecvError),
+    #[error("{0}")]
+    Orders(#[source] ArrowError),
+    #[error("cannot write {}: {source}", path.display())]
+    OrdersFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parquet(#[source] ParquetError),
+    #[error("{0}")]
+    Config(#[source] ConfigError),
+    #[error("{0}")]
+    Metrics(#[source] &'static crate::metrics::MetricsError),
+    /// `serve` failed (it reports its problems as text).
+    #[error("{0}")]
+    Serve(String),
+}
+
 /// Start the emulators on their own runtime thread (Pingora owns the main thread), then serve.
-pub fn run(opts: DemoOptions) -> Result<(), String> {
-    let (tx, rx) = std::sync::mpsc::channel::<Result<Vec<String>, String>>();
+pub fn run(opts: DemoOptions) -> Result<(), DemoError> {
+    crate::metrics::init().map_err(DemoError::Metrics)?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Vec<String>, DemoError>>();
     let ports = opts.backend_ports;
     std::thread::Builder::new()
         .name("demo-backends".into())
@@ -27,7 +65,7 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
+                    let _ = tx.send(Err(DemoError::Runtime(e)));
                     return;
                 }
             };
@@ -41,9 +79,8 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
                     };
                     match emulator::start(addr, cfg).await {
                         Ok(h) => handles.push(h),
-                        Err(e) => {
-                            let _ = tx
-                                .send(Err(format!("cannot start emulated backend on {addr}: {e}")));
+                        Err(source) => {
+                            let _ = tx.send(Err(DemoError::Backend { addr, source }));
                             return;
                         }
                     }
@@ -54,8 +91,8 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
                 drop(handles);
             });
         })
-        .map_err(|e| e.to_string())?;
-    let urls = rx.recv().map_err(|e| e.to_string())??;
+        .map_err(DemoError::Thread)?;
+    let urls = rx.recv().map_err(DemoError::Lost)??;
 
     // A fresh embedded database per demo run: the admin API edits it like a real deployment's.
     let db_path = std::env::temp_dir().join(format!("trino-edge-demo-{}.db", opts.admin_port));
@@ -98,7 +135,7 @@ hybrid:
         db = db_url,
         orders = orders_path.display(),
     );
-    let config = parse_str("<demo>", &yaml).map_err(|e| e.to_string())?;
+    let config = parse_str("<demo>", &yaml).map_err(DemoError::Config)?;
     let gw = format!("http://127.0.0.1:{}", opts.port);
     println!(
         r#"
@@ -136,10 +173,11 @@ Ctrl-C stops everything.
             ..ServeOptions::default()
         },
     )
+    .map_err(DemoError::Serve)
 }
 
 /// Seven days of orders (2024-01-01..07), the local half of the demo's hybrid query.
-fn write_demo_orders(path: &std::path::Path) -> Result<(), String> {
+fn write_demo_orders(path: &Path) -> Result<(), DemoError> {
     use datafusion::arrow::array::{Date32Array, Int64Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
@@ -158,11 +196,13 @@ fn write_demo_orders(path: &std::path::Path) -> Result<(), String> {
             Arc::new(Int64Array::from(vec![12, 15, 9, 22, 31, 18, 11])),
         ],
     )
-    .map_err(|e| e.to_string())?;
-    let file =
-        std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| e.to_string())?;
-    w.write(&batch).map_err(|e| e.to_string())?;
-    w.close().map_err(|e| e.to_string())?;
+    .map_err(DemoError::Orders)?;
+    let file = std::fs::File::create(path).map_err(|source| DemoError::OrdersFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut w = ArrowWriter::try_new(file, schema, None).map_err(DemoError::Parquet)?;
+    w.write(&batch).map_err(DemoError::Parquet)?;
+    w.close().map_err(DemoError::Parquet)?;
     Ok(())
 }

@@ -69,7 +69,7 @@ impl HistoryWriter {
         &self,
         queries: &Arc<Vec<HistoryRecord>>,
         coordinators: &[(String, String)],
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::database::OpError> {
         if !queries.is_empty() {
             // Shared, not copied: the database runs on its own runtime, and a failed batch is
             // tried again.

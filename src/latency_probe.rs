@@ -12,23 +12,42 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Run the schedule on a one-thread runtime and print `p50 p99 p99.9` (µs).
-pub fn run_probe(url: String, rate: f64, secs: f64, body: Option<String>) -> Result<(), String> {
+pub fn run_probe(
+    url: String,
+    rate: f64,
+    secs: f64,
+    body: Option<String>,
+) -> Result<(), ProbeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    let lat = rt.block_on(run(url, rate, secs, body));
+        .map_err(ProbeError::Runtime)?;
+    let lat = rt.block_on(run(url, rate, secs, body))?;
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!("{} {} {}", pct(0.50), pct(0.99), pct(0.999));
     Ok(())
 }
 
-async fn run(url: String, rate: f64, secs: f64, body: Option<String>) -> Vec<u64> {
+/// Why the probe could not run (failed requests are counted, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot start the probe's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+async fn run(
+    url: String,
+    rate: f64,
+    secs: f64,
+    body: Option<String>,
+) -> Result<Vec<u64>, ProbeError> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
-        .unwrap();
+        .map_err(ProbeError::Client)?;
     let samples = Arc::new(Mutex::new(Vec::with_capacity((rate * secs) as usize)));
     let errors = Arc::new(Mutex::new(0u64));
     let start = Instant::now();
@@ -54,21 +73,21 @@ async fn run(url: String, rate: f64, secs: f64, body: Option<String>) -> Vec<u64
                     .unwrap_or_else(|p| p.into_inner())
                     .push(due.elapsed().as_micros() as u64);
             } else {
-                *errors.lock().unwrap() += 1;
+                *errors.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             }
         }));
     }
     for t in tasks {
         let _ = t.await;
     }
-    let errors = *errors.lock().unwrap();
+    let errors = *errors.lock().unwrap_or_else(|p| p.into_inner());
     if errors > 0 {
         eprintln!("warning: {errors} failed requests");
     }
-    let mut v = std::mem::take(&mut *samples.lock().unwrap());
+    let mut v = std::mem::take(&mut *samples.lock().unwrap_or_else(|p| p.into_inner()));
     v.sort_unstable();
     if v.is_empty() {
         v.push(0);
     }
-    v
+    Ok(v)
 }

@@ -7,10 +7,12 @@
 //! [`server`] (assembly) · [`demo`] · [`emulator`] (a Trino-protocol backend for tests and demos).
 
 pub mod admin;
+pub mod balance;
 pub mod config;
 pub mod database;
 pub mod demo;
 pub mod emulator;
+pub mod gateway;
 pub mod health;
 pub mod history;
 pub mod hybrid;
@@ -20,6 +22,7 @@ pub mod passthrough;
 pub mod proxy;
 pub mod query_id;
 pub mod reload;
+pub mod resolver;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

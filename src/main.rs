@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use trino_edge::config;
-use trino_edge::demo::{self, DemoOptions};
+use trino_edge::config::{self, ConfigError};
+use trino_edge::demo::{self, DemoError, DemoOptions};
 use trino_edge::emulator::{self, EmulatorConfig, RetrievalMode, SpoolingConfig};
+use trino_edge::hybrid::cli::CliError as QueryError;
+use trino_edge::latency_probe::ProbeError;
+use trino_edge::metrics::MetricsError;
 use trino_edge::server::{serve, ServeOptions};
 use trino_edge::snapshot::{RuntimeRegistry, Snapshot};
 use trino_edge::store::drift::{self, Existing};
-use trino_edge::store::Store;
+use trino_edge::store::{Store, StoreError};
 use trino_edge::sync::{redact, ConfigSource};
 
 #[derive(Parser)]
@@ -143,6 +146,55 @@ enum Command {
     },
 }
 
+/// Why a command failed; printed as `error: ...`.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Metrics(#[from] &'static MetricsError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    #[error("--backend-ports takes exactly two ports, e.g. 18081,18082")]
+    BackendPorts,
+    /// From the layers that report their problems as text (`serve`, `passthrough`, the routing
+    /// table of `check-config`).
+    #[error("{0}")]
+    Message(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MigrateError {
+    #[error("{0}")]
+    Runtime(#[source] std::io::Error),
+    /// `url` is redacted.
+    #[error("database {url}: {source}")]
+    Connect { url: String, source: StoreError },
+    #[error("migration failed: {0}")]
+    Migrate(#[source] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum EmulatorError {
+    #[error("{0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {listen}: {source}")]
+    Listen {
+        listen: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Signal(#[source] std::io::Error),
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -161,46 +213,54 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let result = match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Error> {
+    match command {
         Command::Serve {
             config,
             upgrade,
             config_source,
-        } => config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| {
-                serve(
-                    loaded.config,
-                    ServeOptions {
-                        file: Some(loaded.file),
-                        upgrade,
-                        source: config_source,
-                    },
-                )
-            }),
-        Command::Migrate { config } => config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| migrate(&loaded.config)),
-        Command::CheckConfig { config } => config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| {
-                let snap = Snapshot::compile(&loaded.config, 1, &RuntimeRegistry::default())
-                    .map_err(|e| e.to_string())?;
-                println!("{}: OK\n\n{}", config.display(), snap.describe());
-                compare_with_database(&loaded.config);
-                Ok(())
-            }),
+        } => {
+            let loaded = config::load(&config)?;
+            trino_edge::metrics::init()?;
+            serve(
+                loaded.config,
+                ServeOptions {
+                    file: Some(loaded.file),
+                    upgrade,
+                    source: config_source,
+                },
+            )
+            .map_err(Error::Message)
+        }
+        Command::Migrate { config } => Ok(migrate(&config::load(&config)?.config)?),
+        Command::CheckConfig { config } => {
+            let loaded = config::load(&config)?;
+            let snap = Snapshot::compile(&loaded.config, 1, &RuntimeRegistry::default())
+                .map_err(|e| Error::Message(e.to_string()))?;
+            println!("{}: OK\n\n{}", config.display(), snap.describe());
+            compare_with_database(&loaded.config);
+            Ok(())
+        }
         Command::Demo {
             port,
             admin_port,
             backend_ports,
         } => match backend_ports[..] {
-            [b1, b2] => demo::run(DemoOptions {
+            [b1, b2] => Ok(demo::run(DemoOptions {
                 port,
                 admin_port,
                 backend_ports: [b1, b2],
-            }),
-            _ => Err("--backend-ports takes exactly two ports, e.g. 18081,18082".to_string()),
+            })?),
+            _ => Err(Error::BackendPorts),
         },
         Command::Query {
             sql_arg,
@@ -211,27 +271,31 @@ fn main() -> ExitCode {
             stdin,
             group,
             format,
-        } => trino_edge::hybrid::cli::run(trino_edge::hybrid::cli::QueryArgs {
-            admin,
-            token,
-            positional_sql: sql_arg,
-            sql,
-            register,
-            stdin,
-            group,
-            format,
-        }),
+        } => Ok(trino_edge::hybrid::cli::run(
+            trino_edge::hybrid::cli::QueryArgs {
+                admin,
+                token,
+                positional_sql: sql_arg,
+                sql,
+                register,
+                stdin,
+                group,
+                format,
+            },
+        )?),
         Command::Passthrough {
             listen,
             upstream,
             threads,
-        } => trino_edge::passthrough::run(listen, upstream, threads),
+        } => trino_edge::passthrough::run(listen, upstream, threads).map_err(Error::Message),
         Command::LatencyProbe {
             url,
             rate,
             seconds,
             post,
-        } => trino_edge::latency_probe::run_probe(url, rate, seconds, post),
+        } => Ok(trino_edge::latency_probe::run_probe(
+            url, rate, seconds, post,
+        )?),
         Command::Emulator {
             listen,
             rows_per_page,
@@ -241,7 +305,7 @@ fn main() -> ExitCode {
             spooling,
             segment_rows,
             inline_rows,
-        } => run_emulator(
+        } => Ok(run_emulator(
             EmulatorConfig {
                 name: format!("emulator-{}", listen.port()),
                 coordinator_id,
@@ -255,31 +319,24 @@ fn main() -> ExitCode {
                 }),
             },
             listen,
-        ),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        )?),
     }
 }
 
-fn migrate(config: &config::Config) -> Result<(), String> {
+fn migrate(config: &config::Config) -> Result<(), MigrateError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(MigrateError::Runtime)?;
     rt.block_on(async {
         let url = &config.database.url;
         let store = Store::connect(url)
             .await
-            .map_err(|e| format!("database {}: {e}", redact(url)))?;
-        let applied = store
-            .migrate()
-            .await
-            .map_err(|e| format!("migration failed: {e}"))?;
+            .map_err(|source| MigrateError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        let applied = store.migrate().await.map_err(MigrateError::Migrate)?;
         println!(
             "{}: {applied} migration(s) applied, schema up to date",
             redact(url)
@@ -341,15 +398,15 @@ fn capitalized(s: &str) -> String {
     }
 }
 
-fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), String> {
+fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), EmulatorError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(EmulatorError::Runtime)?;
     rt.block_on(async move {
         let h = emulator::start(listen, cfg)
             .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            .map_err(|source| EmulatorError::Listen { listen, source })?;
         eprintln!(
             "emulated Trino coordinator {} on {}",
             h.coordinator_id(),
@@ -358,7 +415,9 @@ fn run_emulator(cfg: EmulatorConfig, listen: SocketAddr) -> Result<(), String> {
         if let Some(storage) = h.storage_url() {
             eprintln!("spooled segments: storage/worker listener on {storage}");
         }
-        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(EmulatorError::Signal)?;
         h.shutdown();
         Ok(())
     })

@@ -7,10 +7,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 
+use prometheus::core::Collector;
 use prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Encoder, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::routing::strategy;
@@ -39,132 +39,216 @@ pub struct Metrics {
     pub lingering_closes: IntCounterVec,
 }
 
-// Registering a fixed, valid set of names in a fresh default registry cannot fail; a failure here
-// is a programming error caught by the first test that touches metrics.
-#[allow(clippy::expect_used)]
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+/// A metric the registry refused: an invalid definition (name, help, labels, buckets), or a name
+/// some other collector in the default registry already uses.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric `{name}`: {source}")]
+pub struct MetricsError {
+    name: &'static str,
+    #[source]
+    source: prometheus::Error,
+}
+
+/// Builds one metric and registers it in `registry`.
+struct Registrar<'r> {
+    registry: &'r Registry,
+}
+
+impl Registrar<'_> {
+    fn add<M: Collector + Clone + 'static>(
+        &self,
+        name: &'static str,
+        built: prometheus::Result<M>,
+    ) -> Result<M, MetricsError> {
+        let err = |source| MetricsError { name, source };
+        let metric = built.map_err(err)?;
+        self.registry
+            .register(Box::new(metric.clone()))
+            .map_err(err)?;
+        Ok(metric)
+    }
+
+    fn counter(&self, name: &'static str, help: &str) -> Result<IntCounter, MetricsError> {
+        self.add(name, IntCounter::new(name, help))
+    }
+
+    fn counter_vec(
+        &self,
+        name: &'static str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        self.add(name, IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge(&self, name: &'static str, help: &str) -> Result<IntGauge, MetricsError> {
+        self.add(name, IntGauge::new(name, help))
+    }
+
+    fn gauge_vec(
+        &self,
+        name: &'static str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, MetricsError> {
+        self.add(name, IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histogram_vec(
+        &self,
+        name: &'static str,
+        help: &str,
+        labels: &[&str],
+        buckets: prometheus::Result<Vec<f64>>,
+    ) -> Result<HistogramVec, MetricsError> {
+        let built = buckets
+            .and_then(|b| HistogramVec::new(HistogramOpts::new(name, help).buckets(b), labels));
+        self.add(name, built)
+    }
+}
+
+impl Metrics {
+    /// Every metric of the gateway, registered in `registry`.
+    pub fn register(registry: &Registry) -> Result<Metrics, MetricsError> {
+        let r = Registrar { registry };
+        Ok(Metrics {
+            requests: r.counter_vec(
+                "trino_edge_requests_total",
+                "Requests answered, by listener, kind (submit|page|cancel|info|ui|segment|other), group, backend and HTTP status",
+                &["listener", "kind", "group", "backend", "status"],
+            )?,
+            request_duration: r.histogram_vec(
+                "trino_edge_request_duration_seconds",
+                "Time from request to response head",
+                &["kind", "group", "backend"],
+                exponential_buckets(0.0005, 2.0, 16),
+            )?,
+            queries_submitted: r.counter_vec(
+                "trino_edge_queries_submitted_total",
+                "Queries a backend accepted (HTTP 200 to POST /v1/statement)",
+                &["group", "backend", "policy"],
+            )?,
+            routing_fallback: r.counter_vec(
+                "trino_edge_routing_fallback_total",
+                "Submissions sent to another group because theirs had no available backend",
+                &["from_group", "to_group"],
+            )?,
+            sticky_resolution: r.counter_vec(
+                "trino_edge_sticky_resolution_total",
+                "How follow-up requests found their backend (memory|coordinator_id|database|miss)",
+                &["source"],
+            )?,
+            backend_up: r.gauge_vec(
+                "trino_edge_backend_up",
+                "1 if the backend can take new queries (enabled and healthy)",
+                &["backend", "group"],
+            )?,
+            backend_queued: r.gauge_vec(
+                "trino_edge_backend_queued_queries",
+                "Queued queries the backend reported at its last load probe",
+                &["backend"],
+            )?,
+            backend_running: r.gauge_vec(
+                "trino_edge_backend_running_queries",
+                "Running queries the backend reported at its last load probe",
+                &["backend"],
+            )?,
+            inflight_queries: r.gauge_vec(
+                "trino_edge_inflight_queries",
+                "Running queries on the backend as this gateway estimates them (report + started - finished since)",
+                &["backend"],
+            )?,
+            upstream_errors: r.counter_vec(
+                "trino_edge_upstream_errors_total",
+                "Failures talking to backends (connect|timeout|reset|refused_5xx|resolve)",
+                &["backend", "kind"],
+            )?,
+            retries: r.counter_vec(
+                "trino_edge_retries_total",
+                "Requests moved off this backend to another one",
+                &["backend"],
+            )?,
+            snapshot_version: r.gauge(
+                "trino_edge_snapshot_version",
+                "Version of the routing snapshot in use",
+            )?,
+            config_reload: r.counter_vec(
+                "trino_edge_config_reload_total",
+                "Configuration reloads by result (success|failure)",
+                &["result"],
+            )?,
+            db_errors: r.counter_vec(
+                "trino_edge_db_errors_total",
+                "Failed database operations (version|load|history|coordinator|lookup)",
+                &["op"],
+            )?,
+            history_dropped: r.counter(
+                "trino_edge_history_dropped_total",
+                "History events dropped because the database could not keep up",
+            )?,
+            admin_auth_failures: r.counter_vec(
+                "trino_edge_admin_auth_failures_total",
+                "Refused admin API calls (missing|unknown_token|invalid_jwt|expired|forbidden)",
+                &["reason"],
+            )?,
+            slow_headers: r.counter(
+                "trino_edge_slow_headers_total",
+                "Client connections closed because a request header was not complete within proxy.header_timeout",
+            )?,
+            uris_rewritten: r.counter(
+                "trino_edge_uris_rewritten_total",
+                "Absolute URIs rewritten in statement pages (segment routing, forwarding: rewrite)",
+            )?,
+            rewrite_skipped: r.counter(
+                "trino_edge_rewrite_skipped_total",
+                "Statement pages whose URIs should have been rewritten but came compressed",
+            )?,
+            lingering_closes: r.counter_vec(
+                "trino_edge_lingering_closes_total",
+                "Early refusals after which the rest of the request body was read before closing (drained|limit|timeout|error)",
+                &["result"],
+            )?,
+        })
+    }
+}
+
+/// The gateway's metrics in the default registry (next to the process metrics and Pingora's),
+/// built on first use.
+static REGISTERED: LazyLock<Result<Metrics, MetricsError>> = LazyLock::new(|| {
     #[cfg(target_os = "linux")]
     {
         let _ = prometheus::register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
     }
-    Metrics {
-        requests: register_int_counter_vec!(
-            "trino_edge_requests_total",
-            "Requests answered, by listener, kind (submit|page|cancel|info|ui|segment|other), group, backend and HTTP status",
-            &["listener", "kind", "group", "backend", "status"]
-        )
-        .expect("metric"),
-        request_duration: register_histogram_vec!(
-            "trino_edge_request_duration_seconds",
-            "Time from request to response head",
-            &["kind", "group", "backend"],
-            exponential_buckets(0.0005, 2.0, 16).expect("buckets")
-        )
-        .expect("metric"),
-        queries_submitted: register_int_counter_vec!(
-            "trino_edge_queries_submitted_total",
-            "Queries a backend accepted (HTTP 200 to POST /v1/statement)",
-            &["group", "backend", "policy"]
-        )
-        .expect("metric"),
-        routing_fallback: register_int_counter_vec!(
-            "trino_edge_routing_fallback_total",
-            "Submissions sent to another group because theirs had no available backend",
-            &["from_group", "to_group"]
-        )
-        .expect("metric"),
-        sticky_resolution: register_int_counter_vec!(
-            "trino_edge_sticky_resolution_total",
-            "How follow-up requests found their backend (memory|coordinator_id|database|miss)",
-            &["source"]
-        )
-        .expect("metric"),
-        backend_up: register_int_gauge_vec!(
-            "trino_edge_backend_up",
-            "1 if the backend can take new queries (enabled and healthy)",
-            &["backend", "group"]
-        )
-        .expect("metric"),
-        backend_queued: register_int_gauge_vec!(
-            "trino_edge_backend_queued_queries",
-            "Queued queries the backend reported at its last load probe",
-            &["backend"]
-        )
-        .expect("metric"),
-        backend_running: register_int_gauge_vec!(
-            "trino_edge_backend_running_queries",
-            "Running queries the backend reported at its last load probe",
-            &["backend"]
-        )
-        .expect("metric"),
-        inflight_queries: register_int_gauge_vec!(
-            "trino_edge_inflight_queries",
-            "Running queries on the backend as this gateway estimates them (report + started - finished since)",
-            &["backend"]
-        )
-        .expect("metric"),
-        upstream_errors: register_int_counter_vec!(
-            "trino_edge_upstream_errors_total",
-            "Failures talking to backends (connect|timeout|reset|refused_5xx|resolve)",
-            &["backend", "kind"]
-        )
-        .expect("metric"),
-        retries: register_int_counter_vec!(
-            "trino_edge_retries_total",
-            "Requests moved off this backend to another one",
-            &["backend"]
-        )
-        .expect("metric"),
-        snapshot_version: register_int_gauge!("trino_edge_snapshot_version", "Version of the routing snapshot in use")
-            .expect("metric"),
-        config_reload: register_int_counter_vec!(
-            "trino_edge_config_reload_total",
-            "Configuration reloads by result (success|failure)",
-            &["result"]
-        )
-        .expect("metric"),
-        db_errors: register_int_counter_vec!(
-            "trino_edge_db_errors_total",
-            "Failed database operations (version|load|history|coordinator|lookup)",
-            &["op"]
-        )
-        .expect("metric"),
-        history_dropped: register_int_counter!(
-            "trino_edge_history_dropped_total",
-            "History events dropped because the database could not keep up"
-        )
-        .expect("metric"),
-        admin_auth_failures: register_int_counter_vec!(
-            "trino_edge_admin_auth_failures_total",
-            "Refused admin API calls (missing|unknown_token|invalid_jwt|expired|forbidden)",
-            &["reason"]
-        )
-        .expect("metric"),
-        slow_headers: register_int_counter!(
-            "trino_edge_slow_headers_total",
-            "Client connections closed because a request header was not complete within proxy.header_timeout"
-        )
-        .expect("metric"),
-        uris_rewritten: register_int_counter!(
-            "trino_edge_uris_rewritten_total",
-            "Absolute URIs rewritten in statement pages (segment routing, forwarding: rewrite)"
-        )
-        .expect("metric"),
-        rewrite_skipped: register_int_counter!(
-            "trino_edge_rewrite_skipped_total",
-            "Statement pages whose URIs should have been rewritten but came compressed"
-        )
-        .expect("metric"),
-        lingering_closes: register_int_counter_vec!(
-            "trino_edge_lingering_closes_total",
-            "Early refusals after which the rest of the request body was read before closing (drained|limit|timeout|error)",
-            &["result"]
-        )
-        .expect("metric"),
-    }
+    Metrics::register(prometheus::default_registry())
 });
+
+/// Register the metrics now. Call once at startup, before anything counts: a failure is then a
+/// clear startup error instead of a panic at the first request that touches [`METRICS`].
+pub fn init() -> Result<(), &'static MetricsError> {
+    REGISTERED.as_ref().map(|_| ())
+}
+
+/// Access to the registered [`Metrics`] (`METRICS.requests...`).
+pub struct Registered(());
+
+/// The gateway's metrics. Binaries call [`init`] at startup, which reports a failed registration
+/// as an error; after that, reading them cannot fail.
+pub static METRICS: Registered = Registered(());
+
+impl std::ops::Deref for Registered {
+    type Target = Metrics;
+
+    fn deref(&self) -> &Metrics {
+        match &*REGISTERED {
+            Ok(m) => m,
+            // Only reachable when `init` was skipped or its error ignored; a definition error is
+            // caught by the unit test below, and `serve` refuses to start on any other.
+            Err(e) => panic!("metrics unavailable: {e}"),
+        }
+    }
+}
 
 /// Status code as a label without allocating for the common codes.
 pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
@@ -241,10 +325,11 @@ pub fn refresh_backend_gauges(snap: &Snapshot) {
         g.reset();
     }
     for b in &snap.backends {
-        let group = &*snap.groups[b.group].name;
-        m.backend_up
-            .with_label_values(&[&*b.name, group])
-            .set(i64::from(strategy::is_routable(snap, b)));
+        for &g in &b.groups {
+            m.backend_up
+                .with_label_values(&[&*b.name, &*snap.groups[g].name])
+                .set(i64::from(strategy::is_routable(snap, b)));
+        }
         let h = &b.runtime.health;
         if h.load_known.load(Ordering::Relaxed) {
             m.backend_queued
@@ -268,4 +353,30 @@ pub fn render(snap: &Snapshot) -> String {
         tracing::warn!("cannot encode metrics: {e}");
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_a_valid_definition() {
+        let registry = Registry::new();
+        Metrics::register(&registry).expect("valid definitions");
+        // Each name once: registering the same set again is refused, with the metric named.
+        let again = Metrics::register(&registry)
+            .err()
+            .expect("duplicate refused");
+        assert!(
+            again.to_string().contains("trino_edge_requests_total"),
+            "{again}"
+        );
+    }
+
+    #[test]
+    fn the_default_registry_takes_them() {
+        assert!(init().is_ok());
+        METRICS.slow_headers.inc();
+        assert!(METRICS.slow_headers.get() >= 1);
+    }
 }

@@ -1,4 +1,9 @@
 //! SIGHUP re-reads the config file and swaps in a new snapshot; an invalid file changes nothing.
+//!
+//! A reload keeps its word: every setting the request path, the health check and the admin API
+//! read lives in the snapshot and takes effect with it, and the few fixed when the process
+//! started ([`RESTART_ONLY`]) make the whole reload fail with `key: needs a restart` — never
+//! "reloaded" while ignoring a change.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,22 +68,13 @@ impl Reloader {
             return Err("no config file to reload (configuration was built in memory)".into());
         };
         let loaded = config::load(file).map_err(|e| e.to_string())?;
-        let new = &loaded.config;
-        let addrs = |c: &Config| {
-            let mut v: Vec<(String, String)> = c
-                .proxy
-                .listeners
+        let changed = restart_only_changes(&self.started_with, &loaded.config);
+        if !changed.is_empty() {
+            return Err(changed
                 .iter()
-                .map(|l| (l.name.clone(), l.address.clone()))
-                .collect();
-            v.sort();
-            (v, c.admin.address.clone())
-        };
-        if addrs(new) != addrs(&self.started_with) {
-            return Err(
-                "listener or admin addresses changed; that needs a restart (or a SIGQUIT upgrade)"
-                    .into(),
-            );
+                .map(|k| format!("{k}: needs a restart (or a SIGQUIT upgrade)"))
+                .collect::<Vec<_>>()
+                .join("; "));
         }
         Ok(loaded.config)
     }
@@ -114,7 +110,105 @@ impl BackgroundService for Reloader {
     }
 }
 
+/// Settings fixed when the process started, by config path: the listening sockets, the admin
+/// listener's address and certificate files, the database, Pingora's process settings, the sticky cache's
+/// size and lifetime, the health-check cadence (the crate's `HealthCheckService` runs at a fixed
+/// frequency) and the hybrid engine's thread pool. Everything else is read from the snapshot.
+pub const RESTART_ONLY: &[&str] = &[
+    "proxy.listeners (names, addresses, tls)",
+    "admin.address",
+    "admin.tls",
+    "database.url",
+    "server",
+    "proxy.sticky_capacity",
+    "proxy.sticky_ttl",
+    "health.interval",
+    "hybrid.threads",
+];
+
+/// The [`RESTART_ONLY`] settings that differ between `old` and `new`.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+        serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+    }
+    // In order: each proxy service found its listener's settings by position at start.
+    let sockets = |c: &Config| -> Vec<serde_json::Value> {
+        c.proxy
+            .listeners
+            .iter()
+            .map(|l| json(&(&l.name, &l.address, &l.tls)))
+            .collect()
+    };
+    let checks: [(&'static str, bool); 9] = [
+        (RESTART_ONLY[0], sockets(old) != sockets(new)),
+        (RESTART_ONLY[1], old.admin.address != new.admin.address),
+        (
+            RESTART_ONLY[2],
+            json(&old.admin.tls) != json(&new.admin.tls),
+        ),
+        (RESTART_ONLY[3], old.database.url != new.database.url),
+        (RESTART_ONLY[4], json(&old.server) != json(&new.server)),
+        (
+            RESTART_ONLY[5],
+            old.proxy.sticky_capacity != new.proxy.sticky_capacity,
+        ),
+        (
+            RESTART_ONLY[6],
+            old.proxy.sticky_ttl.get() != new.proxy.sticky_ttl.get(),
+        ),
+        (
+            RESTART_ONLY[7],
+            old.health.interval.get() != new.health.interval.get(),
+        ),
+        (RESTART_ONLY[8], old.hybrid.threads != new.hybrid.threads),
+    ];
+    checks
+        .into_iter()
+        .filter(|&(_, changed)| changed)
+        .map(|(k, _)| k)
+        .collect()
+}
+
 fn count(ok: bool) {
     let label = if ok { "success" } else { "failure" };
     METRICS.config_reload.with_label_values(&[label]).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+proxy:
+  listeners: [{ name: main, address: "127.0.0.1:1" }]
+  read_timeout: 60s
+admin: { address: "127.0.0.1:3" }
+routing: { default_group: g }
+groups: [{ name: g }]
+health: { interval: 5s }
+"#;
+
+    fn changes(edit: (&str, &str)) -> Vec<&'static str> {
+        let old = config::parse_str("a", BASE).unwrap();
+        let new = config::parse_str("b", &BASE.replace(edit.0, edit.1)).unwrap();
+        restart_only_changes(&old, &new)
+    }
+
+    #[test]
+    fn restart_only_settings_are_named_and_live_ones_are_not() {
+        assert!(changes(("read_timeout: 60s", "read_timeout: 1s")).is_empty());
+        assert_eq!(
+            changes(("interval: 5s", "interval: 1s")),
+            ["health.interval"]
+        );
+        assert_eq!(changes(("127.0.0.1:3", "127.0.0.1:4")), ["admin.address"]);
+        assert_eq!(
+            changes(("127.0.0.1:1", "127.0.0.1:2")),
+            ["proxy.listeners (names, addresses, tls)"]
+        );
+        assert_eq!(
+            changes(("  read_timeout: 60s", "  sticky_ttl: 1h")),
+            ["proxy.sticky_ttl"]
+        );
+    }
 }

@@ -2,7 +2,6 @@
 //! reload watcher, all sharing one [`Gateway`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use pingora_core::server::configuration::{Opt, ServerConf};
@@ -13,16 +12,18 @@ use tracing::{info, warn};
 use crate::admin::AdminService;
 use crate::config::Config;
 use crate::database::{self, Database};
-use crate::health::HealthChecker;
+use crate::gateway::Gateway;
+use crate::health::HealthService;
 use crate::history;
 use crate::proxy::client_connection::ClientConnections;
-use crate::proxy::{Gateway, TrinoProxy};
+use crate::proxy::TrinoProxy;
 use crate::reload::Reloader;
+use crate::resolver::Resolver;
 use crate::snapshot::SnapshotHandle;
 use crate::stickiness::Stickiness;
 use crate::store::drift::{self, Difference};
 use crate::sync::{redact, ConfigSource, StateSync, SyncService};
-use crate::tls::{ServerCert, UpstreamTls};
+use crate::tls::ServerCert;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 
 #[derive(Debug, Default, Clone)]
@@ -126,22 +127,14 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         version,
     );
     let (history, history_writer) = history::channel(database.clone());
-    let gateway = Arc::new(Gateway {
-        snapshots: snapshots.clone(),
-        sticky: Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
-        connect_timeout: config.proxy.connect_timeout.get(),
-        read_timeout: config.proxy.read_timeout.get(),
-        client_idle_timeout: config.proxy.client_idle_timeout.get(),
-        upstream_tls: UpstreamTls::load(config.proxy.backend_tls.as_ref())
-            .map_err(|e| format!("proxy.backend_tls: {e}"))?,
-        max_submit_attempts: config.proxy.max_submit_attempts,
-        health_rounds: AtomicU64::new(0),
-        history: Some(history),
-        database: Some(database),
-        lookup_permits: tokio::sync::Semaphore::new(8),
-        instance: instance_name(&config),
-    });
-    let health = HealthChecker::new(gateway.clone())?;
+    let gateway = Arc::new(Gateway::new(
+        snapshots.clone(),
+        Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
+        Some(history),
+        Some(database),
+        instance_name(&config),
+    ));
+    let health = HealthService::new(gateway.clone());
 
     // Report taken ports clearly before Pingora takes over (it would only panic in a thread).
     if !opts.upgrade {
@@ -164,6 +157,10 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         }
         None => None,
     };
+    if !opts.upgrade {
+        crate::admin::port_is_free(&config.admin.address)
+            .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
+    }
     let admin = AdminService::bind(
         &config.admin.address,
         gateway.clone(),
@@ -179,9 +176,20 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&config));
     server.bootstrap();
 
-    for l in &config.proxy.listeners {
+    // The proxy listeners open (and, after `--upgrade`, start taking connections from the old
+    // process) only once the first health pass has decided every backend and host names are
+    // resolved: no client sees a 503 because the gateway has not looked yet.
+    let health = server.add_service(background_service("health checks", health));
+    let resolver = server.add_service(background_service(
+        "resolver",
+        Resolver {
+            snapshots: snapshots.clone(),
+        },
+    ));
+    for (index, l) in config.proxy.listeners.iter().enumerate() {
         let proxy = TrinoProxy {
             listener: l.name.as_str().into(),
+            listener_index: index,
             tls: l.tls.is_some(),
             gateway: gateway.clone(),
         };
@@ -189,11 +197,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         app.handle_init_modules();
         let mut service = pingora_core::services::listening::Service::new(
             format!("proxy {}", l.name),
-            ClientConnections::new(
-                app,
-                config.proxy.header_timeout.get(),
-                config.proxy.client_idle_timeout.get(),
-            ),
+            ClientConnections::new(app, snapshots.clone()),
         );
         let read_buffer = if l.tls.is_some() { TLS_READ_BUFFER } else { 0 };
         let endpoint = ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings::new(
@@ -213,10 +217,10 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
                 info!(listener = %l.name, "proxy listener on http://{}", l.address);
             }
         }
-        server.add_service(service);
+        let handle = server.add_service(service);
+        handle.add_dependencies([&health, &resolver]);
     }
     server.add_service(background_service("admin", admin));
-    server.add_service(background_service("health checks", health));
     server.add_service(background_service(
         "config sync",
         SyncService {

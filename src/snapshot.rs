@@ -1,62 +1,121 @@
 //! The immutable routing table the request path reads, and its lock-free holder.
 //!
 //! A [`Snapshot`] is compiled once from a validated [`Config`] (regexes compiled, names resolved to
-//! indexes, upstream peers prepared) and never changes. Reloads build a new one and swap it in
-//! through [`SnapshotHandle`]; a request loads the current `Arc<Snapshot>` once and keeps using it,
-//! so a reload never blocks or disturbs a request in flight.
+//! indexes, group selectors built over the shared health registry, upstream TLS loaded) and never
+//! changes. Reloads build a new one and swap it in through [`SnapshotHandle`]; a request loads the
+//! current `Arc<Snapshot>` once and keeps using it, so a reload never blocks or disturbs a request
+//! in flight. Every proxy setting is read from the snapshot, so a reload applies it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_load_balancing::HealthRegistry;
+use tracing::warn;
 
+use crate::balance::{probe_view, Member, Selector};
 use crate::config::validate::check_backend_url;
-use crate::config::{Config, ConfigError, Forwarding, HealthConfig, Spooling, Strategy};
-use crate::health::state::{BackendHealth, Health};
+use crate::config::{
+    Config, ConfigError, Forwarding, HealthConfig, ListenerConfig, Spooling, Strategy,
+};
+pub use crate::health::state::BackendRuntime;
+use crate::health::state::Health;
 use crate::routing::policy::CompiledPolicy;
-
-/// State of a backend that must outlive snapshots (a reload must not reset health or counts).
-#[derive(Debug, Default)]
-pub struct BackendRuntime {
-    /// Requests currently proxied to this backend. For Trino this tracks running queries closely:
-    /// a running query's client is almost always waiting in a long-poll page request.
-    pub inflight: AtomicI64,
-    pub health: BackendHealth,
-}
+use crate::tls::UpstreamTls;
 
 /// Keeps one [`BackendRuntime`] per backend (name and URL: a re-pointed backend starts over as
-/// PENDING) across snapshots. Only touched while compiling.
-#[derive(Debug, Default)]
+/// PENDING) across snapshots, and the health registry every snapshot's selectors share.
 pub struct RuntimeRegistry {
     backends: Mutex<HashMap<(String, String), Arc<BackendRuntime>>>,
+    /// One health verdict per backend target, shared by every group selector of every snapshot.
+    pub health: Arc<HealthRegistry>,
+}
+
+impl std::fmt::Debug for RuntimeRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeRegistry").finish_non_exhaustive()
+    }
+}
+
+impl Default for RuntimeRegistry {
+    fn default() -> Self {
+        RuntimeRegistry {
+            backends: Mutex::new(HashMap::new()),
+            // A target's identity is its address (see [`target_address`]); the weight a group
+            // gives it must not split its health.
+            health: Arc::new(HealthRegistry::with_equivalence(|t| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                t.addr.hash(&mut h);
+                h.finish()
+            })),
+        }
+    }
 }
 
 impl RuntimeRegistry {
-    /// Runtimes for exactly these backends; others are dropped from the registry (snapshots and
-    /// sticky entries that still point at them keep theirs alive while they need them).
-    fn runtimes(&self, keys: &[(String, String)]) -> Vec<Arc<BackendRuntime>> {
+    /// Runtimes for exactly these backends, and whether any is new; others are dropped from the
+    /// registry (snapshots and sticky entries that still point at them keep theirs alive while
+    /// they need them).
+    fn runtimes(&self, keys: &[(String, String)]) -> (Vec<Arc<BackendRuntime>>, bool) {
         let mut map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        let mut added = false;
         let out: Vec<Arc<BackendRuntime>> = keys
             .iter()
-            .map(|k| map.entry(k.clone()).or_default().clone())
+            .map(|k| {
+                map.entry(k.clone())
+                    .or_insert_with(|| {
+                        added = true;
+                        Arc::default()
+                    })
+                    .clone()
+            })
             .collect();
         map.retain(|k, _| keys.contains(k));
-        out
+        (out, added)
     }
+}
+
+/// The backend's identity in the health registry and the selectors: an address in the private
+/// `fd00::/8` range derived from its name and URL (FNV-1a), the same on every instance and across
+/// restarts, so consistent hashing sends a key to the same cluster everywhere. It is never
+/// connected to; the connect address comes from the URL (resolved in the background).
+pub fn target_address(name: &str, url: &str) -> SocketAddr {
+    let fnv = |seed: u64| {
+        let mut h = seed;
+        for b in name.bytes().chain([0u8]).chain(url.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    let (hi, lo) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x84222325_cbf29ce4));
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    bytes[0] = 0xfd;
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::from(bytes)), 8080)
 }
 
 #[derive(Debug)]
 pub struct Backend {
     pub name: Arc<str>,
     pub url: String,
-    pub group: usize,
+    /// The groups listing this backend (indexes into [`Snapshot::groups`]).
+    pub groups: Vec<usize>,
+    /// Identity in the health registry and the selectors (see [`target_address`]).
+    pub target: SocketAddr,
     pub enabled: bool,
     pub weight: u32,
     pub tls: bool,
-    /// `host:port` to connect to (resolved by Pingora at connect time).
+    /// `host:port` as written in the URL.
     pub address: String,
+    /// The address to connect to when the URL names an IP; `None` for host names (see
+    /// [`BackendRuntime::resolved`]).
+    pub ip: Option<SocketAddr>,
     /// Host name for SNI and, with `rewrite_host`, the `Host` header.
     pub host: String,
     /// `host[:port]` as a `Host` header value.
@@ -68,9 +127,24 @@ pub struct Backend {
     pub max_queued_queries: Option<i64>,
     pub max_running_queries: Option<i64>,
     pub runtime: Arc<BackendRuntime>,
+    /// The upstream peer, built once per snapshot with its TLS and timeouts (for a host name the
+    /// address is filled in per connection from [`BackendRuntime::resolved`]).
+    pub peer: HttpPeer,
 }
 
 impl Backend {
+    /// One of the addresses the host name resolved to, in rotation; `None` before the first
+    /// successful resolution.
+    pub fn resolved_address(&self) -> Option<SocketAddr> {
+        let addrs = self.runtime.resolved.load();
+        if addrs.is_empty() {
+            return None;
+        }
+        addrs
+            .get(self.runtime.next_address() % addrs.len())
+            .copied()
+    }
+
     pub fn health(&self) -> Health {
         self.runtime.health.state()
     }
@@ -78,21 +152,11 @@ impl Backend {
     /// Running queries: the backend's last report plus queries started since, or — before any
     /// report — this gateway's requests in flight.
     pub fn running_estimate(&self) -> i64 {
-        let h = &self.runtime.health;
-        if h.load_known.load(std::sync::atomic::Ordering::Relaxed) {
-            h.running_estimate()
-        } else {
-            self.runtime
-                .inflight
-                .load(std::sync::atomic::Ordering::Relaxed)
-        }
+        self.runtime.running_estimate()
     }
 
     pub fn queued_reported(&self) -> i64 {
-        self.runtime
-            .health
-            .reported_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.runtime.queued_reported()
     }
 
     /// At a configured concurrency limit: gets no new queries. Queries started since the last
@@ -113,7 +177,6 @@ impl Backend {
     }
 }
 
-#[derive(Debug)]
 pub struct Group {
     pub name: Arc<str>,
     pub strategy: Strategy,
@@ -122,8 +185,18 @@ pub struct Group {
     pub spooling: Option<Spooling>,
     /// Indexes into [`Snapshot::backends`], in config order.
     pub members: Vec<usize>,
-    /// Round-robin cursor; a reload starts a fresh rotation, which is harmless.
-    pub cursor: AtomicUsize,
+    /// The group's pingora-load-balancing selector over its view of the shared health registry.
+    pub selector: Selector,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("strategy", &self.strategy)
+            .field("members", &self.members)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Public URL of the gateway, pre-split into the `X-Forwarded-*` values sent to backends.
@@ -134,7 +207,6 @@ pub struct ExternalUrl {
     pub port: String,
 }
 
-#[derive(Debug)]
 pub struct Snapshot {
     pub version: u64,
     /// The validated configuration this snapshot was compiled from (what the admin API shows).
@@ -150,16 +222,45 @@ pub struct Snapshot {
     /// Largest submission body passed on (`proxy.max_submission_bytes`).
     pub max_submission_bytes: u64,
     pub health: HealthConfig,
+    /// Keeps every backend of this snapshot in the health registry (probed) while it is current.
+    _probe_view: pingora_load_balancing::Backends,
+    /// Trust and client identity for `https://` backends (`proxy.backend_tls`, re-read on reload).
+    pub upstream_tls: UpstreamTls,
+    /// The HTTP client to backends (health probes, hybrid subqueries), built on first use with
+    /// [`Snapshot::upstream_tls`].
+    upstream_client: OnceLock<reqwest::Client>,
     group_index: HashMap<String, usize>,
+    backend_index: HashMap<Arc<str>, usize>,
+    target_index: HashMap<SocketAddr, usize>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("backends", &self.backends)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Snapshot {
-    /// Compile a validated config. Fails only if the config was not validated first.
+    /// Compile a validated config. Fails only if the config was not validated first, or when
+    /// `proxy.backend_tls` files cannot be read.
     pub fn compile(
         config: &Config,
         version: u64,
         registry: &RuntimeRegistry,
     ) -> Result<Snapshot, ConfigError> {
+        Ok(Self::compile_reporting(config, version, registry)?.0)
+    }
+
+    /// [`Snapshot::compile`], also saying whether a backend is new to the registry.
+    fn compile_reporting(
+        config: &Config,
+        version: u64,
+        registry: &RuntimeRegistry,
+    ) -> Result<(Snapshot, bool), ConfigError> {
         let bug = |path: &str, msg: String| ConfigError::single("<config>", path, msg);
         let group_index: HashMap<String, usize> = config
             .groups
@@ -167,33 +268,32 @@ impl Snapshot {
             .enumerate()
             .map(|(i, g)| (g.name.clone(), i))
             .collect();
-        let mut groups: Vec<Group> = config
-            .groups
-            .iter()
-            .map(|g| Group {
-                name: g.name.as_str().into(),
-                strategy: g.strategy,
-                strict: g.strict,
-                spooling: g.spooling,
-                members: Vec::new(),
-                cursor: AtomicUsize::new(0),
-            })
-            .collect();
+        let upstream_tls = UpstreamTls::load(config.proxy.backend_tls.as_ref())
+            .map_err(|e| ConfigError::single("<config>", "proxy.backend_tls", e.to_string()))?;
 
         let keys: Vec<(String, String)> = config
             .backends
             .iter()
             .map(|b| (b.name.clone(), b.url.clone()))
             .collect();
-        let mut runtimes = registry.runtimes(&keys).into_iter();
+        let (runtimes, added) = registry.runtimes(&keys);
+        let mut runtimes = runtimes.into_iter();
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); config.groups.len()];
         let mut backends = Vec::with_capacity(config.backends.len());
         for (i, b) in config.backends.iter().enumerate() {
-            let group = *group_index.get(&b.group).ok_or_else(|| {
-                bug(
-                    &format!("backends[{i}].group"),
-                    format!("unknown group `{}`", b.group),
-                )
-            })?;
+            let mut groups = Vec::with_capacity(b.groups.len());
+            for (j, name) in b.groups.iter().enumerate() {
+                let g = *group_index.get(name).ok_or_else(|| {
+                    bug(
+                        &format!("backends[{i}].groups[{j}]"),
+                        format!("unknown group `{name}`"),
+                    )
+                })?;
+                if !groups.contains(&g) {
+                    groups.push(g);
+                    members[g].push(backends.len());
+                }
+            }
             let url =
                 check_backend_url(&b.url).map_err(|e| bug(&format!("backends[{i}].url"), e))?;
             let tls = url.scheme() == "https";
@@ -209,15 +309,29 @@ impl Snapshot {
                 Some(p) => format!("{host}:{p}"),
                 None => host.clone(),
             };
-            groups[group].members.push(backends.len());
+            let ip = bare_host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port));
+            let connect_to =
+                ip.unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+            let mut peer = HttpPeer::new(connect_to, tls, bare_host.clone());
+            if tls {
+                peer.options.ca = upstream_tls.ca.clone();
+                peer.client_cert_key = upstream_tls.client.clone();
+            }
+            peer.options.connection_timeout = Some(config.proxy.connect_timeout.get());
+            peer.options.read_timeout = Some(config.proxy.read_timeout.get());
             backends.push(Arc::new(Backend {
                 name: b.name.as_str().into(),
                 url: b.url.trim_end_matches('/').to_string(),
-                group,
+                groups,
+                target: target_address(&b.name, &b.url),
                 enabled: b.enabled,
                 weight: b.weight,
                 tls,
                 address: format!("{host}:{port}"),
+                ip,
                 host: bare_host,
                 authority,
                 rewrite_host: b.rewrite_host,
@@ -226,7 +340,32 @@ impl Snapshot {
                 max_queued_queries: b.max_queued_queries.map(i64::from),
                 max_running_queries: b.max_running_queries.map(i64::from),
                 runtime: runtimes.next().unwrap_or_default(),
+                peer,
             }));
+        }
+        let member = |b: &Arc<Backend>| Member {
+            target: b.target,
+            weight: b.weight,
+            enabled: b.enabled,
+            runtime: b.runtime.clone(),
+        };
+        let all: Vec<Member> = backends.iter().map(member).collect();
+        let probes =
+            probe_view(&all, &registry.health).map_err(|e| bug("backends", e.to_string()))?;
+        let mut groups = Vec::with_capacity(config.groups.len());
+        for (gi, (g, members)) in config.groups.iter().zip(members).enumerate() {
+            let member_backends: Vec<Member> =
+                members.iter().map(|&bi| member(&backends[bi])).collect();
+            let selector = Selector::build(g, &member_backends, &registry.health)
+                .map_err(|e| bug(&format!("groups[{gi}]"), e.to_string()))?;
+            groups.push(Group {
+                name: g.name.as_str().into(),
+                strategy: g.strategy,
+                strict: g.strict,
+                spooling: g.spooling,
+                members,
+                selector,
+            });
         }
 
         let mut policies = Vec::with_capacity(config.routing.policies.len());
@@ -271,7 +410,17 @@ impl Snapshot {
             }
         };
 
-        Ok(Snapshot {
+        let backend_index = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.clone(), i))
+            .collect();
+        let target_index = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.target, i))
+            .collect();
+        let snap = Snapshot {
             version,
             config: Arc::new(config.clone()),
             listeners: config
@@ -289,7 +438,92 @@ impl Snapshot {
             trust_forwarded_headers: config.proxy.trust_forwarded_headers,
             max_submission_bytes: config.proxy.max_submission_bytes,
             health: config.health.clone(),
+            upstream_tls,
+            upstream_client: OnceLock::new(),
+            _probe_view: probes,
             group_index,
+            backend_index,
+            target_index,
+        };
+        Ok((snap, added))
+    }
+
+    pub fn backend_by_name(&self, name: &str) -> Option<&Arc<Backend>> {
+        self.backend_index.get(name).map(|&i| &self.backends[i])
+    }
+
+    /// The backend a health-registry target stands for.
+    pub fn backend_by_target(
+        &self,
+        target: &pingora_load_balancing::Backend,
+    ) -> Option<&Arc<Backend>> {
+        self.target_position(target).map(|i| &self.backends[i])
+    }
+
+    /// Index into [`Snapshot::backends`] of the backend a selector target stands for.
+    pub fn target_position(&self, target: &pingora_load_balancing::Backend) -> Option<usize> {
+        match target.addr {
+            pingora_core::protocols::l4::socket::SocketAddr::Inet(a) => {
+                self.target_index.get(&a).copied()
+            }
+            _ => None,
+        }
+    }
+
+    /// The settings of listener `index` (see [`Snapshot::listener_index`]).
+    pub fn listener(&self, index: usize) -> Option<&ListenerConfig> {
+        self.config.proxy.listeners.get(index)
+    }
+
+    /// Position of the listener named `name` (looked up once per listener, not per request).
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.config
+            .proxy
+            .listeners
+            .iter()
+            .position(|l| l.name == name)
+    }
+
+    /// Resolve the host names of backends given by name (all of them, or only those never
+    /// resolved yet), keeping every address; a failed lookup keeps the previous addresses.
+    pub async fn resolve_host_names(&self, all: bool) {
+        for b in &self.backends {
+            if b.ip.is_some() || (!all && !b.runtime.resolved.load().is_empty()) {
+                continue;
+            }
+            match tokio::net::lookup_host(&b.address).await {
+                Ok(found) => {
+                    let mut addrs: Vec<SocketAddr> = found.collect();
+                    addrs.sort();
+                    addrs.dedup();
+                    if !addrs.is_empty() && **b.runtime.resolved.load() != addrs {
+                        tracing::debug!(backend = %b.name, ?addrs, "resolved");
+                        b.runtime.resolved.store(Arc::new(addrs));
+                    }
+                }
+                Err(e) => warn!(backend = %b.name, "cannot resolve {}: {e}", b.address),
+            }
+        }
+    }
+
+    /// The HTTP client to backends for health probes and hybrid subqueries (this snapshot's
+    /// upstream TLS, so a reload that rotates `proxy.backend_tls` applies to them too).
+    pub fn upstream_client(&self) -> &reqwest::Client {
+        self.upstream_client.get_or_init(|| {
+            let builder = reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .connect_timeout(std::time::Duration::from_secs(10));
+            match self
+                .upstream_tls
+                .configure(builder)
+                .and_then(|b| b.build().map_err(|e| e.to_string()))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!("cannot build the health-check HTTP client with proxy.backend_tls ({e}); probing without it");
+                    reqwest::Client::new()
+                }
+            }
         })
     }
 
@@ -387,11 +621,26 @@ impl SnapshotHandle {
         self.current.load_full()
     }
 
-    /// Compile `config` and swap it in; the old snapshot stays if compiling fails.
+    /// Compile `config` and swap it in; the old snapshot stays if compiling fails. A backend new
+    /// to this process is probed at once (one health pass starts now), so it takes queries
+    /// within one probe instead of one `health.interval`.
     pub fn replace(&self, config: &Config) -> Result<Arc<Snapshot>, ConfigError> {
         let version = self.current.load().version + 1;
-        let snap = Arc::new(Snapshot::compile(config, version, &self.registry)?);
+        let (snap, added) = Snapshot::compile_reporting(config, version, &self.registry)?;
+        let snap = Arc::new(snap);
         self.current.store(snap.clone());
+        if added {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let health = self.registry.health.clone();
+                let new = snap.clone();
+                rt.spawn(async move {
+                    new.resolve_host_names(false).await;
+                    if new.health.enabled {
+                        health.run_health_check(true).await;
+                    }
+                });
+            }
+        }
         Ok(snap)
     }
 }

@@ -28,6 +28,26 @@ struct PageError {
     error_name: Option<String>,
 }
 
+/// Why a statement could not be run through the protocol (a query that failed on Trino is not
+/// one of these: see [`StatementOutcome::error`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("submit failed: {0}")]
+    Submit(#[source] reqwest::Error),
+    #[error("page request failed: {0}")]
+    Page(#[source] reqwest::Error),
+    /// A non-2xx answer, with the start of its body.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("not a Trino response: {0}")]
+    NotTrino(#[source] reqwest::Error),
+    #[error("no result after {0} pages")]
+    TooManyPages(usize),
+}
+
 /// Replace scheme and authority of `uri` with `base`: a coordinator may advertise a name this
 /// process cannot resolve (or a gateway), but the path is what identifies the page.
 pub(crate) fn rebase(base: &str, uri: &str) -> String {
@@ -46,7 +66,7 @@ pub async fn execute(
     source: &str,
     sql: &str,
     max_pages: usize,
-) -> Result<StatementOutcome, String> {
+) -> Result<StatementOutcome, ClientError> {
     let resp = http
         .post(format!("{base}/v1/statement"))
         .header("X-Trino-User", user)
@@ -54,7 +74,7 @@ pub async fn execute(
         .body(sql.to_string())
         .send()
         .await
-        .map_err(|e| format!("submit failed: {e}"))?;
+        .map_err(ClientError::Submit)?;
     let mut page = read_page(resp).await?;
     let mut out = StatementOutcome {
         id: page.id.clone(),
@@ -79,22 +99,20 @@ pub async fn execute(
             .header("X-Trino-User", user)
             .send()
             .await
-            .map_err(|e| format!("page request failed: {e}"))?;
+            .map_err(ClientError::Page)?;
         page = read_page(resp).await?;
     }
-    Err(format!("no result after {max_pages} pages"))
+    Err(ClientError::TooManyPages(max_pages))
 }
 
-async fn read_page(resp: reqwest::Response) -> Result<Page, String> {
+async fn read_page(resp: reqwest::Response) -> Result<Page, ClientError> {
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
         let body: String = body.chars().take(200).collect();
-        return Err(format!("HTTP {status}: {body}"));
+        return Err(ClientError::Status { status, body });
     }
-    resp.json::<Page>()
-        .await
-        .map_err(|e| format!("not a Trino response: {e}"))
+    resp.json::<Page>().await.map_err(ClientError::NotTrino)
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The admin REST API over the shared database: CRUD, validation, draining, and two instances on
 //! one PostgreSQL staying in step.
 

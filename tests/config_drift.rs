@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A file whose groups, backends or policies differ from what the database already holds: once
 //! seeded, the database routes and the file's versions are ignored, so `check-config` and `serve`
 //! list every difference with both values and say how to apply the file.

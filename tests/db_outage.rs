@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The shared database going away while clients run: no client request fails, the admin API says
 //! clearly what it cannot do, and history and config writes resume on their own afterwards.
 //!

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `forwarding: rewrite`, for clusters without `http-server.process-forwarded`: such a Trino refuses
 //! every request that carries an `X-Forwarded-*` header (406), so the gateway sends none and
 //! rewrites the absolute URIs the cluster builds on its own address, as the pages stream.

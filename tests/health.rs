@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Health checks, load-aware balancing, draining, limits, failover and fallback.
 
 mod common;
@@ -533,25 +534,22 @@ async fn a_probe_round_over_50_slow_backends_takes_well_under_one_interval() {
     );
     let config = trino_edge::config::parse_str("t", &yaml).unwrap();
     let snapshots = trino_edge::snapshot::SnapshotHandle::new(&config).unwrap();
-    let gateway = Arc::new(trino_edge::proxy::Gateway {
-        snapshots: snapshots.clone(),
-        sticky: trino_edge::stickiness::Stickiness::new(1000, Duration::from_secs(60)),
-        connect_timeout: Duration::from_secs(1),
-        read_timeout: Duration::from_secs(5),
-        max_submit_attempts: 3,
-        upstream_tls: Default::default(),
-        client_idle_timeout: Duration::from_secs(60),
-        health_rounds: Default::default(),
-        history: None,
-        database: None,
-        lookup_permits: tokio::sync::Semaphore::new(1),
-        instance: "test".into(),
-    });
-    let checker = trino_edge::health::HealthChecker::new(gateway.clone()).unwrap();
+    let gateway = Arc::new(trino_edge::gateway::Gateway::new(
+        snapshots.clone(),
+        trino_edge::stickiness::Stickiness::new(1000, Duration::from_secs(60)),
+        None,
+        None,
+        "test".into(),
+    ));
+    // The service puts our check on the shared registry; one pass probes every backend once.
+    let _service = trino_edge::health::HealthService::new(gateway.clone());
     let snap = snapshots.load();
-    tokio::time::timeout(Duration::from_millis(2500), checker.round(&snap))
-        .await
-        .expect("one round over 50 backends must take well under the 5 s interval");
+    tokio::time::timeout(
+        Duration::from_millis(2500),
+        snapshots.registry.health.run_health_check(true),
+    )
+    .await
+    .expect("one pass over 50 backends must take well under the 5 s interval");
     assert!(snap
         .backends
         .iter()

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Hostile input: oversized and malformed requests from clients, garbage and lies from a backend.
 //! None may crash the gateway, make it buffer without bound, or poison its query-id map.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The hybrid-query endpoint end to end: the real binary, emulated Trino backends, and a Parquet
 //! fixture written here. Checks exact rows and types, every limit (and that the backend saw the
 //! cancel), SQL that must never run, remote errors, routing and impersonation, and the CLI.

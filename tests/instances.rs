@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Two gateway instances that share nothing keep each other's queries going (coordinator ids).
 
 mod common;

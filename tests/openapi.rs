@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `GET /openapi.json` is the admin API's contract: every operation it documents is exercised here,
 //! every answer must have a documented status and a body that validates against the documented
 //! schema, and every path serves exactly the documented methods. (A unit test in `src/admin`
@@ -448,7 +449,9 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     assert_eq!(s, 200, "{d}");
     assert_eq!(d["rows"], json!([[7, 28980]]));
-    assert_eq!(d["remote_stats"]["t"]["backend"], "b1");
+    // Placed like a submission: either backend of `adhoc`.
+    let placed = d["remote_stats"]["t"]["backend"].as_str().unwrap_or_default();
+    assert!(["b1", "b2"].contains(&placed), "{d}");
     let (s, d) = api
         .call(
             "hybridQuery",

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Property tests (proptest) for the parsers that face untrusted input: request paths and query
 //! ids, the policy matcher (against a plain reference model) and the config loader. Each runs a
 //! few hundred generated cases in CI; a failure prints the minimal input.

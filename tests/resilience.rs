@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Faults and hostile input: dead backends, reloads under traffic, malformed requests.
 
 mod common;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end: submissions routed by strategy and policy, follow-ups kept on their backend.
 
 mod common;

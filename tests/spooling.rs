@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The spooling protocol through the gateway: segments reach the cluster that wrote them through
 //! any gateway instance, in every retrieval mode, with the real Python client at its default
 //! settings; storage URLs, 303s and segment headers pass untouched; `spooling: inline` turns the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The database store against real databases: one scenario, run on SQLite (a temp file unless
 //! `TRINO_EDGE_TEST_SQLITE` names one), PostgreSQL (`TRINO_EDGE_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/test`) and MySQL/MariaDB (`TRINO_EDGE_TEST_MYSQL`, default

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! TLS end to end, with a test PKI made here: HTTPS on the proxy and admin listeners (curl and
 //! the real Python `trino` client trusting the test CA; a wrong CA is refused), an `https://`
 //! backend that demands a client certificate, and certificate renewal through SIGHUP.

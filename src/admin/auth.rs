@@ -141,6 +141,29 @@ fn decode_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Why the JWKS could not be loaded (the old keys stay in use).
+#[derive(Debug, thiserror::Error)]
+enum JwksError {
+    #[error("JWKS {url}: {source}")]
+    Fetch { url: String, source: reqwest::Error },
+    #[error("JWKS {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("JWKS file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no JWKS configured")]
+    NotConfigured,
+    #[error("JWKS is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("JWKS has no `keys` array")]
+    NoKeys,
+}
+
 /// One verification key of the JWKS.
 struct Key {
     kid: Option<String>,
@@ -191,24 +214,31 @@ impl JwtVerifier {
         }
     }
 
-    async fn fetch(&self) -> Result<Vec<Key>, String> {
+    async fn fetch(&self) -> Result<Vec<Key>, JwksError> {
         let text = match (&self.cfg.jwks_url, &self.cfg.jwks_file) {
             (Some(url), _) => {
-                let r = self
-                    .http
-                    .get(url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("JWKS {url}: {e}"))?;
+                let fetch = |source| JwksError::Fetch {
+                    url: url.clone(),
+                    source,
+                };
+                let r = self.http.get(url).send().await.map_err(fetch)?;
                 if !r.status().is_success() {
-                    return Err(format!("JWKS {url}: HTTP {}", r.status()));
+                    return Err(JwksError::Status {
+                        url: url.clone(),
+                        status: r.status(),
+                    });
                 }
-                r.text().await.map_err(|e| format!("JWKS {url}: {e}"))?
+                r.text().await.map_err(fetch)?
             }
-            (None, Some(file)) => tokio::fs::read_to_string(file)
-                .await
-                .map_err(|e| format!("JWKS file {file}: {e}"))?,
-            (None, None) => return Err("no JWKS configured".into()),
+            (None, Some(file)) => {
+                tokio::fs::read_to_string(file)
+                    .await
+                    .map_err(|source| JwksError::File {
+                        path: file.clone(),
+                        source,
+                    })?
+            }
+            (None, None) => return Err(JwksError::NotConfigured),
         };
         parse_jwks(&text)
     }
@@ -336,9 +366,9 @@ fn groups<'a>(claims: &'a Value, path: &str) -> impl Iterator<Item = &'a str> {
 }
 
 /// The signing keys of a JWKS document; encryption keys and keys of unknown types are skipped.
-fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("JWKS is not JSON: {e}"))?;
-    let list = doc["keys"].as_array().ok_or("JWKS has no `keys` array")?;
+fn parse_jwks(text: &str) -> Result<Vec<Key>, JwksError> {
+    let doc: Value = serde_json::from_str(text).map_err(JwksError::NotJson)?;
+    let list = doc["keys"].as_array().ok_or(JwksError::NoKeys)?;
     let keys: Vec<Key> = list
         .iter()
         .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
 use super::{backend_json, AdminState};
@@ -55,13 +55,15 @@ fn not_found(kind: &str, name: &str) -> ApiError {
 }
 
 /// Fields of a backend object that the API shows but never takes (so a GET result can be PUT back).
-const BACKEND_STATUS_FIELDS: [&str; 12] = [
+const BACKEND_STATUS_FIELDS: [&str; 14] = [
     "state",
     "health",
     "full",
     "running_queries",
     "queued_queries",
     "started_since_probe",
+    "finished_since_probe",
+    "estimated_running",
     "inflight_requests",
     "coordinator_id",
     "version",
@@ -72,23 +74,46 @@ const BACKEND_STATUS_FIELDS: [&str; 12] = [
 
 /// Parse a JSON body into a config object with a clear 400 on any problem.
 fn parse<T: DeserializeOwned>(body: &Bytes, strip: &[&str]) -> Result<T, ApiError> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
+    from_object(body_object(body, strip)?)
+}
+
+/// A backend body: `group: a` or `groups: [a, b]`. What GET shows has both (`group` is the first
+/// of `groups`), so a `group` that repeats the first of `groups` is dropped and a GET result can
+/// be PUT back; a `group` that differs from it is refused like any other pair of both keys.
+fn parse_backend(body: &Bytes) -> Result<BackendConfig, ApiError> {
+    let mut map = body_object(body, &BACKEND_STATUS_FIELDS)?;
+    let redundant = match (map.get("group"), map.get("groups")) {
+        (Some(group), Some(Value::Array(groups))) => groups.first() == Some(group),
+        _ => false,
+    };
+    if redundant {
+        map.remove("group");
+    }
+    from_object(map)
+}
+
+/// The body as a JSON object without the keys in `strip`.
+fn body_object(body: &Bytes, strip: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("request body is not valid JSON: {e}"),
         )
     })?;
-    if let Value::Object(map) = &mut v {
-        for k in strip {
-            map.remove(*k);
-        }
-    } else {
+    let Value::Object(mut map) = v else {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "request body must be a JSON object".into(),
         ));
+    };
+    for k in strip {
+        map.remove(*k);
     }
-    serde_json::from_value(v)
+    Ok(map)
+}
+
+fn from_object<T: DeserializeOwned>(map: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(map))
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid object: {e}")))
 }
 
@@ -281,7 +306,7 @@ fn backend_response(st: &AdminState, name: &str, status: StatusCode) -> Response
 }
 
 pub async fn create_backend(State(st): State<AdminState>, body: Bytes) -> ApiResult {
-    let b: BackendConfig = parse(&body, &BACKEND_STATUS_FIELDS)?;
+    let b = parse_backend(&body)?;
     let name = b.name.clone();
     mutate(&st, Kind::Backend, Change::Create, Some(b)).await?;
     Ok(backend_response(&st, &name, StatusCode::CREATED))
@@ -292,7 +317,7 @@ pub async fn replace_backend(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let b: BackendConfig = parse(&body, &BACKEND_STATUS_FIELDS)?;
+    let b = parse_backend(&body)?;
     let new_name = b.name.clone();
     mutate(&st, Kind::Backend, Change::Replace(name), Some(b)).await?;
     Ok(backend_response(&st, &new_name, StatusCode::OK))
@@ -408,4 +433,55 @@ pub async fn replace_policy(
 pub async fn delete_policy(State(st): State<AdminState>, Path(name): Path<String>) -> ApiResult {
     mutate::<PolicyConfig>(&st, Kind::Policy, Change::Delete(name), None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(body: Value) -> Result<BackendConfig, String> {
+        parse_backend(&Bytes::from(body.to_string())).map_err(|e| e.1)
+    }
+
+    #[test]
+    fn a_backend_body_takes_group_or_groups() {
+        let one = backend(json!({"name": "b", "url": "http://h:1", "group": "a"})).unwrap();
+        assert_eq!(one.groups, ["a"]);
+        let two = backend(json!({"name": "b", "url": "http://h:1", "groups": ["a", "c"]})).unwrap();
+        assert_eq!(two.groups, ["a", "c"]);
+        assert_eq!(
+            backend(json!({"name": "b", "url": "http://h:1", "groups": []})).unwrap_err(),
+            "invalid object: groups must list at least one group"
+        );
+        assert_eq!(
+            backend(json!({"name": "b", "url": "http://h:1", "group": "a", "colour": 1}))
+                .unwrap_err(),
+            "invalid object: unknown field `colour`, expected one of `name`, `url`, `group`, \
+             `groups`, `enabled`, `weight`, `rewrite_host`, `forwarding`, `max_queued_queries`, \
+             `max_running_queries`"
+        );
+    }
+
+    #[test]
+    fn what_get_shows_can_be_put_back() {
+        // GET shows `group` (the first of `groups`) and `groups`, plus status fields.
+        let shown = json!({
+            "name": "b", "url": "http://h:1", "group": "a", "groups": ["a", "c"],
+            "state": "HEALTHY", "inflight_requests": 0
+        });
+        assert_eq!(backend(shown).unwrap().groups, ["a", "c"]);
+        let shown = json!({"name": "b", "url": "http://h:1", "group": "a", "groups": ["a"]});
+        let b = backend(shown).unwrap();
+        assert_eq!(
+            serde_json::to_value(&b).unwrap()["group"],
+            "a",
+            "one group is written as `group`"
+        );
+        // A `group` that is not the first of `groups` is a contradiction, not a repetition.
+        assert_eq!(
+            backend(json!({"name": "b", "url": "http://h:1", "group": "c", "groups": ["a", "c"]}))
+                .unwrap_err(),
+            "invalid object: give either group or groups, not both"
+        );
+    }
 }

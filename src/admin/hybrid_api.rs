@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::auth::Principal;
 use super::AdminState;
 use crate::hybrid::engine::{on_engine, LocalQuery};
-use crate::hybrid::guard::{self, MAX_SQL_BYTES};
+use crate::hybrid::guard::{self, NameKind, MAX_SQL_BYTES};
 use crate::hybrid::remote::{self, Limits, Target};
 use crate::hybrid::{output, ErrorKind, HybridError};
 use crate::routing::facts::{RequestFacts, USER};
@@ -93,7 +93,7 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
     }
     let mut seen = HashSet::new();
     for (alias, sql) in &r.register {
-        guard::check_alias(alias).map_err(HybridError::validation)?;
+        guard::check_identifier(NameKind::Alias, alias)?;
         let lower = alias.to_ascii_lowercase();
         if cfg.tables.contains_key(&lower) {
             return Err(HybridError::validation(format!(
@@ -129,7 +129,7 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
     };
     let timeout = Duration::from_secs(cfg.timeout_seconds);
     let tables = st.hybrid.tables(&cfg.tables, cfg.threads).await;
-    let http = st.hybrid.http().clone();
+    let http = snap.upstream_client().clone();
     let (register, sql, threads) = (r.register.clone(), r.sql.clone(), cfg.threads);
     let max_result_rows = usize::try_from(cfg.max_result_rows).unwrap_or(usize::MAX);
     // Fetching runs on the engine's runtime too: parsing pages and building Arrow arrays is CPU
@@ -182,7 +182,7 @@ async fn run(st: AdminState, req: Request) -> Result<Response, HybridError> {
         "hybrid query"
     );
     let stats = Value::Object(stats);
-    let internal = |e: String| HybridError::new(ErrorKind::QueryError, e);
+    let internal = |e: output::OutputError| HybridError::new(ErrorKind::QueryError, e.to_string());
     Ok(match r.format {
         Format::Json => Json(json!({
             "columns": output::columns(&out.schema),
@@ -279,6 +279,20 @@ fn route(
     alias: &str,
     r: &HybridRequest,
 ) -> Result<Target, HybridError> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        HeaderName::from_static("x-trino-user"),
+        HeaderValue::from_str(user).map_err(|_| {
+            HybridError::validation(format!("user `{user}` is not a valid header value"))
+        })?,
+    );
+    h.insert(
+        HeaderName::from_static("x-trino-source"),
+        HeaderValue::from_static(remote::SOURCE),
+    );
+    let listener = snap.listeners.first().map_or("", |l| l.as_ref());
+    let facts = RequestFacts::from_headers(listener, &h)
+        .map_err(|e| HybridError::validation(format!("header {e} is not valid UTF-8")))?;
     let (g, reason) = match group {
         Some(name) => match snap.group_by_name(name) {
             Some(g) => (g, RouteReason::Header),
@@ -293,22 +307,9 @@ fn route(
                 )))
             }
         },
-        None => {
-            let mut h = HeaderMap::new();
-            h.insert(
-                HeaderName::from_static("x-trino-user"),
-                HeaderValue::from_str(user).expect("checked by caller()"),
-            );
-            h.insert(
-                HeaderName::from_static("x-trino-source"),
-                HeaderValue::from_static(remote::SOURCE),
-            );
-            let listener = snap.listeners.first().map_or("", |l| l.as_ref());
-            let facts = RequestFacts::from_headers(listener, &h).expect("ASCII headers");
-            choose_group(snap, &facts)
-        }
+        None => choose_group(snap, &facts),
     };
-    let placed = place(snap, g, reason, true).map_err(|(g, why)| {
+    let placed = place(snap, g, reason, &facts, true).map_err(|(g, why)| {
         let mut e = HybridError::new(
             ErrorKind::RemoteError,
             format!(

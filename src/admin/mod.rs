@@ -101,7 +101,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
 pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Result<Router, String> {
     let snap = gateway.snapshots.load();
     let auth = Arc::new(auth::AuthState::new(snap.config.admin.auth.as_ref()));
-    let hybrid = Arc::new(crate::hybrid::Hybrid::new(&gateway.upstream_tls)?);
+    let hybrid = Arc::new(crate::hybrid::Hybrid::new(&snap.upstream_tls)?);
     // Load the local tables now, so a broken Parquet file shows in the log at start rather than
     // at the first query.
     if !snap.config.hybrid.tables.is_empty() {
@@ -129,19 +129,27 @@ pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Result<Router, Str
         .with_state(state))
 }
 
-/// The OpenAPI document, written as YAML for people and served as JSON for tools.
-static OPENAPI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let doc: serde_json::Value = serde_yaml_ng::from_str(include_str!("openapi.yaml"))
-        .expect("src/admin/openapi.yaml is valid YAML (checked by a unit test)");
-    doc.to_string()
+/// The OpenAPI document, written as YAML for people and served as JSON for tools. A unit test
+/// checks that it parses; should it ever not, the endpoint answers 500 with the reason.
+static OPENAPI: std::sync::LazyLock<Result<String, String>> = std::sync::LazyLock::new(|| {
+    serde_yaml_ng::from_str::<serde_json::Value>(include_str!("openapi.yaml"))
+        .map(|doc| doc.to_string())
+        .map_err(|e| format!("src/admin/openapi.yaml is not valid YAML: {e}"))
 });
 
 async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI.as_str(),
-    )
-        .into_response()
+    match &*OPENAPI {
+        Ok(doc) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            doc.as_str(),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": e })),
+        )
+            .into_response(),
+    }
 }
 
 /// Reads every request body completely (up to [`MAX_BODY`]) before any handler runs.
@@ -187,7 +195,8 @@ async fn livez() -> Json<serde_json::Value> {
 }
 
 /// Ready when the current snapshot can route a query: some backend is enabled and (when health
-/// checks run) the first probe round is done and found one healthy.
+/// checks run) the first probe pass is done — the proxy listeners open then — and found one
+/// healthy.
 async fn readyz(State(st): State<AdminState>) -> Response {
     let snap = st.gateway.snapshots.load();
     let enabled = snap.backends.iter().filter(|b| b.enabled).count();
@@ -196,10 +205,10 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         .iter()
         .filter(|b| strategy::is_routable(&snap, b))
         .count();
-    let rounds = st.gateway.health_rounds.load(Ordering::Relaxed);
+    let warm = st.gateway.is_warm();
     let status = if enabled == 0 {
         "not ready: no enabled backend"
-    } else if snap.health.enabled && rounds == 0 {
+    } else if snap.health.enabled && !warm {
         "not ready: first health check still running"
     } else if routable == 0 {
         "not ready: no healthy backend"
@@ -212,7 +221,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         "backends": snap.backends.len(),
         "enabledBackends": enabled,
         "healthyBackends": routable,
-        "healthRounds": rounds,
+        "firstHealthPassDone": warm,
         "knownCoordinators": st.gateway.sticky.known_coordinators(),
     });
     let code = if status == "ready" {
@@ -257,10 +266,20 @@ pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
         },
     };
     let load_known = h.load_known.load(Ordering::Relaxed);
+    // Every group the backend serves, as configured; `group` (the first) stays for clients that
+    // predate `groups`. A PUT of this object is accepted: `config_api` drops a `group` that
+    // repeats the first of `groups`.
+    let groups: &[String] = snap
+        .config
+        .backends
+        .iter()
+        .find(|c| *c.name == *b.name)
+        .map_or(&[], |c| c.groups());
     json!({
         "name": &*b.name,
         "url": b.url,
-        "group": &*snap.groups[b.group].name,
+        "group": groups.first(),
+        "groups": groups,
         "enabled": b.enabled,
         "weight": b.weight,
         "rewrite_host": b.rewrite_host,
@@ -273,6 +292,10 @@ pub(crate) fn backend_json(snap: &Snapshot, b: &Backend) -> serde_json::Value {
         "running_queries": load_known.then(|| h.reported_running.load(Ordering::Relaxed)),
         "queued_queries": load_known.then(|| h.reported_queued.load(Ordering::Relaxed)),
         "started_since_probe": h.started_since_probe.load(Ordering::Relaxed),
+        "finished_since_probe": h.finished_since_probe.load(Ordering::Relaxed),
+        // What least_load and the limits use: the last report plus queries started since
+        // minus those seen finishing (before any report: the requests in flight).
+        "estimated_running": b.running_estimate(),
         "inflight_requests": inflight,
         "coordinator_id": report.coordinator_id,
         "version": report.version,
@@ -323,13 +346,16 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// Listen on `address`. The socket is bound with `SO_REUSEPORT`, so that a process started
+    /// with `--upgrade` can open the admin listener beside the one it replaces; the caller checks
+    /// first, outside upgrades, that no other process holds the port (see [`port_is_free`]).
     pub fn bind(
         address: &str,
         gateway: Arc<Gateway>,
         sync: Arc<StateSync>,
         tls: Option<Arc<ServerCert>>,
     ) -> std::io::Result<Self> {
-        let listener = StdTcpListener::bind(address)?;
+        let listener = reusable_listener(address)?;
         listener.set_nonblocking(true)?;
         Ok(AdminService {
             listener: std::sync::Mutex::new(Some(listener)),
@@ -389,13 +415,41 @@ impl BackgroundService for AdminService {
     }
 }
 
+/// A listening socket with `SO_REUSEADDR` and `SO_REUSEPORT` (see [`AdminService::bind`]).
+fn reusable_listener(address: &str) -> std::io::Result<StdTcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = address.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "address resolves to nothing",
+        )
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Whether nothing listens on `address` yet (a plain bind, which fails even against a socket
+/// bound with `SO_REUSEPORT`).
+pub fn port_is_free(address: &str) -> std::io::Result<()> {
+    StdTcpListener::bind(address).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
     #[test]
     fn the_openapi_document_lists_exactly_the_routes() {
-        let doc: serde_json::Value = serde_json::from_str(&super::OPENAPI).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(super::OPENAPI.as_ref().unwrap()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let documented: BTreeSet<&str> = doc["paths"]
             .as_object()

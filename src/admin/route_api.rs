@@ -17,11 +17,12 @@ use std::collections::BTreeMap;
 
 use super::config_api::{ApiError, ApiResult};
 use super::AdminState;
-use crate::proxy::admission::{self, Admitted};
+use crate::config::Strategy;
+use crate::proxy::admission::{self, unavailable, Decision};
 use crate::proxy::error::GatewayError;
-use crate::routing::facts::USER;
+use crate::routing::facts::{RequestFacts, USER};
 use crate::routing::strategy::{self, Unavailable};
-use crate::routing::{choose_group, place, RouteReason};
+use crate::routing::RouteReason;
 use crate::snapshot::Snapshot;
 
 /// What a submission would carry.
@@ -49,14 +50,6 @@ fn gateway_error(e: &GatewayError) -> Value {
         "errorType": e.error_type,
         "message": e.message,
     })
-}
-
-fn unavailable(snap: &Snapshot, group: usize, why: Unavailable) -> GatewayError {
-    let name = &snap.groups[group].name;
-    match why {
-        Unavailable::AllFull => GatewayError::all_full(name),
-        Unavailable::NoneHealthy => GatewayError::no_backend(name),
-    }
 }
 
 fn reason_text(why: Unavailable) -> &'static str {
@@ -149,21 +142,23 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
             return Ok(Json(out).into_response());
         }
     }
-    let admitted = admission::admit(
+    // The proxy's own decision, made without moving any rotation.
+    let decision = admission::decide(
         &snap,
         listener_cfg,
         &listener,
         &headers,
         true,
         req.sql.as_ref().map(|s| s.len() as u64),
+        false,
     );
-    let facts = match admitted {
+    let (facts, route) = match decision {
         Err(e) => {
             refused(o, e);
             return Ok(Json(out).into_response());
         }
-        Ok(Admitted::Route(facts)) => facts,
-        Ok(Admitted::Transaction(txn)) => {
+        Ok(Decision::Route(facts, route)) => (facts, route),
+        Ok(Decision::Transaction(txn)) => {
             o.insert("decision".into(), json!("transaction"));
             match st.gateway.sticky.resolve_transaction(txn) {
                 Some(b) => {
@@ -194,7 +189,7 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
             return Ok(Json(out).into_response());
         }
     };
-    let (group, reason) = choose_group(&snap, &facts);
+    let (group, reason) = (route.group, route.reason);
     let mut why = Vec::new();
     match facts.routing_group {
         _ if !snap.honor_routing_group_header => {
@@ -243,7 +238,7 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
     o.insert("decision".into(), json!(decision));
     o.insert("policy".into(), policy);
     o.insert("chosenGroup".into(), json!(&*snap.groups[group].name));
-    match place(&snap, group, reason, false) {
+    match route.placement {
         Ok(p) => {
             let g = &snap.groups[p.group];
             if let Some((from, reason)) = p.fell_back_from {
@@ -261,13 +256,18 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
                 o.insert("fallback".into(), Value::Null);
             }
             let b = &snap.backends[p.backend];
+            let choice = strategy_choice(&snap, p.group, p.backend, &facts);
             why.push(format!(
-                "strategy {} picks backend `{}`",
+                "strategy {} picks backend `{}`: {choice}",
                 g.strategy.as_str(),
                 b.name
             ));
             o.insert("group".into(), json!(&*g.name));
             o.insert("strategy".into(), json!(g.strategy.as_str()));
+            o.insert(
+                "selection".into(),
+                selection_json(&snap, p.group, &facts, Some(choice)),
+            );
             o.insert("candidates".into(), json!(eligible(&snap, p.group)));
             o.insert("backend".into(), json!({"name": &*b.name, "url": b.url}));
             o.insert("error".into(), Value::Null);
@@ -281,6 +281,7 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
             o.insert("fallback".into(), Value::Null);
             o.insert("group".into(), json!(&*snap.groups[g].name));
             o.insert("strategy".into(), json!(snap.groups[g].strategy.as_str()));
+            o.insert("selection".into(), selection_json(&snap, g, &facts, None));
             o.insert("candidates".into(), json!(eligible(&snap, g)));
             o.insert("backend".into(), Value::Null);
             o.insert(
@@ -302,4 +303,79 @@ fn eligible(snap: &Snapshot, group: usize) -> Vec<&str> {
         .filter(|b| strategy::is_routable(snap, b) && !b.is_full())
         .map(|b| &*b.name)
         .collect()
+}
+
+/// Why the group's strategy picked `backend`, in words.
+fn strategy_choice(
+    snap: &Snapshot,
+    group: usize,
+    backend: usize,
+    facts: &RequestFacts<'_>,
+) -> String {
+    let g = &snap.groups[group];
+    let b = &snap.backends[backend];
+    match g.strategy {
+        Strategy::RoundRobin => "the next eligible backend in the rotation".into(),
+        Strategy::Weighted => format!(
+            "the next eligible backend in the rotation over the weights (weight {} of {})",
+            b.weight,
+            g.members
+                .iter()
+                .map(|&i| snap.backends[i].weight)
+                .sum::<u32>()
+        ),
+        Strategy::Random => {
+            "one random draw among the eligible backends (the proxy draws again)".into()
+        }
+        Strategy::LeastLoad => format!(
+            "the lowest estimated load ({} running + {} queued); loads now: {}",
+            b.running_estimate(),
+            b.queued_reported(),
+            g.members
+                .iter()
+                .map(|&i| {
+                    let m = &snap.backends[i];
+                    format!("{} {}", m.name, m.running_estimate() + m.queued_reported())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Strategy::Consistent => {
+            let key = g.selector.key(facts);
+            let hash_key = g
+                .selector
+                .hash_key()
+                .map(|k| k.to_string())
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("the request has no {hash_key}: the empty key's place on the hash ring")
+            } else {
+                format!(
+                    "{hash_key} `{}` hashes to this backend on the ring (the same key always does while it is eligible)",
+                    String::from_utf8_lossy(key)
+                )
+            }
+        }
+    }
+}
+
+/// The strategy's inputs and choice, for the dry-run answer.
+fn selection_json(
+    snap: &Snapshot,
+    group: usize,
+    facts: &RequestFacts<'_>,
+    choice: Option<String>,
+) -> Value {
+    let g = &snap.groups[group];
+    let key = g.selector.hash_key().map(|k| {
+        json!({
+            "hash_key": k.to_string(),
+            "value": String::from_utf8_lossy(g.selector.key(facts)),
+        })
+    });
+    json!({
+        "strategy": g.strategy.as_str(),
+        "key": key,
+        "why": choice,
+    })
 }

@@ -14,16 +14,29 @@ impl HumanDuration {
     }
 }
 
+/// Why a duration cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("duration `{0}` needs a unit: ms, s, m, h or d (e.g. `5s`)")]
+    NoUnit(String),
+    #[error("duration `{0}` must start with a whole number")]
+    NotANumber(String),
+    #[error("duration `{text}` has unknown unit `{unit}`; use ms, s, m, h or d")]
+    UnknownUnit { text: String, unit: String },
+    #[error("duration `{0}` is too large")]
+    TooLarge(String),
+}
+
 /// Parse `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration `{text}` needs a unit: ms, s, m, h or d (e.g. `5s`)"))?;
+        .ok_or_else(|| DurationError::NoUnit(text.to_string()))?;
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("duration `{text}` must start with a whole number"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_string()))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1_000),
@@ -31,12 +44,13 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
         _ => {
-            return Err(format!(
-                "duration `{text}` has unknown unit `{unit}`; use ms, s, m, h or d"
-            ))
+            return Err(DurationError::UnknownUnit {
+                text: text.to_string(),
+                unit: unit.to_string(),
+            })
         }
     }
-    .ok_or_else(|| format!("duration `{text}` is too large"))?;
+    .ok_or_else(|| DurationError::TooLarge(text.to_string()))?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -80,8 +94,15 @@ mod tests {
         assert_eq!(parse("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse("1m").unwrap(), Duration::from_secs(60));
         assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse("5").unwrap_err().contains("needs a unit"));
-        assert!(parse("5 weeks").unwrap_err().contains("unknown unit"));
+        assert!(parse("5").unwrap_err().to_string().contains("needs a unit"));
+        assert!(parse("5 weeks")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
+        assert!(matches!(
+            parse("9999999999999999999d"),
+            Err(DurationError::TooLarge(_))
+        ));
         assert!(parse("s").is_err());
     }
 

@@ -155,6 +155,86 @@ backends:
         );
     }
 
+    fn backend_line(groups: &str) -> String {
+        GOOD.replace(
+            "{ name: trino-1, url: \"http://127.0.0.1:18081\", group: adhoc }",
+            &format!("{{ name: trino-1, url: \"http://127.0.0.1:18081\", {groups} }}"),
+        )
+    }
+
+    #[test]
+    fn a_backend_takes_group_or_groups() {
+        let c = parse_str("t.yaml", GOOD).expect("valid");
+        assert_eq!(c.backends[0].groups(), ["adhoc"]);
+        assert_eq!(c.backends[0].first_group(), "adhoc");
+
+        let c = parse_str("t.yaml", &backend_line("groups: [adhoc, etl]")).expect("valid");
+        assert_eq!(c.backends[0].groups, ["adhoc", "etl"]);
+        let c = parse_str("t.yaml", &backend_line("groups: [etl]")).expect("valid");
+        assert_eq!(c.backends[0].groups, ["etl"]);
+    }
+
+    #[test]
+    fn one_group_is_written_as_group_several_as_groups() {
+        let c = parse_str("t.yaml", &backend_line("groups: [adhoc, etl]")).expect("valid");
+        let several = serde_json::to_value(&c.backends[0]).unwrap();
+        assert_eq!(
+            several,
+            serde_json::json!({
+                "name": "trino-1", "url": "http://127.0.0.1:18081", "groups": ["adhoc", "etl"],
+                "enabled": true, "weight": 1, "rewrite_host": false,
+                "max_queued_queries": null, "max_running_queries": null
+            })
+        );
+        // What the database stored before `groups` existed is still written the same way, key
+        // order included.
+        let c = parse_str("t.yaml", &backend_line("groups: [adhoc]")).expect("valid");
+        assert_eq!(
+            serde_json::to_string(&c.backends[0]).unwrap(),
+            r#"{"name":"trino-1","url":"http://127.0.0.1:18081","group":"adhoc","enabled":true,"weight":1,"rewrite_host":false,"max_queued_queries":null,"max_running_queries":null}"#
+        );
+        // And read back.
+        let back: BackendConfig = serde_json::from_value(several).unwrap();
+        assert_eq!(back.groups, ["adhoc", "etl"]);
+        let yaml = serde_yaml_ng::to_string(&c.backends[0]).unwrap();
+        assert!(yaml.contains("group: adhoc\n"), "{yaml}");
+    }
+
+    #[test]
+    fn group_and_groups_together_or_neither_or_empty_is_an_error_with_its_path() {
+        for (groups, expected) in [
+            (
+                "group: adhoc, groups: [etl]",
+                "t.yaml: backends[0]: give either group or groups, not both",
+            ),
+            (
+                "weight: 2",
+                "t.yaml: backends[0]: give either group or groups (missing field `group`)",
+            ),
+            (
+                "groups: []",
+                "t.yaml: backends[0]: groups must list at least one group",
+            ),
+        ] {
+            let msg = parse_str("t.yaml", &backend_line(groups))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with(expected), "{groups}: {msg}");
+        }
+        // Unknown keys are still refused, with their path.
+        let msg = parse_str("t.yaml", &backend_line("group: adhoc, grups: [etl]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("t.yaml: backends[0].grups: unknown field `grups`"),
+            "{msg}"
+        );
+        let msg = parse_str("t.yaml", &backend_line("groups: adhoc"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("t.yaml: backends[0].groups: "), "{msg}");
+    }
+
     #[test]
     fn bad_strategy_is_rejected() {
         let text = GOOD.replace("strategy: random", "strategy: fastest");

@@ -463,6 +463,9 @@ pub struct GroupConfig {
     /// `inline`: queries placed in this group are asked for inline results (see [`Spooling`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spooling: Option<Spooling>,
+    /// What `strategy: consistent` hashes (default `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<HashKey>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -473,6 +476,62 @@ pub enum Strategy {
     Random,
     Weighted,
     LeastLoad,
+    /// Ketama consistent hashing of the group's `hash_key`: the same key keeps landing on the
+    /// same backend, and adding or removing a backend moves only its share of keys.
+    Consistent,
+}
+
+/// The request value `strategy: consistent` hashes: `user`, `source`, `client_tags` or
+/// `header:<Name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    User,
+    Source,
+    ClientTags,
+    Header(String),
+}
+
+impl HashKey {
+    pub fn parse(s: &str) -> Result<HashKey, String> {
+        match s.trim() {
+            "user" => Ok(HashKey::User),
+            "source" => Ok(HashKey::Source),
+            "client_tags" => Ok(HashKey::ClientTags),
+            other => match other.strip_prefix("header:").map(str::trim) {
+                Some(name) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                    Ok(HashKey::Header(name.to_ascii_lowercase()))
+                }
+                Some(name) => Err(format!("`{name}` is not a valid header name")),
+                None => Err(format!(
+                    "unknown hash_key `{other}`: use user, source, client_tags or header:<Name>"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::User => f.write_str("user"),
+            HashKey::Source => f.write_str("source"),
+            HashKey::ClientTags => f.write_str("client_tags"),
+            HashKey::Header(h) => write!(f, "header:{h}"),
+        }
+    }
+}
+
+impl Serialize for HashKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HashKey::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Strategy {
@@ -482,34 +541,131 @@ impl Strategy {
             Strategy::Random => "random",
             Strategy::Weighted => "weighted",
             Strategy::LeastLoad => "least_load",
+            Strategy::Consistent => "consistent",
         }
     }
 }
 
+/// One Trino cluster. It serves one group or several (`group: a` or `groups: [a, b]`): a backend
+/// listed in several groups is probed once, counted once against its limits, and drained once.
+///
+/// Written and read through `BackendConfigRepr`, which takes either key and writes `group` when
+/// there is exactly one group (so single-group backends look as they always did in the admin API
+/// and the database).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "BackendConfigRepr", into = "BackendConfigRepr")]
 pub struct BackendConfig {
     pub name: String,
     pub url: String,
-    pub group: String,
-    #[serde(default = "yes")]
+    /// The groups this backend serves, in the order given; at least one, no duplicates.
+    pub groups: Vec<String>,
     pub enabled: bool,
-    #[serde(default = "one")]
     pub weight: u32,
     /// Send the backend's own `host:port` as `Host` instead of the client's (for backends behind a
     /// virtual-host ingress). Off by default: a Trino without `process-forwarded` then still builds
     /// `nextUri` from the client's `Host`, i.e. pointing back at the gateway.
-    #[serde(default)]
     pub rewrite_host: bool,
     /// `headers` (default) or `rewrite`, for clusters without `http-server.process-forwarded`.
-    #[serde(default, skip_serializing_if = "Forwarding::is_headers")]
     pub forwarding: Forwarding,
     /// The backend gets no new queries while it reports this many queued queries.
-    #[serde(default)]
     pub max_queued_queries: Option<u32>,
     /// The backend gets no new queries while it runs this many (reported + started since).
-    #[serde(default)]
     pub max_running_queries: Option<u32>,
+}
+
+impl BackendConfig {
+    /// The groups this backend serves (at least one in a validated config).
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// The first group listed (`""` only for a backend built by hand with no group, which
+    /// validation rejects).
+    pub fn first_group(&self) -> &str {
+        self.groups.first().map_or("", String::as_str)
+    }
+}
+
+/// Why a backend's group keys cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendGroupsError {
+    #[error("give either group or groups, not both")]
+    Both,
+    #[error("give either group or groups (missing field `group`)")]
+    Neither,
+    #[error("groups must list at least one group")]
+    Empty,
+}
+
+/// [`BackendConfig`] exactly as written in YAML/JSON: `group` and `groups` side by side, one of
+/// them set. Field order is the serialized order.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct BackendConfigRepr {
+    name: String,
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<String>>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "one")]
+    weight: u32,
+    #[serde(default)]
+    rewrite_host: bool,
+    #[serde(default, skip_serializing_if = "Forwarding::is_headers")]
+    forwarding: Forwarding,
+    #[serde(default)]
+    max_queued_queries: Option<u32>,
+    #[serde(default)]
+    max_running_queries: Option<u32>,
+}
+
+impl TryFrom<BackendConfigRepr> for BackendConfig {
+    type Error = BackendGroupsError;
+
+    fn try_from(r: BackendConfigRepr) -> Result<Self, Self::Error> {
+        let groups = match (r.group, r.groups) {
+            (Some(_), Some(_)) => return Err(BackendGroupsError::Both),
+            (None, None) => return Err(BackendGroupsError::Neither),
+            (None, Some(groups)) if groups.is_empty() => return Err(BackendGroupsError::Empty),
+            (None, Some(groups)) => groups,
+            (Some(group), None) => vec![group],
+        };
+        Ok(BackendConfig {
+            name: r.name,
+            url: r.url,
+            groups,
+            enabled: r.enabled,
+            weight: r.weight,
+            rewrite_host: r.rewrite_host,
+            forwarding: r.forwarding,
+            max_queued_queries: r.max_queued_queries,
+            max_running_queries: r.max_running_queries,
+        })
+    }
+}
+
+impl From<BackendConfig> for BackendConfigRepr {
+    fn from(b: BackendConfig) -> Self {
+        let (group, groups) = match <[String; 1]>::try_from(b.groups) {
+            Ok([one]) => (Some(one), None),
+            Err(groups) => (None, Some(groups)),
+        };
+        BackendConfigRepr {
+            name: b.name,
+            url: b.url,
+            group,
+            groups,
+            enabled: b.enabled,
+            weight: b.weight,
+            rewrite_host: b.rewrite_host,
+            forwarding: b.forwarding,
+            max_queued_queries: b.max_queued_queries,
+            max_running_queries: b.max_running_queries,
+        }
+    }
 }
 
 fn one() -> u32 {

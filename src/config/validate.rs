@@ -214,6 +214,27 @@ pub fn check_files(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     }
 }
 
+/// A backend's groups: at least one, each defined, none twice. A single group is reported at
+/// `backends[i].group` (how it is written back), several at `backends[i].groups[j]`.
+fn check_backend_groups(is: &mut Issues, i: usize, names: &[String], defined: &HashSet<String>) {
+    if names.is_empty() {
+        is.push(format!("backends[{i}]"), "give either group or groups");
+    }
+    let mut seen = HashSet::new();
+    for (j, g) in names.iter().enumerate() {
+        let at = if names.len() == 1 {
+            format!("backends[{i}].group")
+        } else {
+            format!("backends[{i}].groups[{j}]")
+        };
+        if !seen.insert(g.as_str()) {
+            is.push(at, format!("group `{g}` is listed twice"));
+        } else if !defined.contains(g) {
+            is.push(at, format!("group `{g}` is not defined in `groups`"));
+        }
+    }
+}
+
 pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     let mut is = Issues(Vec::new());
 
@@ -368,6 +389,15 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     }
     for (i, g) in c.groups.iter().enumerate() {
         is.check_name(format!("groups[{i}].name"), &g.name, &mut groups, "group");
+        if g.hash_key.is_some() && g.strategy != crate::config::Strategy::Consistent {
+            is.push(
+                format!("groups[{i}].hash_key"),
+                format!(
+                    "only strategy `consistent` hashes a key (this group's strategy is `{}`)",
+                    g.strategy.as_str()
+                ),
+            );
+        }
     }
     if !groups.contains(&c.routing.default_group) {
         is.push(
@@ -388,12 +418,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
             &mut backends,
             "backend",
         );
-        if !groups.contains(&b.group) {
-            is.push(
-                format!("backends[{i}].group"),
-                format!("group `{}` is not defined in `groups`", b.group),
-            );
-        }
+        check_backend_groups(&mut is, i, b.groups(), &groups);
         if let Err(e) = check_backend_url(&b.url) {
             is.push(format!("backends[{i}].url"), e);
         }
@@ -526,6 +551,46 @@ backends:
         ] {
             assert!(msg.contains(needle), "missing `{needle}` in:\n{msg}");
         }
+    }
+
+    #[test]
+    fn each_group_of_a_backend_must_exist_once() {
+        let text = base(
+            "    []",
+            "  - { name: a, url: \"http://h:1\", groups: [adhoc, ghost, adhoc] }\n  \
+             - { name: b, url: \"http://h:2\", groups: [phantom] }\n  \
+             - { name: c, url: \"http://h:3\", groups: [adhoc, etl] }",
+        )
+        .replace("  policies:\n    []", "  policies: []")
+        .replace(
+            "  - { name: adhoc, strategy: round_robin }",
+            "  - { name: adhoc, strategy: round_robin }\n  - { name: etl }",
+        );
+        let msg = err(&text);
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "c.yaml: backends[0].groups[1]: group `ghost` is not defined in `groups`",
+                "c.yaml: backends[0].groups[2]: group `adhoc` is listed twice",
+                "c.yaml: backends[1].group: group `phantom` is not defined in `groups`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_backend_built_without_groups_is_refused() {
+        let text = base(
+            "    []",
+            "  - { name: b, url: \"https://trino.example.com\", group: adhoc }",
+        )
+        .replace("  policies:\n    []", "  policies: []");
+        let mut c = parse_str("c.yaml", &text).expect("valid");
+        c.backends[0].groups.clear();
+        let issues = super::validate(&c).unwrap_err();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].path, "backends[0]");
+        assert_eq!(issues[0].message, "give either group or groups");
     }
 
     #[test]

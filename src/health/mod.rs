@@ -1,81 +1,69 @@
-//! Active health and load checks: one probe per backend every `health.interval`, as a Pingora
-//! background service. Results land in each backend's [`state::BackendHealth`], which the
-//! strategies read lock-free; the probe's own query teaches the gateway each coordinator id (and
-//! reveals coordinator restarts) before any client query does.
+//! Active health and load checks on pingora-load-balancing.
+//!
+//! One `HealthRegistry` (held by the snapshot handle) is shared by every group selector of every
+//! snapshot: each backend is one target, probed once per pass however many groups list it, and
+//! its verdict survives reloads. One `HealthCheckService` runs the passes; [`TrinoHealthCheck`] is
+//! its `HealthCheck`: `/v1/info`, then the probe or load query through the client protocol (or
+//! Trino's `/metrics`), with the crate's rise/fall counting from `health.rise`/`health.fall`.
+//! What the crate does not keep — load figures, coordinator id, version, last error, and whether
+//! the backend was ever found good — goes to the backend's [`state::BackendHealth`].
+//!
+//! Where our semantics differ from the crate's defaults:
+//! * the crate starts a new target healthy; a backend here gets no queries before a probe found
+//!   it good ([`state::BackendHealth::state`] is PENDING, then UNHEALTHY until the first good
+//!   probe), so a new or re-pointed backend is never routed to blind;
+//! * a backend that appears in a snapshot is probed at once (a pass starts when the snapshot is
+//!   swapped in), not at the next interval;
+//! * the proxy listeners open only after the first pass has decided every backend
+//!   ([`HealthService`] forwards the crate's readiness to Pingora's service dependencies).
 
 pub mod probe;
 pub mod state;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use tokio::task::JoinSet;
+use pingora_core::services::ServiceReadyNotifier;
+use pingora_error::{Error, ErrorType};
+use pingora_load_balancing::health_check::HealthCheck;
+use pingora_load_balancing::{Backend as Target, HealthCheckService};
 use tracing::{info, warn};
 
-use crate::proxy::Gateway;
+use crate::gateway::Gateway;
 use crate::query_id::coordinator_id;
-use crate::snapshot::{Backend, Snapshot};
-use probe::ProbeResult;
+use crate::snapshot::Backend;
+use probe::{ProbeError, ProbeResult};
 
-pub struct HealthChecker {
-    gateway: Arc<Gateway>,
-    http: reqwest::Client,
+/// The `HealthCheck` the shared registry runs for every backend.
+pub struct TrinoHealthCheck {
+    /// Weak: the gateway owns the snapshot handle that owns the registry that owns this check.
+    gateway: Weak<Gateway>,
 }
 
-impl HealthChecker {
-    pub fn new(gateway: Arc<Gateway>) -> Result<Self, String> {
-        let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
-        let http = gateway
-            .upstream_tls
-            .configure(builder)?
-            .build()
-            .map_err(|e| format!("cannot build the health-check HTTP client: {e}"))?;
-        Ok(HealthChecker { gateway, http })
+impl TrinoHealthCheck {
+    pub fn new(gateway: &Arc<Gateway>) -> TrinoHealthCheck {
+        TrinoHealthCheck {
+            gateway: Arc::downgrade(gateway),
+        }
     }
 
-    /// Probe every backend of `snap` concurrently, each within `health.timeout`.
-    pub async fn round(&self, snap: &Snapshot) {
-        let cfg = &snap.health;
-        let mut probes = JoinSet::new();
-        for b in &snap.backends {
-            let (http, b, cfg) = (self.http.clone(), b.clone(), cfg.clone());
-            probes.spawn(async move {
-                let baseline = b.runtime.health.corrections();
-                let result =
-                    match tokio::time::timeout(cfg.timeout.get(), probe::probe(&http, &b, &cfg))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(format!("no answer within {}", cfg.timeout)),
-                    };
-                (b, baseline, result)
-            });
-        }
-        while let Some(done) = probes.join_next().await {
-            if let Ok((b, baseline, result)) = done {
-                self.apply(snap, &b, baseline, result);
-            }
-        }
-        self.gateway.health_rounds.fetch_add(1, Ordering::Relaxed);
-    }
-
+    /// Store what a probe learned beside the crate's verdict.
     fn apply(
-        &self,
-        snap: &Snapshot,
+        gw: &Gateway,
         b: &Arc<Backend>,
+        result: &Result<ProbeResult, ProbeError>,
         baseline: (i64, i64),
-        result: Result<ProbeResult, String>,
     ) {
         let h = &b.runtime.health;
-        let t = h.record(result.is_ok(), snap.health.rise, snap.health.fall);
-        match &result {
+        let (before, after) = h.probed(result.is_ok());
+        match result {
             Ok(r) => {
-                if t.from != t.to {
-                    info!(backend = %b.name, from = ?t.from, to = ?t.to, "backend is healthy");
+                if before != after {
+                    info!(backend = %b.name, from = ?before, to = ?after, "backend is healthy");
                 }
                 if let Some((running, queued)) = r.load {
                     h.set_load_since(running, queued, baseline);
@@ -88,15 +76,15 @@ impl HealthChecker {
                             new = %String::from_utf8_lossy(&cid),
                             "coordinator restarted: queries of the old coordinator are gone"
                         );
-                        self.gateway.sticky.forget_coordinator(old);
+                        gw.sticky.forget_coordinator(old);
                     }
-                    if self.gateway.sticky.learn_coordinator(cid, b) {
-                        self.gateway.share_coordinator(cid, b);
+                    if gw.sticky.learn_coordinator(cid, b) {
+                        gw.share_coordinator(cid, b);
                     }
                 }
             }
-            Err(e) if t.from != t.to => {
-                warn!(backend = %b.name, from = ?t.from, to = ?t.to, "backend is unhealthy: {e}")
+            Err(e) if before != after => {
+                warn!(backend = %b.name, from = ?before, to = ?after, "backend is unhealthy: {e}")
             }
             Err(_) => {}
         }
@@ -105,33 +93,137 @@ impl HealthChecker {
             match result {
                 Ok(r) => {
                     rep.last_error = None;
-                    rep.version = r.version.or(rep.version.take());
+                    if r.version.is_some() {
+                        rep.version.clone_from(&r.version);
+                    }
                     if let Some(id) = r.query_id.as_deref().and_then(coordinator_id) {
                         rep.coordinator_id = Some(String::from_utf8_lossy(&id).into_owned());
                     }
                 }
-                Err(e) => rep.last_error = Some(e),
+                Err(e) => rep.last_error = Some(e.to_string()),
             }
         });
     }
 }
 
 #[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let snap = self.gateway.snapshots.load();
-            let started = tokio::time::Instant::now();
-            if snap.health.enabled {
-                self.round(&snap).await;
-            }
-            // The interval may change with a reload; the next round starts one interval after
-            // this one started, so slow probes don't stretch the cadence.
-            let next = started + snap.health.interval.get();
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = shutdown.changed() => return,
+impl HealthCheck for TrinoHealthCheck {
+    async fn check(&self, target: &Target) -> pingora_error::Result<()> {
+        let Some(gw) = self.gateway.upgrade() else {
+            return Ok(());
+        };
+        let snap = gw.snapshots.load();
+        // A backend gone from the current snapshot (its old views not dropped yet): leave it.
+        let (Some(b), true) = (snap.backend_by_target(target), snap.health.enabled) else {
+            return Ok(());
+        };
+        let b = b.clone();
+        let baseline = b.runtime.health.corrections();
+        let cfg = &snap.health;
+        let result = match tokio::time::timeout(
+            cfg.timeout.get(),
+            probe::probe(snap.upstream_client(), &b, cfg),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Timeout(cfg.timeout.to_string())),
+        };
+        Self::apply(&gw, &b, &result, baseline);
+        result
+            .map(|_| ())
+            .map_err(|e| Error::explain(ErrorType::ConnectError, e.to_string()))
+    }
+
+    async fn health_status_change(&self, target: &Target, healthy: bool) {
+        let Some(gw) = self.gateway.upgrade() else {
+            return;
+        };
+        let snap = gw.snapshots.load();
+        if let Some(b) = snap.backend_by_target(target) {
+            b.runtime.health.flipped(healthy);
+            if healthy {
+                info!(backend = %b.name, "backend passed `health.rise` probes: healthy");
+            } else {
+                warn!(backend = %b.name, "backend failed `health.fall` probes: unhealthy");
             }
         }
+    }
+
+    fn backend_summary(&self, target: &Target) -> String {
+        let name = self.gateway.upgrade().and_then(|gw| {
+            let snap = gw.snapshots.load();
+            snap.backend_by_target(target).map(|b| b.name.to_string())
+        });
+        format!("backend {}", name.as_deref().unwrap_or("(removed)"))
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        let (rise, fall) = self
+            .gateway
+            .upgrade()
+            .map(|gw| {
+                let snap = gw.snapshots.load();
+                (snap.health.rise, snap.health.fall)
+            })
+            .unwrap_or((1, 1));
+        (if success { rise } else { fall }).max(1) as usize
+    }
+}
+
+/// Pingora background service around the crate's `HealthCheckService`: it marks the gateway warm
+/// and tells dependent services (the proxy listeners) to start once the first pass is done.
+pub struct HealthService {
+    inner: HealthCheckService,
+    gateway: Arc<Gateway>,
+}
+
+impl HealthService {
+    /// The service over the snapshot handle's registry, probing every `health.interval` (fixed
+    /// for the life of the process: a reload that changes it is refused).
+    pub fn new(gateway: Arc<Gateway>) -> HealthService {
+        let snap = gateway.snapshots.load();
+        let registry = gateway.snapshots.registry.health.clone();
+        registry.set_health_check(Box::new(TrinoHealthCheck::new(&gateway)));
+        let mut inner = HealthCheckService::new(registry);
+        inner.health_check_frequency = Some(snap.health.interval.get());
+        inner.parallel_health_check = true;
+        HealthService { inner, gateway }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let (tx, mut first_pass) = tokio::sync::watch::channel(false);
+        let run = self
+            .inner
+            .run(shutdown, Some(ServiceReadyNotifier::new(tx)));
+        tokio::pin!(run);
+        let mut ready = Some(ready);
+        loop {
+            tokio::select! {
+                () = &mut run => return,
+                changed = first_pass.wait_for(|&done| done), if ready.is_some() => {
+                    if changed.is_ok() {
+                        self.gateway.warm.store(true, Ordering::Relaxed);
+                        info!("first health-check pass done: proxy listeners open");
+                        if let Some(r) = ready.take() {
+                            r.notify_ready();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let (tx, _rx) = tokio::sync::watch::channel(false);
+        self.start_with_ready_notifier(shutdown, ServiceReadyNotifier::new(tx))
+            .await
     }
 }

@@ -22,6 +22,31 @@ pub struct ProbeResult {
     pub load: Option<(i64, i64)>,
 }
 
+/// Why a backend failed its probe (kept as `last_error` in the admin API).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("GET /v1/info failed: {0}")]
+    InfoUnreachable(String),
+    #[error("GET /v1/info answered HTTP {0}")]
+    InfoStatus(u16),
+    #[error("GET /v1/info: not Trino's answer: {0}")]
+    InfoNotTrino(String),
+    #[error("not a coordinator (`coordinator: false` in /v1/info)")]
+    NotCoordinator,
+    #[error("coordinator is still starting")]
+    Starting,
+    #[error("probe query: {0}")]
+    Query(String),
+    #[error("probe query failed: {0}")]
+    QueryFailed(String),
+    #[error("GET /metrics failed: {0}")]
+    Metrics(String),
+    #[error("GET /metrics: no QueryManager query counts")]
+    NoQueryCounts,
+    #[error("no answer within {0}")]
+    Timeout(String),
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Info {
@@ -42,27 +67,24 @@ pub async fn probe(
     http: &reqwest::Client,
     b: &Backend,
     cfg: &HealthConfig,
-) -> Result<ProbeResult, String> {
+) -> Result<ProbeResult, ProbeError> {
     let resp = http
         .get(format!("{}/v1/info", b.url))
         .send()
         .await
-        .map_err(|e| format!("GET /v1/info failed: {}", without_url(&e)))?;
+        .map_err(|e| ProbeError::InfoUnreachable(without_url(&e)))?;
     if !resp.status().is_success() {
-        return Err(format!(
-            "GET /v1/info answered HTTP {}",
-            resp.status().as_u16()
-        ));
+        return Err(ProbeError::InfoStatus(resp.status().as_u16()));
     }
     let info: Info = resp
         .json()
         .await
-        .map_err(|e| format!("GET /v1/info: not Trino's answer: {e}"))?;
+        .map_err(|e| ProbeError::InfoNotTrino(e.to_string()))?;
     if !info.coordinator {
-        return Err("not a coordinator (`coordinator: false` in /v1/info)".into());
+        return Err(ProbeError::NotCoordinator);
     }
     if info.starting {
-        return Err("coordinator is still starting".into());
+        return Err(ProbeError::Starting);
     }
     let mut result = ProbeResult {
         version: info.node_version.and_then(|v| v.version),
@@ -76,9 +98,9 @@ pub async fn probe(
     if let Some(sql) = sql {
         let out = trino_client::execute(http, &b.url, &cfg.user, SOURCE, sql, 50)
             .await
-            .map_err(|e| format!("probe query: {e}"))?;
+            .map_err(|e| ProbeError::Query(e.to_string()))?;
         if let Some(err) = out.error {
-            return Err(format!("probe query failed: {err}"));
+            return Err(ProbeError::QueryFailed(err.to_string()));
         }
         result.query_id = out.id;
         if cfg.load == LoadSource::Query {
@@ -91,12 +113,11 @@ pub async fn probe(
             .header("Accept", "text/plain")
             .send()
             .await
-            .map_err(|e| format!("GET /metrics failed: {}", without_url(&e)))?
+            .map_err(|e| ProbeError::Metrics(without_url(&e)))?
             .text()
             .await
-            .map_err(|e| format!("GET /metrics: {e}"))?;
-        result.load =
-            Some(load_from_metrics(&text).ok_or("GET /metrics: no QueryManager query counts")?);
+            .map_err(|e| ProbeError::Metrics(e.to_string()))?;
+        result.load = Some(load_from_metrics(&text).ok_or(ProbeError::NoQueryCounts)?);
     }
     Ok(result)
 }

@@ -1,12 +1,57 @@
-//! Live health and load of one backend: written by the checker, read lock-free by the strategies.
+//! Live health and load of one backend: written by the health check, read lock-free by the
+//! strategies.
+//!
+//! The rise/fall verdict itself is pingora-load-balancing's (its `HealthRegistry` keeps one per
+//! backend); this state mirrors it for readers that have no selector at hand (admin API, metrics,
+//! readiness) and adds what the crate does not know: whether the backend was ever probed and
+//! found good (the crate starts every new target healthy; we give a new backend no queries before
+//! its first good probe), the load it reported and its coordinator id.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::query_id::CoordinatorId;
+
+/// State of a backend that must outlive snapshots (a reload must not reset health or counts).
+#[derive(Debug, Default)]
+pub struct BackendRuntime {
+    /// Requests currently proxied to this backend. For Trino this tracks running queries closely:
+    /// a running query's client is almost always waiting in a long-poll page request.
+    pub inflight: AtomicI64,
+    pub health: BackendHealth,
+    /// The addresses the backend's host name resolved to (kept fresh in the background; empty
+    /// until the first resolution, and unused for IP literals).
+    pub resolved: ArcSwap<Vec<SocketAddr>>,
+    /// Rotates connections over [`BackendRuntime::resolved`].
+    next_address: AtomicUsize,
+}
+
+impl BackendRuntime {
+    /// Running queries: the backend's last report plus queries started since, or — before any
+    /// report — this gateway's requests in flight.
+    pub fn running_estimate(&self) -> i64 {
+        if self.health.load_known.load(Ordering::Relaxed) {
+            self.health.running_estimate()
+        } else {
+            self.inflight.load(Ordering::Relaxed)
+        }
+    }
+
+    pub fn queued_reported(&self) -> i64 {
+        self.health.reported_queued.load(Ordering::Relaxed)
+    }
+
+    /// The next position in the rotation over resolved addresses.
+    pub fn next_address(&self) -> usize {
+        self.next_address.fetch_add(1, Ordering::Relaxed)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -15,23 +60,6 @@ pub enum Health {
     Pending,
     Healthy,
     Unhealthy,
-}
-
-impl Health {
-    fn from_u8(v: u8) -> Health {
-        match v {
-            1 => Health::Healthy,
-            2 => Health::Unhealthy,
-            _ => Health::Pending,
-        }
-    }
-    fn as_u8(self) -> u8 {
-        match self {
-            Health::Pending => 0,
-            Health::Healthy => 1,
-            Health::Unhealthy => 2,
-        }
-    }
 }
 
 /// What the last probe found, for operators (admin API, logs); not read on the request path.
@@ -46,11 +74,14 @@ pub struct ProbeReport {
     pub restarts: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BackendHealth {
-    state: AtomicU8,
-    ok_streak: AtomicU32,
-    fail_streak: AtomicU32,
+    /// Probes completed, good or bad.
+    probes: AtomicU64,
+    /// Some probe found the backend good: until then it gets no queries.
+    ever_ok: AtomicBool,
+    /// The registry's rise/fall verdict, mirrored on every flip (the crate starts targets healthy).
+    healthy: AtomicBool,
     /// Backend-reported counts from the last load probe.
     pub reported_running: AtomicI64,
     pub reported_queued: AtomicI64,
@@ -65,41 +96,56 @@ pub struct BackendHealth {
     report: Mutex<ProbeReport>,
 }
 
-/// The outcome of applying one probe result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
-    pub from: Health,
-    pub to: Health,
+impl Default for BackendHealth {
+    fn default() -> Self {
+        BackendHealth {
+            probes: AtomicU64::new(0),
+            ever_ok: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
+            reported_running: AtomicI64::new(0),
+            reported_queued: AtomicI64::new(0),
+            load_known: AtomicBool::new(false),
+            started_since_probe: AtomicI64::new(0),
+            finished_since_probe: AtomicI64::new(0),
+            coordinator: Mutex::new(None),
+            report: Mutex::new(ProbeReport::default()),
+        }
+    }
 }
 
 impl BackendHealth {
+    /// PENDING before the first probe; HEALTHY once a probe found it good and the registry's
+    /// rise/fall verdict agrees; UNHEALTHY otherwise.
     pub fn state(&self) -> Health {
-        Health::from_u8(self.state.load(Ordering::Relaxed))
+        if self.probes.load(Ordering::Relaxed) == 0 {
+            Health::Pending
+        } else if self.ever_ok.load(Ordering::Relaxed) && self.healthy.load(Ordering::Relaxed) {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        }
     }
 
-    /// Apply one probe outcome with rise/fall hysteresis. The first probe decides at once, so a
-    /// starting gateway routes as soon as it has looked once.
-    pub fn record(&self, ok: bool, rise: u32, fall: u32) -> Transition {
-        let from = self.state();
-        let to = if ok {
-            self.fail_streak.store(0, Ordering::Relaxed);
-            let streak = self.ok_streak.fetch_add(1, Ordering::Relaxed) + 1;
-            match from {
-                Health::Pending => Health::Healthy,
-                Health::Unhealthy if streak >= rise => Health::Healthy,
-                other => other,
-            }
-        } else {
-            self.ok_streak.store(0, Ordering::Relaxed);
-            let streak = self.fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
-            match from {
-                Health::Pending => Health::Unhealthy,
-                Health::Healthy if streak >= fall => Health::Unhealthy,
-                other => other,
-            }
-        };
-        self.state.store(to.as_u8(), Ordering::Relaxed);
-        Transition { from, to }
+    /// Count one probe outcome (the rise/fall verdict is the registry's, see [`Self::flipped`]).
+    /// Returns the state before and after.
+    pub fn probed(&self, ok: bool) -> (Health, Health) {
+        let before = self.state();
+        if ok {
+            self.ever_ok.store(true, Ordering::Relaxed);
+        }
+        self.probes.fetch_add(1, Ordering::Relaxed);
+        (before, self.state())
+    }
+
+    /// The registry flipped its verdict (after `rise` good or `fall` bad probes in a row).
+    pub fn flipped(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Set the state directly (tests of the strategies, which run no probes).
+    pub fn force(&self, ok: bool) {
+        self.flipped(ok);
+        self.probed(ok);
     }
 
     /// The correction counters now; taken when a probe starts.
@@ -180,22 +226,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_probe_decides_then_rise_and_fall_apply() {
+    fn a_new_backend_is_pending_until_probed_and_healthy_only_after_a_good_probe() {
         let h = BackendHealth::default();
         assert_eq!(h.state(), Health::Pending);
-        assert_eq!(h.record(true, 2, 2).to, Health::Healthy);
+        // The registry starts targets healthy; a failed first probe still leaves it unusable.
+        assert_eq!(h.probed(false), (Health::Pending, Health::Unhealthy));
+        assert_eq!(h.probed(true), (Health::Unhealthy, Health::Healthy));
+        h.flipped(false);
+        assert_eq!(h.state(), Health::Unhealthy);
         assert_eq!(
-            h.record(false, 2, 2).to,
-            Health::Healthy,
-            "one lost probe must not flap"
+            h.probed(true).1,
+            Health::Unhealthy,
+            "rise is the registry's call"
         );
-        assert_eq!(h.record(true, 2, 2).to, Health::Healthy);
-        assert_eq!(h.record(false, 2, 2).to, Health::Healthy);
-        assert_eq!(h.record(false, 2, 2).to, Health::Unhealthy);
-        assert_eq!(h.record(true, 2, 2).to, Health::Unhealthy);
-        assert_eq!(h.record(true, 2, 2).to, Health::Healthy);
-        let fresh = BackendHealth::default();
-        assert_eq!(fresh.record(false, 2, 2).to, Health::Unhealthy);
+        h.flipped(true);
+        assert_eq!(h.state(), Health::Healthy);
     }
 
     #[test]

@@ -24,12 +24,48 @@ pub struct QueryArgs {
     pub format: OutputFormat,
 }
 
+/// Why `trino-edge query` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(
+        "give exactly one of: the SQL as an argument, --sql \"...\", or --stdin (a JSON request)"
+    )]
+    SqlSources,
+    #[error("--stdin takes the whole request as JSON; put register and group in it")]
+    StdinWithFlags,
+    #[error("cannot read standard input: {0}")]
+    Stdin(#[source] std::io::Error),
+    #[error("standard input is not JSON: {0}")]
+    StdinNotJson(#[source] serde_json::Error),
+    #[error("standard input must be a JSON object (a hybrid request)")]
+    StdinNotObject,
+    /// A `--register` value without `=`.
+    #[error("--register `{0}`: expected alias=SQL")]
+    Register(String),
+    #[error("--register: alias `{0}` given twice")]
+    DuplicateAlias(String),
+    #[error("{0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot reach {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{0}")]
+    Response(#[source] reqwest::Error),
+    /// The endpoint refused or failed the query; `detail` is its error, as it said it.
+    #[error("HTTP {status}: {detail}")]
+    Refused {
+        status: reqwest::StatusCode,
+        detail: String,
+    },
+    #[error("{0}")]
+    NotJson(#[source] serde_json::Error),
+}
+
 /// The request body: from standard input (a whole JSON request), or from the SQL and
 /// `alias=SQL` registrations. Exactly one of the three sources.
 pub fn request_body(
     args: &QueryArgs,
     stdin: impl FnOnce() -> std::io::Result<String>,
-) -> Result<Value, String> {
+) -> Result<Value, CliError> {
     let sources = [
         args.positional_sql.is_some(),
         args.sql.is_some(),
@@ -39,22 +75,16 @@ pub fn request_body(
     .filter(|s| **s)
     .count();
     if sources != 1 {
-        return Err(
-            "give exactly one of: the SQL as an argument, --sql \"...\", or --stdin (a JSON request)"
-                .into(),
-        );
+        return Err(CliError::SqlSources);
     }
     if args.stdin {
         if !args.register.is_empty() || args.group.is_some() {
-            return Err(
-                "--stdin takes the whole request as JSON; put register and group in it".into(),
-            );
+            return Err(CliError::StdinWithFlags);
         }
-        let text = stdin().map_err(|e| format!("cannot read standard input: {e}"))?;
-        let body: Value =
-            serde_json::from_str(&text).map_err(|e| format!("standard input is not JSON: {e}"))?;
+        let text = stdin().map_err(CliError::Stdin)?;
+        let body: Value = serde_json::from_str(&text).map_err(CliError::StdinNotJson)?;
         if !body.is_object() {
-            return Err("standard input must be a JSON object (a hybrid request)".into());
+            return Err(CliError::StdinNotObject);
         }
         return Ok(body);
     }
@@ -67,13 +97,13 @@ pub fn request_body(
     for r in &args.register {
         let (alias, remote) = r
             .split_once('=')
-            .ok_or_else(|| format!("--register `{r}`: expected alias=SQL"))?;
+            .ok_or_else(|| CliError::Register(r.clone()))?;
         let alias = alias.trim();
         if register
             .insert(alias.to_string(), remote.to_string())
             .is_some()
         {
-            return Err(format!("--register: alias `{alias}` given twice"));
+            return Err(CliError::DuplicateAlias(alias.to_string()));
         }
     }
     let mut body = json!({"sql": sql, "register": register});
@@ -83,7 +113,7 @@ pub fn request_body(
     Ok(body)
 }
 
-pub fn run(args: QueryArgs) -> Result<(), String> {
+pub fn run(args: QueryArgs) -> Result<(), CliError> {
     let mut body = request_body(&args, || {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).map(|_| s)
@@ -96,19 +126,19 @@ pub fn run(args: QueryArgs) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::Runtime)?;
     let (status, text) = rt.block_on(async {
         let mut req = reqwest::Client::new().post(&url).json(&body);
         if let Some(t) = &args.token {
             req = req.bearer_auth(t);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let resp = req.send().await.map_err(|source| CliError::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((status, text))
+        let text = resp.text().await.map_err(CliError::Response)?;
+        Ok::<_, CliError>((status, text))
     })?;
     if !status.is_success() {
         let detail = serde_json::from_str::<Value>(&text)
@@ -125,13 +155,13 @@ pub fn run(args: QueryArgs) -> Result<(), String> {
                 })
             })
             .unwrap_or(text);
-        return Err(format!("HTTP {status}: {detail}"));
+        return Err(CliError::Refused { status, detail });
     }
     match args.format {
         OutputFormat::Csv => print!("{text}"),
         OutputFormat::Json => println!("{text}"),
         OutputFormat::Table => {
-            let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_str(&text).map_err(CliError::NotJson)?;
             print!("{}", table(&v));
         }
     }
@@ -233,7 +263,10 @@ mod tests {
     #[test]
     fn exactly_one_sql_source() {
         let none = args();
-        assert!(request_body(&none, || Ok(String::new())).is_err());
+        assert!(matches!(
+            request_body(&none, || Ok(String::new())),
+            Err(CliError::SqlSources)
+        ));
         let mut two = args();
         two.sql = Some("SELECT 1".into());
         two.positional_sql = Some("SELECT 2".into());
@@ -249,7 +282,15 @@ mod tests {
         stdin.stdin = true;
         let b = request_body(&stdin, || Ok(r#"{"sql": "SELECT 1"}"#.into())).unwrap();
         assert_eq!(b["sql"], "SELECT 1");
-        assert!(request_body(&stdin, || Ok("[1]".into())).is_err());
+        assert!(matches!(
+            request_body(&stdin, || Ok("[1]".into())),
+            Err(CliError::StdinNotObject)
+        ));
+        let mut twice = args();
+        twice.sql = Some("SELECT 1".into());
+        twice.register = vec!["t=SELECT 1".into(), " t=SELECT 2".into()];
+        let e = request_body(&twice, || Ok(String::new())).unwrap_err();
+        assert_eq!(e.to_string(), "--register: alias `t` given twice");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn on_engine<T: Send + 'static>(
             self.0.abort();
         }
     }
-    let mut task = AbortOnDrop(engine_runtime(threads).spawn(fut));
+    let mut task = AbortOnDrop(engine_runtime(threads)?.spawn(fut));
     (&mut task.0).await.map_err(|e| {
         HybridError::new(
             ErrorKind::QueryError,
@@ -73,7 +73,7 @@ fn query_error(e: DataFusionError) -> HybridError {
 impl LocalQuery {
     /// Runs where it is awaited: the endpoint awaits it on the engine's runtime (`on_engine`).
     pub async fn run(self) -> Result<Output, HybridError> {
-        let partitions = engine_runtime(self.threads).metrics().num_workers().max(1);
+        let partitions = engine_runtime(self.threads)?.metrics().num_workers().max(1);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.max_memory)))
             .build_arc()

@@ -17,7 +17,7 @@ pub mod tables;
 pub mod types;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::tls::UpstreamTls;
-use tables::LocalTables;
+use tables::{LocalTables, TableError};
 
 /// What went wrong, as the API reports it in `error.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +88,35 @@ impl IntoResponse for HybridError {
     }
 }
 
+impl From<guard::GuardError> for HybridError {
+    fn from(e: guard::GuardError) -> HybridError {
+        HybridError::validation(e.to_string())
+    }
+}
+
+impl From<guard::NotAnIdentifier> for HybridError {
+    fn from(e: guard::NotAnIdentifier) -> HybridError {
+        HybridError::validation(e.to_string())
+    }
+}
+
+/// Why the endpoint's HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `proxy.backend_tls` cannot be applied (see [`UpstreamTls::configure`]).
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot build the hybrid HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+/// For callers that still report errors as text (`admin::router`).
+impl From<ClientError> for String {
+    fn from(e: ClientError) -> String {
+        e.to_string()
+    }
+}
+
 /// Shared state of the endpoint: the HTTP client for remote subqueries and the loaded local
 /// tables.
 pub struct Hybrid {
@@ -98,14 +127,15 @@ pub struct Hybrid {
 }
 
 impl Hybrid {
-    pub fn new(upstream_tls: &UpstreamTls) -> Result<Hybrid, String> {
+    pub fn new(upstream_tls: &UpstreamTls) -> Result<Hybrid, ClientError> {
         let builder = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10));
         let http = upstream_tls
-            .configure(builder)?
+            .configure(builder)
+            .map_err(ClientError::Tls)?
             .build()
-            .map_err(|e| format!("cannot build the hybrid HTTP client: {e}"))?;
+            .map_err(ClientError::Build)?;
         Ok(Hybrid {
             http,
             tables: ArcSwapOption::empty(),
@@ -138,7 +168,7 @@ impl Hybrid {
                 spec: spec.clone(),
                 tables: spec
                     .keys()
-                    .map(|k| (k.clone(), Err(format!("loading failed: {}", e.message))))
+                    .map(|k| (k.clone(), Err(TableError::LoadFailed(e.message.clone()))))
                     .collect(),
             });
         let loaded = Arc::new(loaded);
@@ -161,21 +191,38 @@ fn lower_priority() {
 
 /// The engine's own multi-threaded runtime, created on first use and kept for the life of the
 /// process (a runtime cannot be dropped from async code, and one pool for all requests is the
-/// point). Its size is fixed by the first request's `hybrid.threads`.
-pub fn engine_runtime(threads: Option<usize>) -> &'static tokio::runtime::Runtime {
+/// point). Its size is fixed by the first successful start's `hybrid.threads`; a start that
+/// fails (no threads left) fails the request, and the next request tries again.
+pub fn engine_runtime(
+    threads: Option<usize>,
+) -> Result<&'static tokio::runtime::Runtime, HybridError> {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let n = threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| (n.get() / 2).max(1))
-                .unwrap_or(1)
-        });
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .thread_name("hybrid-engine")
-            .on_thread_start(lower_priority)
-            .enable_all()
-            .build()
-            .expect("cannot start the hybrid engine runtime")
-    })
+    // One start at a time, so no runtime is ever built twice (and one dropped in async code).
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1)
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .thread_name("hybrid-engine")
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            HybridError::new(
+                ErrorKind::QueryError,
+                format!("cannot start the hybrid engine runtime: {e}"),
+            )
+        })?;
+    // Under `STARTING` nobody else sets it: `rt` is the value stored, never dropped here.
+    Ok(RT.get_or_init(|| rt))
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::types::{self, TrinoType};
@@ -74,7 +74,20 @@ struct ColumnJson {
 struct TrinoError {
     message: Option<String>,
     error_name: Option<String>,
-    error_type: Option<String>,
+    error_type: Option<ErrorType>,
+}
+
+/// Trino's `errorType`: whose fault a failed query is. Serialises back to Trino's text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum ErrorType {
+    UserError,
+    InternalError,
+    InsufficientResources,
+    External,
+    /// A type this gateway does not know, kept as Trino sent it.
+    #[serde(untagged)]
+    Other(String),
 }
 
 /// Cancels the remote query when dropped before it finished.
@@ -133,17 +146,20 @@ pub async fn fetch(
     };
     let where_ = |query_id: &Option<String>| json!({"alias": alias, "backend": target.backend, "query_id": query_id});
 
-    let mut submit = http
-        .post(format!("{}/v1/statement", target.base))
-        .header("X-Trino-User", &target.user)
-        .header("X-Trino-Source", SOURCE)
-        .body(sql.to_string());
-    if let Some(c) = &target.catalog {
-        submit = submit.header("X-Trino-Catalog", c);
-    }
-    if let Some(s) = &target.schema {
-        submit = submit.header("X-Trino-Schema", s);
-    }
+    let submit = || {
+        let mut r = http
+            .post(format!("{}/v1/statement", target.base))
+            .header("X-Trino-User", &target.user)
+            .header("X-Trino-Source", SOURCE)
+            .body(sql.to_string());
+        if let Some(c) = &target.catalog {
+            r = r.header("X-Trino-Catalog", c);
+        }
+        if let Some(s) = &target.schema {
+            r = r.header("X-Trino-Schema", s);
+        }
+        r
+    };
     let mut page = read_page(submit, alias, target).await?;
 
     let mut query_id: Option<String> = None;
@@ -160,6 +176,7 @@ pub async fn fetch(
             // The query already failed on Trino: nothing left to cancel.
             cancel.done = true;
             let name = e.error_name.unwrap_or_else(|| "UNKNOWN".into());
+            let user_error = e.error_type == Some(ErrorType::UserError);
             let mut d = where_(&query_id);
             d["errorName"] = json!(name);
             d["errorType"] = json!(e.error_type);
@@ -170,7 +187,7 @@ pub async fn fetch(
                 ),
                 d,
             );
-            if err.details["errorType"] == "USER_ERROR" {
+            if user_error {
                 err.status = 400;
             }
             return Err(err);
@@ -232,7 +249,7 @@ pub async fn fetch(
             break;
         };
         page = read_page(
-            http.get(&next).header("X-Trino-User", &target.user),
+            || http.get(&next).header("X-Trino-User", &target.user),
             alias,
             target,
         )
@@ -259,28 +276,24 @@ pub async fn fetch(
     })
 }
 
-/// Send a request (retrying what Trino clients retry) and parse the page.
+/// Send the request `req` builds (again for each retry of what Trino clients retry) and parse
+/// the page.
 async fn read_page(
-    req: reqwest::RequestBuilder,
+    req: impl Fn() -> reqwest::RequestBuilder,
     alias: &str,
     target: &Target,
 ) -> Result<Page, HybridError> {
     let mut attempt = 0;
     loop {
-        let r = req
-            .try_clone()
-            .expect("bodies are in memory")
-            .send()
-            .await
-            .map_err(|e| {
-                remote(
-                    format!(
-                        "remote query `{alias}`: backend `{}` unreachable: {e}",
-                        target.backend
-                    ),
-                    json!({"alias": alias, "backend": target.backend}),
-                )
-            })?;
+        let r = req().send().await.map_err(|e| {
+            remote(
+                format!(
+                    "remote query `{alias}`: backend `{}` unreachable: {e}",
+                    target.backend
+                ),
+                json!({"alias": alias, "backend": target.backend}),
+            )
+        })?;
         let status = r.status().as_u16();
         if RETRY_STATUSES.contains(&status) && attempt < MAX_RETRIES {
             attempt += 1;
@@ -358,4 +371,26 @@ fn to_batch(
         })?);
     }
     RecordBatch::try_new(schema.clone(), arrays).map_err(|e| types::ConvertError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_read_and_write_as_trino_sends_them() {
+        let e: TrinoError = serde_json::from_value(json!({
+            "message": "line 1:8: Column 'x' cannot be resolved",
+            "errorName": "COLUMN_NOT_FOUND",
+            "errorType": "USER_ERROR"
+        }))
+        .unwrap();
+        assert_eq!(e.error_type, Some(ErrorType::UserError));
+        assert_eq!(json!(e.error_type), json!("USER_ERROR"));
+        let other: ErrorType = serde_json::from_value(json!("SOMETHING_NEW")).unwrap();
+        assert_eq!(other, ErrorType::Other("SOMETHING_NEW".into()));
+        assert_eq!(json!(other), json!("SOMETHING_NEW"));
+        let internal: ErrorType = serde_json::from_value(json!("INTERNAL_ERROR")).unwrap();
+        assert_eq!(internal, ErrorType::InternalError);
+    }
 }

@@ -190,14 +190,15 @@ fn time_unit(precision: u32) -> TimeUnit {
 }
 
 fn map_entries(k: &TrinoType, v: &TrinoType) -> Field {
-    Field::new(
-        "entries",
-        DataType::Struct(Fields::from(vec![
-            Field::new("key", k.arrow(), false),
-            Field::new("value", v.arrow(), true),
-        ])),
-        false,
-    )
+    Field::new("entries", DataType::Struct(map_entry_fields(k, v)), false)
+}
+
+/// `key` and `value`, the fields of a map's entries.
+fn map_entry_fields(k: &TrinoType, v: &TrinoType) -> Fields {
+    Fields::from(vec![
+        Field::new("key", k.arrow(), false),
+        Field::new("value", v.arrow(), true),
+    ])
 }
 
 fn row_fields(fields: &[(String, TrinoType)]) -> Fields {
@@ -228,8 +229,9 @@ fn bad(ty: &TrinoType, v: &Value) -> ConvertError {
 
 /// Convert one column of JSON values (one page's worth) to an Arrow array of `ty.arrow()`.
 pub fn to_array(ty: &TrinoType, values: &[&Value]) -> Result<ArrayRef> {
-    macro_rules! prim {
-        ($arr:ty, $conv:expr) => {{
+    // The column's values converted one by one (JSON null is SQL NULL).
+    macro_rules! options {
+        ($conv:expr) => {{
             let out: Result<Vec<_>> = values
                 .iter()
                 .map(|v| match v {
@@ -237,7 +239,12 @@ pub fn to_array(ty: &TrinoType, values: &[&Value]) -> Result<ArrayRef> {
                     v => $conv(v).map(Some).ok_or_else(|| bad(ty, v)),
                 })
                 .collect();
-            Arc::new(<$arr>::from(out?)) as ArrayRef
+            out?
+        }};
+    }
+    macro_rules! prim {
+        ($arr:ty, $conv:expr) => {{
+            Arc::new(<$arr>::from(options!($conv))) as ArrayRef
         }};
     }
     let array = match ty {
@@ -252,12 +259,7 @@ pub fn to_array(ty: &TrinoType, values: &[&Value]) -> Result<ArrayRef> {
         TrinoType::Real => prim!(Float32Array, |v: &Value| float(v).map(|f| f as f32)),
         TrinoType::Double => prim!(Float64Array, float),
         TrinoType::Decimal { precision, scale } => {
-            let a = prim!(Decimal128Array, |v: &Value| decimal(v, *scale));
-            let a = a
-                .as_any()
-                .downcast_ref::<Decimal128Array>()
-                .expect("built above")
-                .clone()
+            let a = Decimal128Array::from(options!(|v: &Value| decimal(v, *scale)))
                 .with_precision_and_scale(*precision, *scale)
                 .map_err(|e| ConvertError(e.to_string()))?;
             a.validate_decimal_precision(*precision)
@@ -371,10 +373,8 @@ pub fn to_array(ty: &TrinoType, values: &[&Value]) -> Result<ArrayRef> {
                 offsets.push(offset(vals.len())?);
             }
             let key_refs: Vec<&Value> = keys.iter().collect();
+            let entry_fields = map_entry_fields(k, val);
             let entries_field = map_entries(k, val);
-            let DataType::Struct(entry_fields) = entries_field.data_type().clone() else {
-                unreachable!("map entries are a struct");
-            };
             let entries = StructArray::try_new(
                 entry_fields,
                 vec![to_array(k, &key_refs)?, to_array(val, &vals)?],
@@ -632,5 +632,28 @@ mod tests {
         let nan = json!("NaN");
         let a = to_array(&TrinoType::Double, &[&nan, &Value::Null]).unwrap();
         assert_eq!(a.null_count(), 1);
+    }
+
+    #[test]
+    fn decimals_and_maps_become_their_arrow_arrays() {
+        let dec = TrinoType::Decimal {
+            precision: 5,
+            scale: 2,
+        };
+        let (x, y) = (json!("123.45"), json!("-0.5"));
+        let a = to_array(&dec, &[&x, &Value::Null, &y]).unwrap();
+        assert_eq!(a.data_type(), &DataType::Decimal128(5, 2));
+        let d = a.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert_eq!((d.value(0), d.is_null(1), d.value(2)), (12345, true, -50));
+        // Fits the scale but not the precision.
+        let big = json!("1234.5");
+        assert!(to_array(&dec, &[&big]).is_err());
+
+        let map = TrinoType::Map(Box::new(TrinoType::Varchar), Box::new(TrinoType::BigInt));
+        let m = json!({"a": 1, "b": null});
+        let a = to_array(&map, &[&m, &Value::Null]).unwrap();
+        assert_eq!(a.data_type(), &map.arrow());
+        let m = a.as_any().downcast_ref::<MapArray>().unwrap();
+        assert_eq!((m.value_length(0), m.is_null(1)), (2, true));
     }
 }

@@ -8,7 +8,56 @@ use http::{HeaderMap, HeaderValue};
 use super::error::GatewayError;
 use crate::config::ListenerConfig;
 use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::routing::strategy::Unavailable;
+use crate::routing::{route, Route};
 use crate::snapshot::Snapshot;
+
+/// The one decision for a request not tied to a query, made by the proxy and by the dry run
+/// (`POST /api/v1/route`) alike: refused (`Err`), inside a transaction, or routed.
+pub enum Decision<'h> {
+    /// A statement inside this transaction: it goes where the transaction started.
+    Transaction(&'h str),
+    /// Routed by policies and the group's strategy on these facts.
+    Route(RequestFacts<'h>, Route),
+}
+
+/// Admit the request (see [`admit`]) and route it. With `advance` false nothing moves (no
+/// rotation turns): the dry run.
+pub fn decide<'h>(
+    snap: &Snapshot,
+    listener: Option<&ListenerConfig>,
+    listener_name: &'h str,
+    headers: &'h HeaderMap,
+    submission: bool,
+    declared_length: Option<u64>,
+    advance: bool,
+) -> Result<Decision<'h>, GatewayError> {
+    Ok(
+        match admit(
+            snap,
+            listener,
+            listener_name,
+            headers,
+            submission,
+            declared_length,
+        )? {
+            Admitted::Transaction(txn) => Decision::Transaction(txn),
+            Admitted::Route(facts) => {
+                let r = route(snap, &facts, advance);
+                Decision::Route(facts, r)
+            }
+        },
+    )
+}
+
+/// The answer when group `group` cannot take a new query.
+pub fn unavailable(snap: &Snapshot, group: usize, why: Unavailable) -> GatewayError {
+    let name = &snap.groups[group].name;
+    match why {
+        Unavailable::AllFull => GatewayError::all_full(name),
+        Unavailable::NoneHealthy => GatewayError::no_backend(name),
+    }
+}
 
 /// Where an admitted request goes next.
 pub enum Admitted<'h> {

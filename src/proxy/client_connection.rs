@@ -36,6 +36,7 @@ use pingora_core::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 
 use crate::metrics::METRICS;
+use crate::snapshot::SnapshotHandle;
 
 tokio::task_local! {
     /// One flag per connection, reset for each request (no allocation per request).
@@ -63,35 +64,58 @@ const HEADER_BUF: usize = 4096;
 /// The proxy application `A`, served connection by connection.
 pub struct ClientConnections<A> {
     inner: Arc<A>,
-    header_timeout: Duration,
-    idle_timeout: Duration,
+    /// `proxy.header_timeout` and `proxy.client_idle_timeout` are read from the current
+    /// snapshot for every connection and wait, so a reload applies them.
+    snapshots: Arc<SnapshotHandle>,
 }
 
 impl<A> ClientConnections<A> {
-    pub fn new(inner: A, header_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub fn new(inner: A, snapshots: Arc<SnapshotHandle>) -> Self {
         ClientConnections {
             inner: Arc::new(inner),
-            header_timeout,
-            idle_timeout,
+            snapshots,
         }
+    }
+
+    /// The current `(header_timeout, client_idle_timeout)`.
+    fn timeouts(&self) -> (Duration, Duration) {
+        let snap = self.snapshots.load();
+        let p = &snap.config.proxy;
+        (p.header_timeout.get(), p.client_idle_timeout.get())
     }
 }
 
 /// Waits up to `wait` for the first bytes of the next request and returns them as the start of a
 /// header buffer; `None` when the client closed the connection or stayed idle. The timer is only
 /// set up when the bytes are not there yet.
-async fn first_bytes(stream: &mut Stream, wait: Duration) -> Option<BytesMut> {
+async fn first_bytes(
+    stream: &mut Stream,
+    wait: Duration,
+    shutdown: &ShutdownWatch,
+) -> Option<BytesMut> {
     let mut buf = [0u8; FIRST_READ];
     let mut read = pin!(stream.read(&mut buf));
     let read = match poll_once(&mut read).await {
         Poll::Ready(r) => r,
-        Poll::Pending => match tokio::time::timeout(wait, read).await {
-            Ok(r) => r,
-            Err(_) => {
-                tracing::debug!(?wait, "client connection idle; closed");
-                return None;
+        Poll::Pending => {
+            // An idle connection closes as soon as shutdown (or an upgrade's hand-over) starts,
+            // while this process still runs: the client's next request then opens a new
+            // connection, to the process that serves on, instead of meeting a closing one.
+            let mut shutdown = shutdown.clone();
+            tokio::select! {
+                r = tokio::time::timeout(wait, read) => match r {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::debug!(?wait, "client connection idle; closed");
+                        return None;
+                    }
+                },
+                _ = shutdown.wait_for(|&down| down) => {
+                    tracing::debug!("idle client connection closed for shutdown");
+                    return None;
+                }
             }
-        },
+        }
     };
     let n = read.ok().filter(|&n| n > 0)?;
     let mut prefix = BytesMut::with_capacity(HEADER_BUF.max(n));
@@ -118,13 +142,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> ClientConnections<A> {
             return r.map(|r| r.consume());
         }
         if !header_read.load(Ordering::Relaxed) {
-            if let Ok(r) = tokio::time::timeout(self.header_timeout, &mut work).await {
+            let header_timeout = self.timeouts().0;
+            if let Ok(r) = tokio::time::timeout(header_timeout, &mut work).await {
                 return r.map(|r| r.consume());
             }
             if !header_read.load(Ordering::Relaxed) {
                 METRICS.slow_headers.inc();
                 tracing::debug!(
-                    timeout = ?self.header_timeout,
+                    timeout = ?header_timeout,
                     "request header not complete in time; connection closed"
                 );
                 return None;
@@ -153,19 +178,20 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A
         }
         let reuse_limit = options.and_then(|o| o.keepalive_request_limit);
         let header_read = Arc::new(AtomicBool::new(false));
-        let mut wait = self.header_timeout;
+        let mut wait = self.timeouts().0;
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         loop {
             if !first && *shutdown.borrow() {
                 return None; // shutting down: no further request on this connection
             }
-            let prefix = first_bytes(&mut stream, wait).await?;
+            let prefix = first_bytes(&mut stream, wait, shutdown).await?;
             let mut session = ServerSession::new_http1(stream);
             if first {
                 // As Pingora's own loop: keep-alive unless shutting down (the proxy then sets
                 // the client idle timeout), and the configured request limit.
-                let keepalive = (!*shutdown.borrow()).then(|| self.idle_timeout.as_secs().max(1));
+                let idle = self.timeouts().1;
+                let keepalive = (!*shutdown.borrow()).then(|| idle.as_secs().max(1));
                 session.set_keepalive(keepalive);
                 session.set_keepalive_reuses_remaining(reuse_limit);
             } else if let Some(settings) = settings.take() {
@@ -177,7 +203,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A
             session.set_pipelined_prefix(prefix);
             (stream, settings) = self.serve(session, shutdown, &header_read).await?;
             first = false;
-            wait = self.idle_timeout;
+            wait = self.timeouts().1;
         }
     }
 

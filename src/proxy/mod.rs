@@ -11,6 +11,7 @@
 //!   rewritten on the fly ([`page_rewrite`]).
 
 pub mod admission;
+pub mod bookkeeping;
 pub mod client_connection;
 pub mod error;
 pub mod forwarded;
@@ -19,8 +20,7 @@ pub mod page_scan;
 pub mod submitted;
 pub mod target;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,16 +35,16 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tracing::{debug, info, warn};
 
 use crate::config::{Forwarding, Spooling};
-use crate::database::Database;
-use crate::history::{HistoryEvent, HistorySink};
+pub use crate::gateway::Gateway;
+use crate::history::HistoryEvent;
 use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::TRANSACTION_ID;
-use crate::routing::strategy::{self, Unavailable};
-use crate::routing::{choose_group, place, RouteReason};
-use crate::snapshot::{Backend, BackendRuntime, Snapshot, SnapshotHandle};
-use crate::stickiness::Stickiness;
+use crate::routing::strategy;
+use crate::routing::{Route, RouteReason};
+use crate::snapshot::{Backend, Snapshot};
 use crate::store::HistoryRecord;
-use admission::Admitted;
+use admission::Decision;
+use bookkeeping::{InFlight, Started};
 use error::GatewayError;
 use page_scan::{PageScan, Verdict};
 pub use submitted::Submitted;
@@ -52,9 +52,6 @@ use target::{classify, Target};
 
 /// The submission response is small (no result rows); cap what we hold of it to learn the query id.
 const MAX_SUBMISSION_RESPONSE: usize = 1 << 20;
-
-/// Longest wait for the database when a follow-up's owner is unknown in memory.
-const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The history keeps this many characters of each query's SQL.
 pub(crate) const HISTORY_SQL_CHARS: usize = 1000;
@@ -66,99 +63,11 @@ const QUERY_DATA_ENCODING: HeaderName = HeaderName::from_static("x-trino-query-d
 const STARTED_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-started-transaction-id");
 const CLEAR_TRANSACTION: HeaderName = HeaderName::from_static("x-trino-clear-transaction-id");
 
-/// State shared by every listener of one gateway process.
-pub struct Gateway {
-    pub snapshots: Arc<SnapshotHandle>,
-    pub sticky: Stickiness,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub max_submit_attempts: usize,
-    /// Trust and client identity for `https://` backends.
-    pub upstream_tls: crate::tls::UpstreamTls,
-    /// How long an idle keep-alive client connection is kept.
-    pub client_idle_timeout: Duration,
-    /// Completed health-check rounds (readiness waits for the first).
-    pub health_rounds: AtomicU64,
-    /// Where query history and learned coordinator ids go (`None` in tests without a database).
-    pub history: Option<HistorySink>,
-    /// The shared database, asked when nothing in memory knows a query's owner.
-    pub database: Option<Arc<Database>>,
-    /// Concurrent database lookups allowed (see `lookup_in_database`).
-    pub lookup_permits: tokio::sync::Semaphore,
-    /// This instance's name in the history.
-    pub instance: String,
-}
-
-impl Gateway {
-    /// Learn a query's owner; a coordinator new to this instance is shared through the database.
-    pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) {
-        if let Some(cid) = self.sticky.learn_query(query_id, backend) {
-            self.share_coordinator(cid, backend);
-        }
-    }
-
-    /// The owner of `query_id` according to the database: its history entry, else its
-    /// coordinator id. Bounded in time: a slow database gives a 404, not a hanging client.
-    pub async fn lookup_in_database(
-        &self,
-        snap: &Snapshot,
-        query_id: &str,
-    ) -> Option<Arc<Backend>> {
-        let db = self.database.as_ref()?;
-        // Unknown ids are cheap to send: bound how many lookups may run at once, and treat the
-        // rest as misses right away instead of queueing them on the database.
-        let _permit = self.lookup_permits.try_acquire().ok()?;
-        let id = query_id.to_string();
-        let cid = crate::query_id::coordinator_id(query_id)
-            .map(|c| String::from_utf8_lossy(&c).into_owned());
-        let lookup = db.run(move |s| async move {
-            match s.query_backend(&id).await? {
-                Some(b) => Ok(Some(b)),
-                None => match cid {
-                    Some(cid) => s.coordinator(&cid).await,
-                    None => Ok(None),
-                },
-            }
-        });
-        let name = match tokio::time::timeout(DATABASE_LOOKUP_TIMEOUT, lookup).await {
-            Ok(Ok(name)) => name?,
-            Ok(Err(e)) => {
-                warn!(
-                    "query owner lookup failed: {}",
-                    crate::database::error("lookup", e)
-                );
-                return None;
-            }
-            Err(_) => {
-                METRICS.db_errors.with_label_values(&["lookup"]).inc();
-                return None;
-            }
-        };
-        let b = snap.backends.iter().find(|b| *b.name == *name)?.clone();
-        // The history remembers queries of a coordinator that has restarted since: they are gone.
-        let current = b.runtime.health.coordinator();
-        if let (Some(q), Some(cur)) = (crate::query_id::coordinator_id(query_id), current) {
-            if q != cur {
-                return None;
-            }
-        }
-        self.sticky.learn_query(query_id, &b);
-        Some(b)
-    }
-
-    pub fn share_coordinator(&self, cid: crate::query_id::CoordinatorId, backend: &Backend) {
-        if let Some(h) = &self.history {
-            h.record(HistoryEvent::Coordinator {
-                id: String::from_utf8_lossy(&cid).into_owned(),
-                backend: String::from(&*backend.name),
-            });
-        }
-    }
-}
-
 /// One proxy service per listener, so policies can match the listener by name.
 pub struct TrinoProxy {
     pub listener: Arc<str>,
+    /// Position of this listener's settings in `proxy.listeners` (listeners cannot change live).
+    pub listener_index: usize,
     /// The listener serves HTTPS (backends must build `https://` URIs back to us).
     pub tls: bool,
     pub gateway: Arc<Gateway>,
@@ -197,7 +106,12 @@ pub struct RequestCtx {
     retryable: bool,
     /// The backend's response head arrived (after that, nothing is retried).
     response_started: bool,
-    inflight: Option<Arc<BackendRuntime>>,
+    /// This request's count in its backend's in-flight requests.
+    inflight: Option<InFlight>,
+    /// A submission's count in its backend's started queries (taken back unless accepted).
+    submission: Option<Started>,
+    /// What a `consistent` group hashed for this submission (a retry hashes it again).
+    key: Vec<u8>,
     learner: Option<Learner>,
     /// Watches a result page for the query's end.
     page_scan: Option<PageScan>,
@@ -320,13 +234,10 @@ fn declared_length(req: &RequestHeader) -> Option<u64> {
         .ok()
 }
 
-/// Place a new query (see [`place`]); a fallback is logged and counted here, once per submission.
-fn pick_with_fallback(
-    snap: &Snapshot,
-    group: usize,
-    reason: RouteReason,
-) -> Result<(usize, usize), GatewayError> {
-    match place(snap, group, reason, true) {
+/// The backend a route placed a new query on; a fallback is logged and counted here, once per
+/// submission.
+fn placed(snap: &Snapshot, route: &Route) -> Result<(usize, usize), GatewayError> {
+    match route.placement {
         Ok(p) => {
             if let Some((from, why)) = p.fell_back_from {
                 let (from, to) = (&*snap.groups[from].name, &*snap.groups[p.group].name);
@@ -338,13 +249,7 @@ fn pick_with_fallback(
             }
             Ok((p.group, p.backend))
         }
-        Err((g, why)) => {
-            let name = &snap.groups[g].name;
-            Err(match why {
-                Unavailable::AllFull => GatewayError::all_full(name),
-                Unavailable::NoneHealthy => GatewayError::no_backend(name),
-            })
-        }
+        Err((g, why)) => Err(admission::unavailable(snap, g, why)),
     }
 }
 
@@ -392,17 +297,7 @@ impl TrinoProxy {
                 } else {
                     ctx.statement_page = req.uri.path().starts_with("/v1/statement/");
                 }
-                let resolution = self.gateway.sticky.resolve_query(id);
-                // A miss is counted after the database had its say (in `request_filter`).
-                let owner = resolution
-                    .backend()
-                    .ok_or_else(|| GatewayError::query_not_found(id))?;
-                METRICS
-                    .sticky_resolution
-                    .with_label_values(&[resolution.source()])
-                    .inc();
-                debug!(query_id = id, backend = %owner.name, source = resolution.source(), "follow-up resolved");
-                ctx.backend = Some(owner.clone());
+                // The owner is resolved next, in `request_filter` (it may ask the database).
                 Ok(())
             }
             Target::Spooled => Err(GatewayError::segment_not_routable(req.uri.path())),
@@ -412,17 +307,18 @@ impl TrinoProxy {
                 } else {
                     Kind::Other
                 };
-                let admitted = admission::admit(
+                let decision = admission::decide(
                     &snap,
-                    self.listener_config(&snap),
+                    snap.listener(self.listener_index),
                     &self.listener,
                     &req.headers,
                     target == Target::Submit,
                     declared_length(req),
+                    true,
                 )?;
-                let facts = match admitted {
+                let route = match decision {
                     // A statement inside a transaction must reach the backend that started it.
-                    Admitted::Transaction(txn) => {
+                    Decision::Transaction(txn) => {
                         let owner = self
                             .gateway
                             .sticky
@@ -431,12 +327,16 @@ impl TrinoProxy {
                         ctx.backend = Some(owner);
                         return Ok(());
                     }
-                    Admitted::Route(facts) => facts,
+                    Decision::Route(facts, route) => {
+                        if let Ok(p) = route.placement {
+                            ctx.key = snap.groups[p.group].selector.key(&facts).to_vec();
+                        }
+                        route
+                    }
                 };
-                let (group, reason) = choose_group(&snap, &facts);
-                ctx.reason = Some(reason);
+                ctx.reason = Some(route.reason);
                 ctx.retryable = true;
-                let (group, bi) = pick_with_fallback(&snap, group, reason)?;
+                let (group, bi) = placed(&snap, &route)?;
                 ctx.group = Some(group);
                 ctx.picked = Some(bi);
                 ctx.backend = Some(snap.backends[bi].clone());
@@ -479,11 +379,7 @@ impl TrinoProxy {
     }
 
     fn listener_config<'s>(&self, snap: &'s Snapshot) -> Option<&'s crate::config::ListenerConfig> {
-        snap.config
-            .proxy
-            .listeners
-            .iter()
-            .find(|l| *l.name == *self.listener)
+        snap.listener(self.listener_index)
     }
 
     /// With `user_from_header`, the trusted front proxy's header becomes `X-Trino-User` (and
@@ -510,7 +406,7 @@ impl TrinoProxy {
     /// Whether a request that reached no backend yet may try another of its group.
     fn can_retry(&self, ctx: &RequestCtx) -> bool {
         ctx.retryable
-            && ctx.tried.len() < self.gateway.max_submit_attempts
+            && ctx.tried.len() < ctx.snap.config.proxy.max_submit_attempts
             && ctx.group.is_some_and(|g| {
                 strategy::has_candidate(&ctx.snap, &ctx.snap.groups[g], &ctx.tried)
             })
@@ -630,6 +526,8 @@ impl ProxyHttp for TrinoProxy {
             retryable: false,
             response_started: false,
             inflight: None,
+            submission: None,
+            key: Vec::new(),
             learner: None,
             page_scan: None,
             rewrite_mode: false,
@@ -651,29 +549,21 @@ impl ProxyHttp for TrinoProxy {
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
         client_connection::mark_header_read();
-        let routed = match self
+        let mut routed = self
             .apply_identity(session, ctx)
-            .and_then(|()| self.route(session, ctx))
-        {
-            Err(err) if err.name == "QUERY_NOT_FOUND" => {
-                // Nothing in memory knows this query: ask the shared database (history and
-                // coordinator ids other instances stored) before answering 404.
-                let found = match &ctx.query_id {
-                    Some(id) => self.gateway.lookup_in_database(&ctx.snap, id).await,
-                    None => None,
-                };
-                let source = if found.is_some() { "database" } else { "miss" };
-                METRICS.sticky_resolution.with_label_values(&[source]).inc();
-                match found {
+            .and_then(|()| self.route(session, ctx));
+        if routed.is_ok() && ctx.kind == Kind::FollowUp && ctx.backend.is_none() {
+            if let Some(id) = &ctx.query_id {
+                let owner = self.gateway.resolve_owner(id).await;
+                match owner.backend() {
                     Some(b) => {
-                        ctx.backend = Some(b);
-                        Ok(())
+                        debug!(query_id = %id, backend = %b.name, source = owner.source(), "follow-up resolved");
+                        ctx.backend = Some(b.clone());
                     }
-                    None => Err(err),
+                    None => routed = Err(GatewayError::query_not_found(id)),
                 }
             }
-            other => other,
-        };
+        }
         match routed {
             Ok(()) => Ok(false),
             Err(err) => {
@@ -693,9 +583,9 @@ impl ProxyHttp for TrinoProxy {
         if let Some(current) = ctx.picked.filter(|p| ctx.tried.contains(p)) {
             // A retry after a connect failure: another backend of the same group.
             let snap = ctx.snap.clone();
-            let next = ctx
-                .group
-                .and_then(|g| strategy::pick(&snap, &snap.groups[g], &ctx.tried).ok());
+            let next = ctx.group.and_then(|g| {
+                strategy::select(&snap, &snap.groups[g], &ctx.key, &ctx.tried, true).ok()
+            });
             let Some(next) = next else {
                 let tried: Vec<&str> = ctx.tried.iter().map(|&b| &*snap.backends[b].name).collect();
                 ctx.failure = Some(GatewayError::backend_unreachable(
@@ -716,14 +606,13 @@ impl ProxyHttp for TrinoProxy {
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
 
-        let addr: SocketAddr = match b.address.parse() {
-            Ok(a) => a,
-            Err(_) => match tokio::net::lookup_host(&b.address)
-                .await
-                .ok()
-                .and_then(|mut it| it.next())
-            {
-                Some(a) => a,
+        // Built once per snapshot; a host name's address comes from the background resolver.
+        let mut peer = Box::new(b.peer.clone());
+        if b.ip.is_none() {
+            match b.resolved_address() {
+                Some(addr) => {
+                    peer._address = pingora_core::protocols::l4::socket::SocketAddr::Inet(addr)
+                }
                 None => {
                     if let Some(p) = ctx.picked {
                         ctx.tried.push(p);
@@ -733,31 +622,17 @@ impl ProxyHttp for TrinoProxy {
                         ErrorType::ConnectError,
                         format!("cannot resolve {}", b.address),
                     );
-                    e.set_retry(ctx.retryable);
+                    e.set_retry(self.can_retry(ctx));
                     return Err(e);
                 }
-            },
-        };
-        if let Some(prev) = ctx.inflight.take() {
-            prev.inflight.fetch_sub(1, Ordering::Relaxed);
+            }
         }
-        b.runtime.inflight.fetch_add(1, Ordering::Relaxed);
-        ctx.inflight = Some(b.runtime.clone());
+        // Replacing a guard of an earlier attempt settles it.
+        ctx.inflight = Some(InFlight::enter(&b.runtime));
         if ctx.kind == Kind::Submit {
-            b.runtime
-                .health
-                .started_since_probe
-                .fetch_add(1, Ordering::Relaxed);
+            ctx.submission = Some(Started::send(&b.runtime));
         }
-
-        let mut peer = HttpPeer::new(addr, b.tls, b.host.clone());
-        if b.tls {
-            peer.options.ca = self.gateway.upstream_tls.ca.clone();
-            peer.client_cert_key = self.gateway.upstream_tls.client.clone();
-        }
-        peer.options.connection_timeout = Some(self.gateway.connect_timeout);
-        peer.options.read_timeout = Some(self.gateway.read_timeout);
-        Ok(Box::new(peer))
+        Ok(peer)
     }
 
     async fn upstream_response_filter(
@@ -778,12 +653,7 @@ impl ProxyHttp for TrinoProxy {
             let retry = self.can_retry_submission(ctx);
             ctx.upstream_error("refused_5xx", retry);
             if retry {
-                if let Some(b) = &ctx.backend {
-                    b.runtime
-                        .health
-                        .finished_since_probe
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+                ctx.submission = None;
                 warn!(
                     backend = ctx.backend_name(),
                     status, "submission refused; trying another backend"
@@ -918,13 +788,14 @@ impl ProxyHttp for TrinoProxy {
                     PageScan::new(resp.headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()));
             }
         }
-        if ctx.kind == Kind::Submit && status != 200 {
-            // Not started after all: undo the count made when the backend was picked.
-            if let Some(b) = &ctx.backend {
-                b.runtime
-                    .health
-                    .finished_since_probe
-                    .fetch_add(1, Ordering::Relaxed);
+        if ctx.kind == Kind::Submit {
+            if status == 200 {
+                if let Some(s) = ctx.submission.as_mut() {
+                    s.accepted();
+                }
+            } else {
+                // Not started after all: dropping the guard takes its count back.
+                ctx.submission = None;
             }
         }
         if ctx.rewrite_mode && resp.headers.contains_key(http::header::LOCATION) {
@@ -1160,13 +1031,14 @@ impl ProxyHttp for TrinoProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(rt) = ctx.inflight.take() {
-            rt.inflight.fetch_sub(1, Ordering::Relaxed);
-        }
+        // Settle this request's counts now (the context itself may live a little longer).
+        ctx.inflight = None;
+        ctx.submission = None;
         // Pingora keeps an idle HTTP/1.1 connection open forever by default; bound it, so idle
         // or trickling clients cannot pile up connections. (Kept across reuses of the connection.)
         if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(self.gateway.client_idle_timeout.as_secs().max(1)));
+            let idle = ctx.snap.config.proxy.client_idle_timeout.get();
+            session.set_keepalive(Some(idle.as_secs().max(1)));
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         ctx.observe_head(); // answers the gateway wrote itself

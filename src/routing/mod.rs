@@ -56,6 +56,26 @@ pub struct Placement {
     pub fell_back_from: Option<(usize, Unavailable)>,
 }
 
+/// The routing decision for a new query: the group the policies chose, why, and where the
+/// group's strategy (or a fallback) placed it — or the group that could not take it and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub group: usize,
+    pub reason: RouteReason,
+    pub placement: Result<Placement, (usize, Unavailable)>,
+}
+
+/// Route a new query: [`choose_group`], then [`place`]. With `advance` false nothing moves (the
+/// dry run); otherwise this is the proxy's one decision.
+pub fn route(snap: &Snapshot, facts: &RequestFacts<'_>, advance: bool) -> Route {
+    let (group, reason) = choose_group(snap, facts);
+    Route {
+        group,
+        reason,
+        placement: place(snap, group, reason, facts, advance),
+    }
+}
+
 /// Pick a backend in `group`; when it has none available, fall back to the policy's
 /// `fallback_group` or else the default group — unless the group is `strict`. `Err` names the
 /// group first chosen and why it could not take the query. With `advance` false nothing moves (the
@@ -64,14 +84,12 @@ pub fn place(
     snap: &Snapshot,
     group: usize,
     reason: RouteReason,
+    facts: &RequestFacts<'_>,
     advance: bool,
 ) -> Result<Placement, (usize, Unavailable)> {
     let pick = |g: usize| {
-        if advance {
-            strategy::pick(snap, &snap.groups[g], &[])
-        } else {
-            strategy::peek(snap, &snap.groups[g])
-        }
+        let group = &snap.groups[g];
+        strategy::select(snap, group, group.selector.key(facts), &[], advance)
     };
     let why = match pick(group) {
         Ok(backend) => {

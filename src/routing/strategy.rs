@@ -1,8 +1,9 @@
-//! Picking one backend of a group for a new query.
+//! Picking one backend of a group for a new query: the group's [`Selector`] (on
+//! pingora-load-balancing, see [`crate::balance`]) proposes backends in its strategy's order, and
+//! this module accepts the first that may take the query — enabled, healthy (and probed good at
+//! least once), below its concurrency limits, not already tried — keeping apart "all full" from
+//! "none healthy".
 
-use std::sync::atomic::Ordering;
-
-use crate::config::Strategy;
 use crate::health::state::Health;
 use crate::snapshot::{Backend, Group, Snapshot};
 
@@ -20,7 +21,7 @@ pub fn is_routable(snap: &Snapshot, b: &Backend) -> bool {
     b.enabled && (!snap.health.enabled || b.health() == Health::Healthy)
 }
 
-/// Whether [`pick`] would find a backend, without moving any rotation.
+/// Whether [`select`] would find a backend, without moving any rotation.
 pub fn has_candidate(snap: &Snapshot, group: &Group, exclude: &[usize]) -> bool {
     group.members.iter().any(|&bi| {
         let b = &snap.backends[bi];
@@ -28,111 +29,74 @@ pub fn has_candidate(snap: &Snapshot, group: &Group, exclude: &[usize]) -> bool 
     })
 }
 
-/// Load score for `least_load`: estimated running plus reported queued queries.
-fn load(b: &Backend) -> i64 {
-    b.running_estimate() + b.queued_reported()
-}
-
 /// Pick a backend of `group` for a new query: routable, not full and not in `exclude` (backends
-/// already tried for this request).
-pub fn pick(snap: &Snapshot, group: &Group, exclude: &[usize]) -> Result<usize, Unavailable> {
-    select(snap, group, exclude, true)
-}
-
-/// What [`pick`] would answer now, without moving the group's rotation (for the dry-run API; for
-/// `random` and `weighted` it is one draw of the same distribution).
-pub fn peek(snap: &Snapshot, group: &Group) -> Result<usize, Unavailable> {
-    select(snap, group, &[], false)
-}
-
-/// The next rotation position; `advance` is false for a dry run.
-#[inline]
-fn cursor(group: &Group, advance: bool) -> usize {
-    if advance {
-        group.cursor.fetch_add(1, Ordering::Relaxed)
-    } else {
-        group.cursor.load(Ordering::Relaxed)
-    }
-}
-
-#[inline]
-fn select(
+/// already tried for this request). `key` is what a `consistent` group hashes (see
+/// [`Selector::key`]); with `advance` false nothing moves (the dry run).
+pub fn select(
     snap: &Snapshot,
     group: &Group,
+    key: &[u8],
     exclude: &[usize],
     advance: bool,
 ) -> Result<usize, Unavailable> {
-    let routable = |bi: &usize| !exclude.contains(bi) && is_routable(snap, &snap.backends[*bi]);
-    let eligible = |bi: &usize| routable(bi) && !snap.backends[*bi].is_full();
-    let members = &group.members;
-    let none = || {
-        if members.iter().any(routable) {
-            Unavailable::AllFull
-        } else {
-            Unavailable::NoneHealthy
+    let eligible = |bi: usize| {
+        !exclude.contains(&bi) && is_routable(snap, &snap.backends[bi]) && {
+            !snap.backends[bi].is_full()
         }
     };
-    let picked = match group.strategy {
-        Strategy::RoundRobin => {
-            // Rotate over the eligible backends only (counting them instead of collecting them, so
-            // no allocation): with n eligible backends, n picks in a row hit each exactly once.
-            let n = members.iter().filter(|bi| eligible(bi)).count();
-            if n == 0 {
-                return Err(none());
-            }
-            let k = cursor(group, advance) % n;
-            members.iter().copied().filter(eligible).nth(k)
-        }
-        Strategy::Random => {
-            let n = members.iter().filter(|bi| eligible(bi)).count();
-            if n == 0 {
-                return Err(none());
-            }
-            members
-                .iter()
-                .copied()
-                .filter(eligible)
-                .nth(fastrand::usize(..n))
-        }
-        Strategy::Weighted => {
-            let total: u64 = members
-                .iter()
-                .filter(|bi| eligible(bi))
-                .map(|&bi| u64::from(snap.backends[bi].weight))
-                .sum();
-            if total == 0 {
-                return Err(none());
-            }
-            let mut ticket = fastrand::u64(..total);
-            members.iter().copied().filter(eligible).find(|&bi| {
-                let w = u64::from(snap.backends[bi].weight);
-                if ticket < w {
-                    true
-                } else {
-                    ticket -= w;
-                    false
+    // Every member appears at least once within this many steps of any of the crate's iterators.
+    let max = 16 * group.members.len() + 64;
+    // The accepted member, noted by `accept` so it is not looked up twice. Groups are small: a
+    // scan of the members beats hashing the target's address.
+    let accepted = std::cell::Cell::new(None);
+    let position = |t: &pingora_load_balancing::Backend| {
+        let pingora_core::protocols::l4::socket::SocketAddr::Inet(addr) = t.addr else {
+            return None;
+        };
+        group
+            .members
+            .iter()
+            .copied()
+            .find(|&bi| snap.backends[bi].target == addr)
+    };
+    let picked = group.selector.first(key, advance, max, |t, ready| {
+        ready
+            && position(t).is_some_and(|bi| {
+                let ok = eligible(bi);
+                if ok {
+                    accepted.set(Some(bi));
                 }
+                ok
             })
-        }
-        Strategy::LeastLoad => {
-            // Lowest load; ties are broken by the rotating cursor so equal backends share work.
-            let start = cursor(group, advance);
-            (0..members.len())
-                .map(|k| members[(start + k) % members.len()])
-                .filter(eligible)
-                .min_by_key(|&bi| load(&snap.backends[bi]))
-        }
-    };
-    picked.ok_or_else(none)
+    });
+    if let (Some(_), Some(bi)) = (picked, accepted.get()) {
+        return Ok(bi);
+    }
+    // The crate's iterators bound their walk; make sure "none" really means none.
+    if let Some(&bi) = group.members.iter().find(|&&bi| eligible(bi)) {
+        return Ok(bi);
+    }
+    let routable = group
+        .members
+        .iter()
+        .any(|&bi| !exclude.contains(&bi) && is_routable(snap, &snap.backends[bi]));
+    Err(if routable {
+        Unavailable::AllFull
+    } else {
+        Unavailable::NoneHealthy
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse_str;
+    use crate::routing::facts::RequestFacts;
     use crate::snapshot::RuntimeRegistry;
+    use http::HeaderMap;
+    use std::sync::atomic::Ordering;
 
-    fn snap(strategy: &str) -> Snapshot {
+    fn snap_with(strategy: &str, extra: &str) -> Snapshot {
         let c = parse_str(
             "t",
             &format!(
@@ -141,7 +105,7 @@ proxy: {{ listeners: [{{ name: main, address: "127.0.0.1:1" }}] }}
 admin: {{ address: "127.0.0.1:3" }}
 routing: {{ default_group: g }}
 health: {{ enabled: false }}
-groups: [{{ name: g, strategy: {strategy} }}]
+groups: [{{ name: g, strategy: {strategy} {extra} }}]
 backends:
   - {{ name: a, url: "http://127.0.0.1:10", group: g, weight: 1 }}
   - {{ name: b, url: "http://127.0.0.1:11", group: g, weight: 3 }}
@@ -153,50 +117,79 @@ backends:
         Snapshot::compile(&c, 1, &RuntimeRegistry::default()).unwrap()
     }
 
+    fn snap(strategy: &str) -> Snapshot {
+        snap_with(strategy, "")
+    }
+
+    fn pick(s: &Snapshot, exclude: &[usize]) -> Result<usize, Unavailable> {
+        select(s, &s.groups[0], b"", exclude, true)
+    }
+
     #[test]
     fn round_robin_is_exact_and_skips_disabled_and_excluded() {
         let s = snap("round_robin");
-        let g = &s.groups[0];
-        let picks: Vec<usize> = (0..6).map(|_| pick(&s, g, &[]).unwrap()).collect();
-        assert_eq!(picks.iter().filter(|&&b| b == 0).count(), 3);
-        assert_eq!(picks.iter().filter(|&&b| b == 1).count(), 3);
+        let picks: Vec<usize> = (0..6).map(|_| pick(&s, &[]).unwrap()).collect();
+        assert_eq!(picks.iter().filter(|&&b| b == 0).count(), 3, "{picks:?}");
+        assert_eq!(picks.iter().filter(|&&b| b == 1).count(), 3, "{picks:?}");
         assert!(!picks.contains(&2));
-        assert_eq!(pick(&s, g, &[0]), Ok(1));
-        assert_eq!(pick(&s, g, &[0, 1]), Err(Unavailable::NoneHealthy));
+        assert_eq!(pick(&s, &[0]), Ok(1));
+        assert_eq!(pick(&s, &[0, 1]), Err(Unavailable::NoneHealthy));
         // A dry run names the next pick and does not move the rotation.
-        let next = peek(&s, g).unwrap();
-        assert_eq!(peek(&s, g), Ok(next));
-        assert_eq!(pick(&s, g, &[]), Ok(next));
-        assert_ne!(peek(&s, g), Ok(next));
+        let g = &s.groups[0];
+        let next = select(&s, g, b"", &[], false).unwrap();
+        assert_eq!(select(&s, g, b"", &[], false), Ok(next));
+        assert_eq!(pick(&s, &[]), Ok(next));
+        assert_ne!(select(&s, g, b"", &[], false), Ok(next));
     }
 
     #[test]
     fn least_load_prefers_the_idle_backend() {
         let s = snap("least_load");
-        s.backends[0].runtime.inflight.store(5, Ordering::Relaxed);
+        s.backends[0]
+            .runtime
+            .inflight
+            .store(5, std::sync::atomic::Ordering::Relaxed);
         for _ in 0..4 {
-            assert_eq!(pick(&s, &s.groups[0], &[]), Ok(1));
+            assert_eq!(pick(&s, &[]), Ok(1));
         }
     }
 
     #[test]
-    fn weighted_and_random_respect_eligibility() {
+    fn weighted_follows_the_weights_exactly_and_random_respects_eligibility() {
         let s = snap("weighted");
         let mut counts = [0usize; 3];
-        for _ in 0..4000 {
-            counts[pick(&s, &s.groups[0], &[]).unwrap()] += 1;
+        for _ in 0..400 {
+            counts[pick(&s, &[]).unwrap()] += 1;
         }
         assert_eq!(counts[2], 0);
-        // weight 1:3 → about 1000:3000; allow wide slack, this is about the ratio's direction.
-        assert!(counts[1] > 2 * counts[0], "{counts:?}");
+        // weight 1:3, the disabled backend's turns going to the next one.
+        assert!(counts[1] >= 2 * counts[0], "{counts:?}");
         let s = snap("random");
         for _ in 0..100 {
-            assert_ne!(pick(&s, &s.groups[0], &[1]), Ok(2));
+            assert_ne!(pick(&s, &[1]), Ok(2));
         }
-        assert_eq!(
-            pick(&s, &s.groups[0], &[0, 1]),
-            Err(Unavailable::NoneHealthy)
-        );
+        assert_eq!(pick(&s, &[0, 1]), Err(Unavailable::NoneHealthy));
+    }
+
+    #[test]
+    fn consistent_hashing_keeps_a_key_on_one_backend() {
+        let s = snap_with("consistent", ", hash_key: \"header:X-Team\"");
+        let h = HeaderMap::new();
+        let facts = RequestFacts::new("main", &h);
+        assert_eq!(s.groups[0].selector.key(&facts), b"");
+        let mut teams = HeaderMap::new();
+        teams.insert("x-team", "blue".parse().unwrap());
+        let facts = RequestFacts::new("main", &teams);
+        let key = s.groups[0].selector.key(&facts);
+        assert_eq!(key, b"blue");
+        let first = select(&s, &s.groups[0], key, &[], true).unwrap();
+        for _ in 0..50 {
+            assert_eq!(select(&s, &s.groups[0], key, &[], true), Ok(first));
+        }
+        // Its backend excluded, the key moves to the next one on the ring, and only there.
+        let other = select(&s, &s.groups[0], key, &[first], true).unwrap();
+        assert_ne!(other, first);
+        assert_ne!(other, 2, "disabled");
     }
 
     fn checked_snap() -> Snapshot {
@@ -220,29 +213,32 @@ backends:
     fn only_healthy_backends_below_their_limits_get_queries() {
         let s = checked_snap();
         let g = &s.groups[0];
-        // PENDING backends get nothing.
-        assert_eq!(pick(&s, g, &[]), Err(Unavailable::NoneHealthy));
-        s.backends[0].runtime.health.record(true, 2, 2);
-        assert_eq!(pick(&s, g, &[]), Ok(0));
-        s.backends[1].runtime.health.record(true, 2, 2);
+        // PENDING backends get nothing, though the crate starts every target healthy.
+        assert_eq!(pick(&s, &[]), Err(Unavailable::NoneHealthy));
+        s.backends[0].runtime.health.force(true);
+        assert_eq!(pick(&s, &[]), Ok(0));
+        s.backends[1].runtime.health.force(true);
         // Reported load decides, and queries started since the report count too.
         s.backends[0].runtime.health.set_load(3, 0);
         s.backends[1].runtime.health.set_load(1, 0);
-        assert_eq!(pick(&s, g, &[]), Ok(1));
+        assert_eq!(pick(&s, &[]), Ok(1));
         s.backends[1]
             .runtime
             .health
             .started_since_probe
             .store(5, Ordering::Relaxed);
-        assert_eq!(pick(&s, g, &[]), Ok(0));
+        assert_eq!(pick(&s, &[]), Ok(0));
         // a: 4 running ≥ max 4; b: 2 queued ≥ max 2 → all full.
         s.backends[0].runtime.health.set_load(4, 0);
         s.backends[1].runtime.health.set_load(0, 2);
-        assert_eq!(pick(&s, g, &[]), Err(Unavailable::AllFull));
+        assert_eq!(pick(&s, &[]), Err(Unavailable::AllFull));
         assert!(!has_candidate(&s, g, &[]));
         s.backends[1].runtime.health.set_load(0, 1);
-        assert_eq!(pick(&s, g, &[]), Ok(1));
+        assert_eq!(pick(&s, &[]), Ok(1));
         assert!(has_candidate(&s, g, &[]));
         assert!(!has_candidate(&s, g, &[1]));
+        // A failed probe makes it unroutable.
+        s.backends[1].runtime.health.force(false);
+        assert_eq!(pick(&s, &[]), Err(Unavailable::AllFull));
     }
 }

@@ -7,8 +7,9 @@
 //! creating or changing anything.
 //!
 //! Objects are matched by name and compared by their JSON form (what the database stores), field by
-//! field. The order of policies is compared too (among equal priorities the first one wins); the
-//! order of groups and backends is not.
+//! field; a backend's `group: a` is compared as `groups: [a]`, so both spellings are equal. The
+//! order of policies is compared too (among equal priorities the first one wins); the order of
+//! groups and backends is not.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -172,7 +173,10 @@ fn compare_kind<T: Stored>(file: &[T], database: &[T], out: &mut Vec<Difference>
             }),
             Some(d) => {
                 let mut fields = Vec::new();
-                diff_values("", Some(&json(f)), Some(&json(d)), &mut fields);
+                let (mut f_json, mut d_json) = (json(f), json(d));
+                T::comparable(&mut f_json);
+                T::comparable(&mut d_json);
+                diff_values("", Some(&f_json), Some(&d_json), &mut fields);
                 if !fields.is_empty() {
                     out.push(Difference::Changed {
                         kind: T::KIND,
@@ -523,6 +527,38 @@ backends:
                 "policy bi: only in the file, not in the database",
             ]
         );
+    }
+
+    #[test]
+    fn group_and_a_groups_list_of_one_are_the_same_backend() {
+        let file = file();
+        let mut db = seeded(&file);
+        db.backends[0] = serde_json::from_value(json!({
+            "name": "trino-1", "url": "http://a:8080", "groups": ["adhoc"]
+        }))
+        .unwrap();
+        assert_eq!(compare(&file, &db), vec![]);
+        // And the other way round: the file lists one group, the database row says `group`.
+        let text = FILE.replace(
+            r#"url: "http://a:8080", group: adhoc }"#,
+            r#"url: "http://a:8080", groups: [adhoc] }"#,
+        );
+        assert!(text.contains("groups: [adhoc]"));
+        let listed = crate::config::parse_str("test.yaml", &text).unwrap();
+        assert_eq!(compare(&listed, &seeded(&file)), vec![]);
+    }
+
+    #[test]
+    fn a_backend_with_more_groups_in_the_database_shows_both_lists() {
+        let file = file();
+        let mut db = seeded(&file);
+        db.backends[0].groups.push("etl".into());
+        let diffs = compare(&file, &db);
+        assert_eq!(
+            lines(&diffs),
+            [r#"backend trino-1: groups: file ["adhoc"], database ["adhoc","etl"]"#]
+        );
+        assert_eq!(diffs[0].admin_request(), "PUT /api/v1/backends/trino-1");
     }
 
     #[tokio::test]

@@ -127,10 +127,18 @@ pub const MAX_NAME_LEN: usize = 64;
 trait Stored: Serialize + DeserializeOwned {
     const KIND: Kind;
     fn name(&self) -> &str;
-    /// The backend's group (a column of its own, for queries by group).
+    /// What goes in the `group_name` column (backends only; a column of its own, for queries by
+    /// group).
     fn group(&self) -> Option<&str> {
         None
     }
+    /// Every group name the object refers to in its body, each checked to fit a name column.
+    fn group_names(&self) -> &[String] {
+        &[]
+    }
+    /// Rewrites the object's JSON form into the one that is compared (see [`drift`]); the default
+    /// compares it as stored.
+    fn comparable(_json: &mut serde_json::Value) {}
 }
 
 impl Stored for GroupConfig {
@@ -145,8 +153,25 @@ impl Stored for BackendConfig {
     fn name(&self) -> &str {
         &self.name
     }
+    /// A backend in several groups stores its first one here: `group_name` is a single
+    /// `VARCHAR(64) NOT NULL` column, so the first (for single-group backends, the only) group
+    /// keeps rows and queries by group as they were. The body holds every group and is the only
+    /// thing read back, so the column never limits what a backend serves; to find every backend
+    /// of a group, read the bodies.
     fn group(&self) -> Option<&str> {
-        Some(&self.group)
+        self.groups().first().map(String::as_str)
+    }
+    fn group_names(&self) -> &[String] {
+        self.groups()
+    }
+    /// `group: a` and `groups: [a]` are the same backend; compare both as `groups`, so a
+    /// difference reads `groups: file ["a"], database ["a","b"]`.
+    fn comparable(json: &mut serde_json::Value) {
+        if let serde_json::Value::Object(map) = json {
+            if let Some(one) = map.remove("group") {
+                map.insert("groups".to_string(), serde_json::Value::Array(vec![one]));
+            }
+        }
     }
 }
 
@@ -592,7 +617,13 @@ fn to_json<T: Stored>(obj: &T) -> Result<String> {
 
 fn check_names<T: Stored>(obj: &T) -> Result<()> {
     check_len(T::KIND.as_str(), "name", obj.name())?;
-    if let Some(group) = obj.group() {
+    if T::KIND == Kind::Backend && obj.group().is_none() {
+        return Err(StoreError::Invalid(format!(
+            "{} names no group",
+            T::KIND.subject(obj.name())
+        )));
+    }
+    for group in obj.group_names() {
         check_len(T::KIND.as_str(), "group", group)?;
     }
     Ok(())

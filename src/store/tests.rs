@@ -221,3 +221,96 @@ async fn sqlite_file_is_created_and_shared_by_two_stores() {
     assert_eq!(b.version().await.unwrap(), 1);
     assert_eq!(names(&b.load().await.unwrap().groups), ["g"]);
 }
+
+#[tokio::test]
+async fn a_backend_in_several_groups_keeps_them_all_and_its_first_in_the_group_column() {
+    let store = memory().await;
+    let multi: BackendConfig = serde_json::from_value(serde_json::json!({
+        "name": "m", "url": "http://m:8080", "groups": ["g2", "g1"]
+    }))
+    .unwrap();
+    store
+        .seed(
+            &[group("g1"), group("g2")],
+            &[backend("b1", "g1"), multi.clone()],
+            &[],
+        )
+        .await
+        .unwrap();
+    let columns = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let row = sqlx::query("SELECT group_name, body FROM te_backends WHERE name = ?")
+                .bind(name)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            (
+                required_text(&row, 0, "group_name").unwrap(),
+                required_text(&row, 1, "body").unwrap(),
+            )
+        }
+    };
+    // A single-group backend's row is exactly what it was before `groups` existed.
+    assert_eq!(
+        columns("b1").await,
+        (
+            "g1".to_string(),
+            r#"{"name":"b1","url":"http://b1:8080","group":"g1","enabled":true,"weight":1,"rewrite_host":false,"max_queued_queries":7,"max_running_queries":null}"#
+                .to_string()
+        )
+    );
+    let (column, body) = columns("m").await;
+    assert_eq!(column, "g2");
+    assert!(body.contains(r#""groups":["g2","g1"]"#), "{body}");
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.backends[1].groups, ["g2", "g1"]);
+
+    // Replacing it with one group writes `group` again, and the column follows.
+    store
+        .replace_backend("m", &backend("m", "g1"))
+        .await
+        .unwrap();
+    let (column, body) = columns("m").await;
+    assert_eq!(column, "g1");
+    assert!(body.contains(r#""group":"g1""#), "{body}");
+
+    // Every group name must fit a name column; a backend needs a group.
+    let mut long = backend("x", "g1");
+    long.groups.push("y".repeat(MAX_NAME_LEN + 1));
+    assert!(matches!(
+        store.create_backend(&long).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let mut none = backend("x", "g1");
+    none.groups.clear();
+    assert!(matches!(
+        store.create_backend(&none).await,
+        Err(StoreError::Invalid(m)) if m == "backend `x` names no group"
+    ));
+}
+
+#[tokio::test]
+async fn rows_written_with_group_or_groups_read_the_same() {
+    let store = memory().await;
+    for (i, body) in [
+        r#"{"name":"a","url":"http://a:8080","group":"g"}"#,
+        r#"{"name":"b","url":"http://b:8080","groups":["g"]}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO te_backends (name, position, group_name, body) VALUES (?, ?, 'g', ?)",
+        )
+        .bind(if i == 0 { "a" } else { "b" })
+        .bind(i64::try_from(i).unwrap())
+        .bind(body)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.backends[0].groups, ["g"]);
+    assert_eq!(loaded.backends[1].groups, ["g"]);
+}

@@ -50,6 +50,9 @@ pub struct Gateway {
     pub admin: String,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// The `database:` section added to a config without one (kept on reloads: the database
+    /// cannot change without a restart).
+    database: String,
     _dir: tempfile::TempDir,
 }
 
@@ -65,13 +68,14 @@ impl Gateway {
     pub async fn start_with(yaml: &str, proxy_port: u16, admin_port: u16, source: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.yaml");
+        let database = format!(
+            "database:\n  url: \"sqlite://{}/state.db\"\n",
+            dir.path().display()
+        );
         let yaml = if yaml.contains("\ndatabase:") {
             yaml.to_string()
         } else {
-            format!(
-                "{yaml}database:\n  url: \"sqlite://{}/state.db\"\n",
-                dir.path().display()
-            )
+            format!("{yaml}{database}")
         };
         std::fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");
@@ -91,6 +95,7 @@ impl Gateway {
             admin: format!("http://127.0.0.1:{admin_port}"),
             config_path,
             log_path,
+            database,
             _dir: dir,
         };
         gw.wait_ready(proxy_port).await;
@@ -145,9 +150,19 @@ impl Gateway {
         self.child.id() as i32
     }
 
+    /// The exit status if the process has ended (reaps it), else `None`.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Replace the config file and send SIGHUP.
     pub fn reload(&self, yaml: &str) {
         let tmp = self.config_path.with_extension("tmp");
+        let yaml = if yaml.contains("\ndatabase:") {
+            yaml.to_string()
+        } else {
+            format!("{yaml}{}", self.database)
+        };
         std::fs::File::create(&tmp)
             .unwrap()
             .write_all(yaml.as_bytes())

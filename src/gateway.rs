@@ -1,0 +1,172 @@
+//! State shared by every listener, the admin API and the health check of one gateway process:
+//! the snapshot holder, query ownership (memory, coordinator ids, the shared database) and the
+//! history sink. The request path reads it; settings live in the snapshot, not here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::database::Database;
+use crate::history::{HistoryEvent, HistorySink};
+use crate::metrics::METRICS;
+use crate::query_id::{coordinator_id, CoordinatorId};
+use crate::snapshot::{Backend, SnapshotHandle};
+use crate::stickiness::{Resolution, Stickiness};
+
+/// Longest wait for the database when a follow-up's owner is unknown in memory.
+const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Database lookups allowed at once (see [`Gateway::resolve_owner`]).
+const LOOKUP_PERMITS: usize = 8;
+
+pub struct Gateway {
+    pub snapshots: Arc<SnapshotHandle>,
+    pub sticky: Stickiness,
+    /// The first health-check pass has decided every backend (the proxy listeners open then).
+    pub warm: AtomicBool,
+    /// Where query history and learned coordinator ids go (`None` in tests without a database).
+    pub history: Option<HistorySink>,
+    /// The shared database, asked when nothing in memory knows a query's owner.
+    pub database: Option<Arc<Database>>,
+    /// Concurrent database lookups allowed (see [`Gateway::resolve_owner`]).
+    lookup_permits: tokio::sync::Semaphore,
+    /// This instance's name in the history.
+    pub instance: String,
+}
+
+/// Where a follow-up request's query lives, and how the gateway knows.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// This instance routed or looked up the query before.
+    Memory(Arc<Backend>),
+    /// The query id's coordinator id belongs to a known backend.
+    CoordinatorId(Arc<Backend>),
+    /// The shared database (another instance's history or coordinator ids) knows it.
+    Database(Arc<Backend>),
+    /// Nobody knows the query.
+    Miss,
+}
+
+impl Owner {
+    pub fn backend(&self) -> Option<&Arc<Backend>> {
+        match self {
+            Owner::Memory(b) | Owner::CoordinatorId(b) | Owner::Database(b) => Some(b),
+            Owner::Miss => None,
+        }
+    }
+
+    /// Metric label (`trino_edge_sticky_resolution_total{source}`).
+    pub fn source(&self) -> &'static str {
+        match self {
+            Owner::Memory(_) => "memory",
+            Owner::CoordinatorId(_) => "coordinator_id",
+            Owner::Database(_) => "database",
+            Owner::Miss => "miss",
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        snapshots: Arc<SnapshotHandle>,
+        sticky: Stickiness,
+        history: Option<HistorySink>,
+        database: Option<Arc<Database>>,
+        instance: String,
+    ) -> Gateway {
+        Gateway {
+            snapshots,
+            sticky,
+            warm: AtomicBool::new(false),
+            history,
+            database,
+            lookup_permits: tokio::sync::Semaphore::new(LOOKUP_PERMITS),
+            instance,
+        }
+    }
+
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Relaxed)
+    }
+
+    /// Learn a query's owner; a coordinator new to this instance is shared through the database.
+    pub fn learn_query(&self, query_id: &str, backend: &Arc<Backend>) {
+        if let Some(cid) = self.sticky.learn_query(query_id, backend) {
+            self.share_coordinator(cid, backend);
+        }
+    }
+
+    /// The one owner resolver for follow-ups: memory, then the query id's coordinator id, then
+    /// the shared database, else a miss. Counted in `trino_edge_sticky_resolution_total`.
+    pub async fn resolve_owner(&self, query_id: &str) -> Owner {
+        let owner = match self.sticky.resolve_query(query_id) {
+            Resolution::Memory(b) => Owner::Memory(b),
+            Resolution::CoordinatorId(b) => Owner::CoordinatorId(b),
+            Resolution::Miss => match self.lookup_in_database(query_id).await {
+                Some(b) => Owner::Database(b),
+                None => Owner::Miss,
+            },
+        };
+        METRICS
+            .sticky_resolution
+            .with_label_values(&[owner.source()])
+            .inc();
+        owner
+    }
+
+    /// The owner of `query_id` according to the database: its history entry, else its
+    /// coordinator id. Bounded in time: a slow database gives a 404, not a hanging client.
+    async fn lookup_in_database(&self, query_id: &str) -> Option<Arc<Backend>> {
+        let db = self.database.as_ref()?;
+        // Unknown ids are cheap to send: bound how many lookups may run at once, and treat the
+        // rest as misses right away instead of queueing them on the database.
+        let _permit = self.lookup_permits.try_acquire().ok()?;
+        let id = query_id.to_string();
+        let cid = coordinator_id(query_id).map(|c| String::from_utf8_lossy(&c).into_owned());
+        let lookup = db.run(move |s| async move {
+            match s.query_backend(&id).await? {
+                Some(b) => Ok(Some(b)),
+                None => match cid {
+                    Some(cid) => s.coordinator(&cid).await,
+                    None => Ok(None),
+                },
+            }
+        });
+        let name = match tokio::time::timeout(DATABASE_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(name)) => name?,
+            Ok(Err(e)) => {
+                warn!(
+                    "query owner lookup failed: {}",
+                    crate::database::error("lookup", e)
+                );
+                return None;
+            }
+            Err(_) => {
+                METRICS.db_errors.with_label_values(&["lookup"]).inc();
+                return None;
+            }
+        };
+        let snap = self.snapshots.load();
+        let b = snap.backend_by_name(&name)?.clone();
+        // The history remembers queries of a coordinator that has restarted since: they are gone.
+        let current = b.runtime.health.coordinator();
+        if let (Some(q), Some(cur)) = (coordinator_id(query_id), current) {
+            if q != cur {
+                return None;
+            }
+        }
+        self.sticky.learn_query(query_id, &b);
+        Some(b)
+    }
+
+    pub fn share_coordinator(&self, cid: CoordinatorId, backend: &Backend) {
+        if let Some(h) = &self.history {
+            h.record(HistoryEvent::Coordinator {
+                id: String::from_utf8_lossy(&cid).into_owned(),
+                backend: String::from(&*backend.name),
+            });
+        }
+    }
+}
