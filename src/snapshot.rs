@@ -550,9 +550,14 @@ impl Snapshot {
             } else {
                 ""
             };
+            let hash = g
+                .selector
+                .hash_key()
+                .map(|k| format!(" (hash_key {k})"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {}{default}: strategy {}{inline}",
+                "  {}{default}: strategy {}{hash}{inline}",
                 g.name,
                 g.strategy.as_str()
             );

@@ -138,6 +138,11 @@ impl Stickiness {
         let cid = coordinator_id(query_id);
         if let Some(cid) = cid {
             if let Some(owner) = self.coordinators.load().get(&cid) {
+                if Arc::ptr_eq(owner, backend) {
+                    // The common case: a known coordinator of this very backend; nothing new.
+                    self.queries.insert(key, self.entry(backend));
+                    return None;
+                }
                 if !same_backend(owner, backend) && owner.runtime.health.coordinator() == Some(cid)
                 {
                     warn!(query_id, owner = %owner.name, claimed_by = %backend.name,

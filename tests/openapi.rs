@@ -450,7 +450,9 @@ async fn every_documented_operation_answers_as_documented() {
     assert_eq!(s, 200, "{d}");
     assert_eq!(d["rows"], json!([[7, 28980]]));
     // Placed like a submission: either backend of `adhoc`.
-    let placed = d["remote_stats"]["t"]["backend"].as_str().unwrap_or_default();
+    let placed = d["remote_stats"]["t"]["backend"]
+        .as_str()
+        .unwrap_or_default();
     assert!(["b1", "b2"].contains(&placed), "{d}");
     let (s, d) = api
         .call(

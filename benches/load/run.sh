@@ -216,6 +216,7 @@ PY
   b=$(count bare "$bare_pid" "$bare")
   e=$(count edge "$gw_pid" "$gateway")
   echo "instructions per submission ($COUNT requests, whole process): bare Pingora $b, trino-edge $e (+$((e - b)))"
+  if [ -n "${CG_OUT:-}" ]; then cp "$work/cg.edge.1" "$CG_OUT"; fi   # keep the profile
   if [ -n "${TOP:-}" ]; then
     callgrind_annotate --inclusive=yes "$work/cg.edge.1" 2>/dev/null \
       | grep -E 'trino_edge|serde_json|prometheus|sqlx' | head -"$TOP" | cut -c1-160

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::error::GatewayError;
 use crate::config::ListenerConfig;
-use crate::routing::facts::{RequestFacts, TRANSACTION_ID};
+use crate::routing::facts::RequestFacts;
 use crate::routing::strategy::Unavailable;
 use crate::routing::{route, Route};
 use crate::snapshot::Snapshot;
@@ -102,14 +102,13 @@ pub fn admit<'h>(
         ));
     }
     let not_utf8 = |h| GatewayError::bad_request(format!("header {h} is not valid UTF-8"));
-    let txn = TRANSACTION_ID
-        .get(headers)
-        .map_err(not_utf8)?
+    let facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
+    let txn = facts
+        .transaction
         .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
     if let Some(txn) = txn {
         return Ok(Admitted::Transaction(txn));
     }
-    let facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
     if submission
         && facts.user.is_none_or(str::is_empty)
         && listener.is_some_and(|l| l.require_user)

@@ -88,34 +88,18 @@ impl<A> ClientConnections<A> {
 /// Waits up to `wait` for the first bytes of the next request and returns them as the start of a
 /// header buffer; `None` when the client closed the connection or stayed idle. The timer is only
 /// set up when the bytes are not there yet.
-async fn first_bytes(
-    stream: &mut Stream,
-    wait: Duration,
-    shutdown: &ShutdownWatch,
-) -> Option<BytesMut> {
+async fn first_bytes(stream: &mut Stream, wait: Duration) -> Option<BytesMut> {
     let mut buf = [0u8; FIRST_READ];
     let mut read = pin!(stream.read(&mut buf));
     let read = match poll_once(&mut read).await {
         Poll::Ready(r) => r,
-        Poll::Pending => {
-            // An idle connection closes as soon as shutdown (or an upgrade's hand-over) starts,
-            // while this process still runs: the client's next request then opens a new
-            // connection, to the process that serves on, instead of meeting a closing one.
-            let mut shutdown = shutdown.clone();
-            tokio::select! {
-                r = tokio::time::timeout(wait, read) => match r {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::debug!(?wait, "client connection idle; closed");
-                        return None;
-                    }
-                },
-                _ = shutdown.wait_for(|&down| down) => {
-                    tracing::debug!("idle client connection closed for shutdown");
-                    return None;
-                }
+        Poll::Pending => match tokio::time::timeout(wait, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!(?wait, "client connection idle; closed");
+                return None;
             }
-        }
+        },
     };
     let n = read.ok().filter(|&n| n > 0)?;
     let mut prefix = BytesMut::with_capacity(HEADER_BUF.max(n));
@@ -185,7 +169,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A
             if !first && *shutdown.borrow() {
                 return None; // shutting down: no further request on this connection
             }
-            let prefix = first_bytes(&mut stream, wait, shutdown).await?;
+            let prefix = first_bytes(&mut stream, wait).await?;
             let mut session = ServerSession::new_http1(stream);
             if first {
                 // As Pingora's own loop: keep-alive unless shutting down (the proxy then sets

@@ -431,15 +431,15 @@ impl TrinoProxy {
         ctx: &RequestCtx,
         query_id: &str,
     ) -> HistoryRecord {
-        let header = |h: &crate::routing::facts::TrinoHeader| {
-            h.get(&req.headers).ok().flatten().map(str::to_string)
-        };
+        // Admission already refused routing headers that are not UTF-8.
+        let facts = crate::routing::RequestFacts::from_headers("", &req.headers).ok();
+        let header = |v: Option<&str>| v.map(str::to_string);
         HistoryRecord {
             query_id: query_id.to_string(),
             submitted_ms: chrono::Utc::now().timestamp_millis(),
-            user: header(&crate::routing::facts::USER),
-            source: header(&crate::routing::facts::SOURCE),
-            client_tags: header(&crate::routing::facts::CLIENT_TAGS),
+            user: header(facts.as_ref().and_then(|f| f.user)),
+            source: header(facts.as_ref().and_then(|f| f.source)),
+            client_tags: header(facts.as_ref().and_then(|f| f.client_tags)),
             group: ctx.group.map(|g| String::from(&*ctx.snap.groups[g].name)),
             backend: ctx.backend.as_ref().map(|b| String::from(&*b.name)),
             policy: ctx.reason.map(|r| r.policy_name(&ctx.snap).to_string()),
@@ -1054,7 +1054,8 @@ impl ProxyHttp for TrinoProxy {
             .inc();
         let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         let group = ctx.group.map(|g| &*ctx.snap.groups[g].name).unwrap_or("-");
-        if ctx.kind == Kind::Submit {
+        if ctx.kind == Kind::Submit && tracing::enabled!(tracing::Level::INFO) {
+            // The line's fields are looked up only when it is written.
             let headers = &session.req_header().headers;
             let user = crate::routing::facts::USER
                 .get(headers)

@@ -14,6 +14,8 @@ pub struct RequestFacts<'a> {
     pub routing_group: Option<&'a str>,
     /// `Host` without port.
     pub host: Option<&'a str>,
+    /// Raw `X-Trino-Transaction-Id` value.
+    pub transaction: Option<&'a str>,
     pub headers: &'a HeaderMap,
 }
 
@@ -64,23 +66,68 @@ impl<'a> RequestFacts<'a> {
             client_tags: None,
             routing_group: None,
             host: None,
+            transaction: None,
             headers,
         }
     }
 
     /// Extract from request headers. `Err` names a routing header whose value is not valid UTF-8.
+    ///
+    /// One pass over the headers instead of a lookup per name (each `X-Trino-*` header has an
+    /// `X-Presto-*` twin, so most lookups would be misses); as [`TrinoHeader::get`], the first
+    /// value of a header counts and `X-Trino-*` wins over `X-Presto-*`.
     pub fn from_headers(listener: &'a str, headers: &'a HeaderMap) -> Result<Self, &'static str> {
-        let host = match headers.get(HOST) {
+        // (X-Trino name, X-Presto name) of USER, SOURCE, CLIENT_TAGS, ROUTING_GROUP,
+        // TRANSACTION_ID.
+        const FACTS: [(&str, &str); 5] = [
+            ("x-trino-user", "x-presto-user"),
+            ("x-trino-source", "x-presto-source"),
+            ("x-trino-client-tags", "x-presto-client-tags"),
+            ("x-trino-routing-group", "x-presto-routing-group"),
+            ("x-trino-transaction-id", "x-presto-transaction-id"),
+        ];
+        // [trino, presto] value per fact, in FACTS order.
+        let mut found: [[Option<&'a http::HeaderValue>; 2]; 5] = [[None; 2]; 5];
+        let mut host = None;
+        for (name, value) in headers {
+            if *name == HOST {
+                host.get_or_insert(value);
+                continue;
+            }
+            let n = name.as_str();
+            let (twin, rest) = if let Some(rest) = n.strip_prefix("x-trino-") {
+                (0, rest)
+            } else if let Some(rest) = n.strip_prefix("x-presto-") {
+                (1, rest)
+            } else {
+                continue;
+            };
+            for (i, fact) in FACTS.iter().enumerate() {
+                let own = if twin == 0 { fact.0 } else { fact.1 };
+                if own.len() == n.len() && own.ends_with(rest) {
+                    found[i][twin].get_or_insert(value);
+                    break;
+                }
+            }
+        }
+        let text = |i: usize| -> Result<Option<&'a str>, &'static str> {
+            match found[i][0].or(found[i][1]) {
+                None => Ok(None),
+                Some(v) => v.to_str().map(Some).map_err(|_| FACTS[i].0),
+            }
+        };
+        let host = match host {
             None => None,
             Some(h) => Some(strip_port(h.to_str().map_err(|_| "Host")?)),
         };
         Ok(RequestFacts {
             listener,
-            user: USER.get(headers)?,
-            source: SOURCE.get(headers)?,
-            client_tags: CLIENT_TAGS.get(headers)?,
-            routing_group: ROUTING_GROUP.get(headers)?,
+            user: text(0)?,
+            source: text(1)?,
+            client_tags: text(2)?,
+            routing_group: text(3)?,
             host,
+            transaction: text(4)?,
             headers,
         })
     }
@@ -126,6 +173,26 @@ mod tests {
         let f = RequestFacts::from_headers("main", &h).unwrap();
         assert_eq!(f.user, Some("alice"));
         assert_eq!(f.source, Some("cli"));
+    }
+
+    #[test]
+    fn one_pass_agrees_with_lookups() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "gw.example:8080".parse().unwrap());
+        h.append("x-presto-source", "old".parse().unwrap());
+        h.append("x-trino-source", "new".parse().unwrap());
+        h.append("x-trino-client-tags", "a,b".parse().unwrap());
+        h.append("x-trino-client-tags", "c".parse().unwrap());
+        h.append("x-presto-routing-group", "etl".parse().unwrap());
+        h.append("x-trino-user-agent-ish", "no".parse().unwrap());
+        let f = RequestFacts::from_headers("main", &h).unwrap();
+        assert_eq!(f.host, Some("gw.example"));
+        assert_eq!(f.user, USER.get(&h).unwrap());
+        assert_eq!(f.user, None);
+        assert_eq!(f.source, Some("new"));
+        assert_eq!(f.client_tags, CLIENT_TAGS.get(&h).unwrap());
+        assert_eq!(f.client_tags, Some("a,b"));
+        assert_eq!(f.routing_group, Some("etl"));
     }
 
     #[test]
