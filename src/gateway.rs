@@ -36,38 +36,6 @@ pub struct Gateway {
     pub instance: String,
 }
 
-/// Where a follow-up request's query lives, and how the gateway knows.
-#[derive(Debug, Clone)]
-pub enum Owner {
-    /// This instance routed or looked up the query before.
-    Memory(Arc<Backend>),
-    /// The query id's coordinator id belongs to a known backend.
-    CoordinatorId(Arc<Backend>),
-    /// The shared database (another instance's history or coordinator ids) knows it.
-    Database(Arc<Backend>),
-    /// Nobody knows the query.
-    Miss,
-}
-
-impl Owner {
-    pub fn backend(&self) -> Option<&Arc<Backend>> {
-        match self {
-            Owner::Memory(b) | Owner::CoordinatorId(b) | Owner::Database(b) => Some(b),
-            Owner::Miss => None,
-        }
-    }
-
-    /// Metric label (`trino_edge_sticky_resolution_total{source}`).
-    pub fn source(&self) -> &'static str {
-        match self {
-            Owner::Memory(_) => "memory",
-            Owner::CoordinatorId(_) => "coordinator_id",
-            Owner::Database(_) => "database",
-            Owner::Miss => "miss",
-        }
-    }
-}
-
 impl Gateway {
     pub fn new(
         snapshots: Arc<SnapshotHandle>,
@@ -100,14 +68,13 @@ impl Gateway {
 
     /// The one owner resolver for follow-ups: memory, then the query id's coordinator id, then
     /// the shared database, else a miss. Counted in `trino_edge_sticky_resolution_total`.
-    pub async fn resolve_owner(&self, query_id: &str) -> Owner {
+    pub async fn resolve_owner(&self, query_id: &str) -> Resolution {
         let owner = match self.sticky.resolve_query(query_id) {
-            Resolution::Memory(b) => Owner::Memory(b),
-            Resolution::CoordinatorId(b) => Owner::CoordinatorId(b),
             Resolution::Miss => match self.lookup_in_database(query_id).await {
-                Some(b) => Owner::Database(b),
-                None => Owner::Miss,
+                Some(b) => Resolution::Database(b),
+                None => Resolution::Miss,
             },
+            known => known,
         };
         METRICS
             .sticky_resolution

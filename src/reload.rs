@@ -2,7 +2,7 @@
 //!
 //! A reload keeps its word: every setting the request path, the health check and the admin API
 //! read lives in the snapshot and takes effect with it, and the few fixed when the process
-//! started ([`RESTART_ONLY`]) make the whole reload fail with `key: needs a restart` — never
+//! started ([`restart_only_changes`]) make the whole reload fail with `key: needs a restart` — never
 //! "reloaded" while ignoring a change.
 
 use std::path::PathBuf;
@@ -110,23 +110,11 @@ impl BackgroundService for Reloader {
     }
 }
 
-/// Settings fixed when the process started, by config path: the listening sockets, the admin
-/// listener's address and certificate files, the database, Pingora's process settings, the sticky cache's
-/// size and lifetime, the health-check cadence (the crate's `HealthCheckService` runs at a fixed
-/// frequency) and the hybrid engine's thread pool. Everything else is read from the snapshot.
-pub const RESTART_ONLY: &[&str] = &[
-    "proxy.listeners (names, addresses, tls)",
-    "admin.address",
-    "admin.tls",
-    "database.url",
-    "server",
-    "proxy.sticky_capacity",
-    "proxy.sticky_ttl",
-    "health.interval",
-    "hybrid.threads",
-];
-
-/// The [`RESTART_ONLY`] settings that differ between `old` and `new`.
+/// The settings fixed when the process started that differ between `old` and `new`, by config
+/// path: the listening sockets, the admin listener's address and certificate files, the
+/// database, Pingora's process settings, the sticky cache's size and lifetime, the health-check
+/// cadence (the crate's `HealthCheckService` runs at a fixed frequency) and the hybrid engine's
+/// thread pool. Everything else is read from the snapshot.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
         serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
@@ -139,34 +127,33 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             .map(|l| json(&(&l.name, &l.address, &l.tls)))
             .collect()
     };
-    let checks: [(&'static str, bool); 9] = [
-        (RESTART_ONLY[0], sockets(old) != sockets(new)),
-        (RESTART_ONLY[1], old.admin.address != new.admin.address),
+    [
         (
-            RESTART_ONLY[2],
-            json(&old.admin.tls) != json(&new.admin.tls),
+            "proxy.listeners (names, addresses, tls)",
+            sockets(old) != sockets(new),
         ),
-        (RESTART_ONLY[3], old.database.url != new.database.url),
-        (RESTART_ONLY[4], json(&old.server) != json(&new.server)),
+        ("admin.address", old.admin.address != new.admin.address),
+        ("admin.tls", json(&old.admin.tls) != json(&new.admin.tls)),
+        ("database.url", old.database.url != new.database.url),
+        ("server", json(&old.server) != json(&new.server)),
         (
-            RESTART_ONLY[5],
+            "proxy.sticky_capacity",
             old.proxy.sticky_capacity != new.proxy.sticky_capacity,
         ),
         (
-            RESTART_ONLY[6],
+            "proxy.sticky_ttl",
             old.proxy.sticky_ttl.get() != new.proxy.sticky_ttl.get(),
         ),
         (
-            RESTART_ONLY[7],
+            "health.interval",
             old.health.interval.get() != new.health.interval.get(),
         ),
-        (RESTART_ONLY[8], old.hybrid.threads != new.hybrid.threads),
-    ];
-    checks
-        .into_iter()
-        .filter(|&(_, changed)| changed)
-        .map(|(k, _)| k)
-        .collect()
+        ("hybrid.threads", old.hybrid.threads != new.hybrid.threads),
+    ]
+    .into_iter()
+    .filter(|&(_, changed)| changed)
+    .map(|(k, _)| k)
+    .collect()
 }
 
 fn count(ok: bool) {

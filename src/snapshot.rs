@@ -457,31 +457,17 @@ impl Snapshot {
         &self,
         target: &pingora_load_balancing::Backend,
     ) -> Option<&Arc<Backend>> {
-        self.target_position(target).map(|i| &self.backends[i])
-    }
-
-    /// Index into [`Snapshot::backends`] of the backend a selector target stands for.
-    pub fn target_position(&self, target: &pingora_load_balancing::Backend) -> Option<usize> {
         match target.addr {
             pingora_core::protocols::l4::socket::SocketAddr::Inet(a) => {
-                self.target_index.get(&a).copied()
+                self.target_index.get(&a).map(|&i| &self.backends[i])
             }
             _ => None,
         }
     }
 
-    /// The settings of listener `index` (see [`Snapshot::listener_index`]).
+    /// The settings of the listener at `index` in `proxy.listeners` (fixed for the process).
     pub fn listener(&self, index: usize) -> Option<&ListenerConfig> {
         self.config.proxy.listeners.get(index)
-    }
-
-    /// Position of the listener named `name` (looked up once per listener, not per request).
-    pub fn listener_index(&self, name: &str) -> Option<usize> {
-        self.config
-            .proxy
-            .listeners
-            .iter()
-            .position(|l| l.name == name)
     }
 
     /// Resolve the host names of backends given by name (all of them, or only those never

@@ -58,15 +58,21 @@ fn same_backend(a: &Arc<Backend>, b: &Arc<Backend>) -> bool {
 /// How a follow-up's backend was found (a metric label later, so a fixed set).
 #[derive(Debug, Clone)]
 pub enum Resolution {
+    /// This instance routed or looked up the query before.
     Memory(Arc<Backend>),
+    /// The query id's coordinator id belongs to a known backend.
     CoordinatorId(Arc<Backend>),
+    /// The shared database knew it (see `Gateway::resolve_owner`; never answered from here).
+    Database(Arc<Backend>),
     Miss,
 }
 
 impl Resolution {
     pub fn backend(&self) -> Option<&Arc<Backend>> {
         match self {
-            Resolution::Memory(b) | Resolution::CoordinatorId(b) => Some(b),
+            Resolution::Memory(b) | Resolution::CoordinatorId(b) | Resolution::Database(b) => {
+                Some(b)
+            }
             Resolution::Miss => None,
         }
     }
@@ -75,6 +81,7 @@ impl Resolution {
         match self {
             Resolution::Memory(_) => "memory",
             Resolution::CoordinatorId(_) => "coordinator_id",
+            Resolution::Database(_) => "database",
             Resolution::Miss => "miss",
         }
     }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,35 +34,8 @@ fn with_proxy_keys(yaml: &str, lines: &str) -> String {
     edit(yaml, "admin:\n", &format!("{lines}admin:\n"))
 }
 
-async fn admin_call(
-    admin: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, format!("{admin}{path}"));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn admin_get(gw: &Gateway, path: &str) -> (u16, Value) {
-    admin_call(&gw.admin, reqwest::Method::GET, path, None).await
-}
-
-async fn admin_post(gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
-    admin_call(&gw.admin, reqwest::Method::POST, path, Some(body)).await
-}
-
 async fn backend_view(gw: &Gateway, name: &str) -> Value {
-    let (s, v) = admin_get(gw, &format!("/api/v1/backends/{name}")).await;
+    let (s, v) = Api::new(gw).get(&format!("/api/v1/backends/{name}")).await;
     assert_eq!(s, 200, "{v}");
     v
 }
@@ -70,12 +43,12 @@ async fn backend_view(gw: &Gateway, name: &str) -> Value {
 /// The routing dry run for a submission on listener `main` with these headers.
 async fn dry_run(gw: &Gateway, headers: &[(&str, &str)]) -> Value {
     let headers: BTreeMap<&str, &str> = headers.iter().copied().collect();
-    let (s, v) = admin_post(
-        gw,
-        "/api/v1/route",
-        json!({"listener": "main", "headers": headers}),
-    )
-    .await;
+    let (s, v) = Api::new(gw)
+        .post(
+            "/api/v1/route",
+            json!({"listener": "main", "headers": headers}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     v
 }
@@ -147,17 +120,7 @@ struct Proc {
 
 impl Proc {
     fn spawn(config: &Path, extra: &[&str], log_path: PathBuf) -> Proc {
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--config-source", "file", "--config"])
-            .arg(config)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn trino-edge");
+        let child = spawn_serve(config, "file", extra, &log_path);
         Proc { child, log_path }
     }
 
@@ -402,7 +365,9 @@ async fn a_backend_in_two_groups_is_probed_once_and_serves_both() {
     );
 
     // Draining `a` takes it out of both groups at once.
-    let (s, v) = admin_post(&gw, "/api/v1/backends/a/deactivate", json!({})).await;
+    let (s, v) = Api::new(&gw)
+        .post("/api/v1/backends/a/deactivate", json!({}))
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["enabled"], false, "{v}");
     assert_eq!(v["groups"], json!(["g1", "g2"]), "{v}");
@@ -421,7 +386,9 @@ async fn a_backend_in_two_groups_is_probed_once_and_serves_both() {
     assert_eq!(g2, vec!["c"; 4]);
 
     // And activating it brings it back to both.
-    let (s, v) = admin_post(&gw, "/api/v1/backends/a/activate", json!({})).await;
+    let (s, v) = Api::new(&gw)
+        .post("/api/v1/backends/a/activate", json!({}))
+        .await;
     assert_eq!(s, 200, "{v}");
     wait_state(&gw, "a", "HEALTHY", Duration::from_secs(3)).await;
     let g1: HashSet<_> = backends_serving(&client, &names, 4, &[("X-Trino-Routing-Group", "g1")])
@@ -676,25 +643,25 @@ async fn a_backend_added_on_one_instance_is_routable_on_the_other_within_two_sec
     let b = Gateway::start_with(&yaml_for(pb, ab), pb, ab, "database").await;
 
     // An empty group first, and B knows it, so the clock below measures the backend alone.
-    let (s, v) = admin_post(
-        &a,
-        "/api/v1/groups",
-        json!({"name": "fresh", "strategy": "round_robin"}),
-    )
-    .await;
+    let (s, v) = Api::new(&a)
+        .post(
+            "/api/v1/groups",
+            json!({"name": "fresh", "strategy": "round_robin"}),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while admin_get(&b, "/api/v1/groups/fresh").await.0 != 200 {
+    while Api::new(&b).get("/api/v1/groups/fresh").await.0 != 200 {
         assert!(Instant::now() < deadline, "B never saw group fresh");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let (s, v) = admin_post(
-        &a,
-        "/api/v1/backends",
-        json!({"name": "fresh-1", "url": fresh.url(), "group": "fresh"}),
-    )
-    .await;
+    let (s, v) = Api::new(&a)
+        .post(
+            "/api/v1/backends",
+            json!({"name": "fresh-1", "url": fresh.url(), "group": "fresh"}),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     let added = Instant::now();
     let via_b = Client::new(&b.url);
@@ -713,7 +680,7 @@ async fn a_backend_added_on_one_instance_is_routable_on_the_other_within_two_sec
         }
         last = format!("{status} {}", &text[..text.len().min(200)]);
         if added.elapsed() > Duration::from_secs(2) {
-            let (_, view) = admin_get(&b, "/api/v1/backends/fresh-1").await;
+            let (_, view) = Api::new(&b).get("/api/v1/backends/fresh-1").await;
             panic!(
                 "instance B did not route to the new backend within 2 s; last answer: {last}; \
                  B's view of it: {view}\nB's log:\n{}",
@@ -900,7 +867,7 @@ async fn sighup_applies_each_live_setting_and_refuses_restart_only_ones_by_name(
         );
     }
     // The admin listener did not move.
-    assert_eq!(admin_get(&gw, "/livez").await.0, 200);
+    assert_eq!(Api::new(&gw).get("/livez").await.0, 200);
 }
 
 // ---------------------------------------------------------------------------------------------

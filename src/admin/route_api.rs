@@ -300,7 +300,7 @@ fn eligible(snap: &Snapshot, group: usize) -> Vec<&str> {
         .members
         .iter()
         .map(|&bi| &snap.backends[bi])
-        .filter(|b| strategy::is_routable(snap, b) && !b.is_full())
+        .filter(|b| strategy::available(snap, b))
         .map(|b| &*b.name)
         .collect()
 }

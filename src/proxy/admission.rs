@@ -21,7 +21,8 @@ pub enum Decision<'h> {
     Route(RequestFacts<'h>, Route),
 }
 
-/// Admit the request (see [`admit`]) and route it. With `advance` false nothing moves (no
+/// The checks after the identity — a submission's declared size, the transaction header, a
+/// required user on submissions — then the route. With `advance` false nothing moves (no
 /// rotation turns): the dry run.
 pub fn decide<'h>(
     snap: &Snapshot,
@@ -32,22 +33,27 @@ pub fn decide<'h>(
     declared_length: Option<u64>,
     advance: bool,
 ) -> Result<Decision<'h>, GatewayError> {
-    Ok(
-        match admit(
-            snap,
-            listener,
-            listener_name,
-            headers,
-            submission,
-            declared_length,
-        )? {
-            Admitted::Transaction(txn) => Decision::Transaction(txn),
-            Admitted::Route(facts) => {
-                let r = route(snap, &facts, advance);
-                Decision::Route(facts, r)
-            }
-        },
-    )
+    if submission && declared_length.is_some_and(|n| n > snap.max_submission_bytes) {
+        return Err(GatewayError::submission_too_large(
+            snap.max_submission_bytes,
+        ));
+    }
+    let not_utf8 = |h| GatewayError::bad_request(format!("header {h} is not valid UTF-8"));
+    let facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
+    let txn = facts
+        .transaction
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
+    if let Some(txn) = txn {
+        return Ok(Decision::Transaction(txn));
+    }
+    if submission
+        && facts.user.is_none_or(str::is_empty)
+        && listener.is_some_and(|l| l.require_user)
+    {
+        return Err(GatewayError::missing_user(listener_name));
+    }
+    let r = route(snap, &facts, advance);
+    Ok(Decision::Route(facts, r))
 }
 
 /// The answer when group `group` cannot take a new query.
@@ -57,14 +63,6 @@ pub fn unavailable(snap: &Snapshot, group: usize, why: Unavailable) -> GatewayEr
         Unavailable::AllFull => GatewayError::all_full(name),
         Unavailable::NoneHealthy => GatewayError::no_backend(name),
     }
-}
-
-/// Where an admitted request goes next.
-pub enum Admitted<'h> {
-    /// A statement inside this transaction: it goes where the transaction started.
-    Transaction(&'h str),
-    /// Routed by policies and strategies on these facts.
-    Route(RequestFacts<'h>),
 }
 
 /// With `user_from_header` on the listener, the value that becomes `X-Trino-User` (whatever user
@@ -84,36 +82,4 @@ pub fn identity(
         .cloned()
         .map(Some)
         .ok_or_else(|| GatewayError::unauthenticated(listener_name, header))
-}
-
-/// The checks after the identity: a submission's declared size, the transaction header, a
-/// required user on submissions.
-pub fn admit<'h>(
-    snap: &Snapshot,
-    listener: Option<&ListenerConfig>,
-    listener_name: &'h str,
-    headers: &'h HeaderMap,
-    submission: bool,
-    declared_length: Option<u64>,
-) -> Result<Admitted<'h>, GatewayError> {
-    if submission && declared_length.is_some_and(|n| n > snap.max_submission_bytes) {
-        return Err(GatewayError::submission_too_large(
-            snap.max_submission_bytes,
-        ));
-    }
-    let not_utf8 = |h| GatewayError::bad_request(format!("header {h} is not valid UTF-8"));
-    let facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
-    let txn = facts
-        .transaction
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
-    if let Some(txn) = txn {
-        return Ok(Admitted::Transaction(txn));
-    }
-    if submission
-        && facts.user.is_none_or(str::is_empty)
-        && listener.is_some_and(|l| l.require_user)
-    {
-        return Err(GatewayError::missing_user(listener_name));
-    }
-    Ok(Admitted::Route(facts))
 }

@@ -309,7 +309,7 @@ impl TrinoProxy {
                 };
                 let decision = admission::decide(
                     &snap,
-                    snap.listener(self.listener_index),
+                    self.listener_config(&snap),
                     &self.listener,
                     &req.headers,
                     target == Target::Submit,
@@ -617,12 +617,13 @@ impl ProxyHttp for TrinoProxy {
                     if let Some(p) = ctx.picked {
                         ctx.tried.push(p);
                     }
-                    ctx.upstream_error("resolve", ctx.retryable);
+                    let retry = self.can_retry(ctx);
+                    ctx.upstream_error("resolve", retry);
                     let mut e = Error::explain(
                         ErrorType::ConnectError,
                         format!("cannot resolve {}", b.address),
                     );
-                    e.set_retry(self.can_retry(ctx));
+                    e.set_retry(retry);
                     return Err(e);
                 }
             }

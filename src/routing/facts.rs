@@ -47,14 +47,21 @@ impl TrinoHeader {
     }
 }
 
-pub const USER: TrinoHeader = TrinoHeader::new("x-trino-user", "x-presto-user");
-pub const SOURCE: TrinoHeader = TrinoHeader::new("x-trino-source", "x-presto-source");
-pub const CLIENT_TAGS: TrinoHeader =
-    TrinoHeader::new("x-trino-client-tags", "x-presto-client-tags");
-pub const ROUTING_GROUP: TrinoHeader =
-    TrinoHeader::new("x-trino-routing-group", "x-presto-routing-group");
-pub const TRANSACTION_ID: TrinoHeader =
-    TrinoHeader::new("x-trino-transaction-id", "x-presto-transaction-id");
+/// (X-Trino name, X-Presto name) of the headers below, in this order: the one table behind both
+/// the constants and [`RequestFacts::from_headers`]'s single pass.
+const NAMES: [(&str, &str); 5] = [
+    ("x-trino-user", "x-presto-user"),
+    ("x-trino-source", "x-presto-source"),
+    ("x-trino-client-tags", "x-presto-client-tags"),
+    ("x-trino-routing-group", "x-presto-routing-group"),
+    ("x-trino-transaction-id", "x-presto-transaction-id"),
+];
+
+pub const USER: TrinoHeader = TrinoHeader::new(NAMES[0].0, NAMES[0].1);
+pub const SOURCE: TrinoHeader = TrinoHeader::new(NAMES[1].0, NAMES[1].1);
+pub const CLIENT_TAGS: TrinoHeader = TrinoHeader::new(NAMES[2].0, NAMES[2].1);
+pub const ROUTING_GROUP: TrinoHeader = TrinoHeader::new(NAMES[3].0, NAMES[3].1);
+pub const TRANSACTION_ID: TrinoHeader = TrinoHeader::new(NAMES[4].0, NAMES[4].1);
 
 impl<'a> RequestFacts<'a> {
     /// Facts with only the listener and headers set (for tests and the dry-run API).
@@ -77,15 +84,7 @@ impl<'a> RequestFacts<'a> {
     /// `X-Presto-*` twin, so most lookups would be misses); as [`TrinoHeader::get`], the first
     /// value of a header counts and `X-Trino-*` wins over `X-Presto-*`.
     pub fn from_headers(listener: &'a str, headers: &'a HeaderMap) -> Result<Self, &'static str> {
-        // (X-Trino name, X-Presto name) of USER, SOURCE, CLIENT_TAGS, ROUTING_GROUP,
-        // TRANSACTION_ID.
-        const FACTS: [(&str, &str); 5] = [
-            ("x-trino-user", "x-presto-user"),
-            ("x-trino-source", "x-presto-source"),
-            ("x-trino-client-tags", "x-presto-client-tags"),
-            ("x-trino-routing-group", "x-presto-routing-group"),
-            ("x-trino-transaction-id", "x-presto-transaction-id"),
-        ];
+        const FACTS: [(&str, &str); 5] = NAMES;
         // [trino, presto] value per fact, in FACTS order.
         let mut found: [[Option<&'a http::HeaderValue>; 2]; 5] = [[None; 2]; 5];
         let mut host = None;

@@ -23,10 +23,15 @@ pub fn is_routable(snap: &Snapshot, b: &Backend) -> bool {
 
 /// Whether [`select`] would find a backend, without moving any rotation.
 pub fn has_candidate(snap: &Snapshot, group: &Group, exclude: &[usize]) -> bool {
-    group.members.iter().any(|&bi| {
-        let b = &snap.backends[bi];
-        !exclude.contains(&bi) && is_routable(snap, b) && !b.is_full()
-    })
+    group
+        .members
+        .iter()
+        .any(|&bi| !exclude.contains(&bi) && available(snap, &snap.backends[bi]))
+}
+
+/// May take a new query now: routable and below its concurrency limits.
+pub fn available(snap: &Snapshot, b: &Backend) -> bool {
+    is_routable(snap, b) && !b.is_full()
 }
 
 /// Pick a backend of `group` for a new query: routable, not full and not in `exclude` (backends
@@ -39,11 +44,7 @@ pub fn select(
     exclude: &[usize],
     advance: bool,
 ) -> Result<usize, Unavailable> {
-    let eligible = |bi: usize| {
-        !exclude.contains(&bi) && is_routable(snap, &snap.backends[bi]) && {
-            !snap.backends[bi].is_full()
-        }
-    };
+    let eligible = |bi: usize| !exclude.contains(&bi) && available(snap, &snap.backends[bi]);
     // Every member appears at least once within this many steps of any of the crate's iterators.
     let max = 16 * group.members.len() + 64;
     // The accepted member, noted by `accept` so it is not looked up twice. Groups are small: a

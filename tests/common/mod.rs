@@ -79,16 +79,7 @@ impl Gateway {
         };
         std::fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join("gateway.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--config-source", source, "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn trino-edge");
+        let child = spawn_serve(&config_path, source, &[], &log_path);
         let mut gw = Gateway {
             child,
             url: format!("http://127.0.0.1:{proxy_port}"),
@@ -191,6 +182,27 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `trino-edge serve --config-source SOURCE --config CONFIG EXTRA...`, logging at `info` to
+/// `log_path`; no readiness wait.
+pub fn spawn_serve(
+    config: &std::path::Path,
+    source: &str,
+    extra: &[&str],
+    log_path: &std::path::Path,
+) -> Child {
+    let log = std::fs::File::create(log_path).unwrap();
+    Command::new(BIN)
+        .args(["serve", "--config-source", source, "--config"])
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn trino-edge")
 }
 
 /// YAML for one listener, an admin port, groups and backends (`(name, url, group)`), plus extra
@@ -510,4 +522,49 @@ pub async fn node_client(modules: String, url: &str) -> Value {
     .await
     .unwrap();
     serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
+}
+
+/// The admin REST API of a gateway: `(status, JSON body or the text as a JSON string)`.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(gw: &Gateway) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: gw.admin.clone(),
+        }
+    }
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
 }
