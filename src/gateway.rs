@@ -32,8 +32,8 @@ pub struct Gateway {
     pub database: Option<Arc<Database>>,
     /// Concurrent database lookups allowed (see [`Gateway::resolve_owner`]).
     lookup_permits: tokio::sync::Semaphore,
-    /// This instance's name in the history.
-    pub instance: String,
+    /// This instance's name in the history (shared by every record, not copied).
+    pub instance: Arc<str>,
 }
 
 impl Gateway {
@@ -42,7 +42,7 @@ impl Gateway {
         sticky: Stickiness,
         history: Option<HistorySink>,
         database: Option<Arc<Database>>,
-        instance: String,
+        instance: impl Into<Arc<str>>,
     ) -> Gateway {
         Gateway {
             snapshots,
@@ -51,7 +51,7 @@ impl Gateway {
             history,
             database,
             lookup_permits: tokio::sync::Semaphore::new(LOOKUP_PERMITS),
-            instance,
+            instance: instance.into(),
         }
     }
 

@@ -539,7 +539,7 @@ async fn a_probe_round_over_50_slow_backends_takes_well_under_one_interval() {
         trino_edge::stickiness::Stickiness::new(1000, Duration::from_secs(60)),
         None,
         None,
-        "test".into(),
+        "test",
     ));
     // The service puts our check on the shared registry; one pass probes every backend once.
     let _service = trino_edge::health::HealthService::new(gateway.clone());

@@ -444,10 +444,10 @@ fn record(i: usize) -> HistoryRecord {
             Some(["trino-cli", "dbt", "airflow"][i % 3].to_string())
         },
         client_tags: Some(format!("tag{},etl", i % 4)),
-        group: Some(if i.is_multiple_of(3) { "adhoc" } else { "etl" }.to_string()),
-        backend: Some(format!("b{}", i % 4)),
-        policy: i.is_multiple_of(2).then(|| "p-etl".to_string()),
-        gateway: Some(format!("gw-{}", i % 2)),
+        group: Some(if i.is_multiple_of(3) { "adhoc" } else { "etl" }.into()),
+        backend: Some(format!("b{}", i % 4).into()),
+        policy: i.is_multiple_of(2).then(|| "p-etl".into()),
+        gateway: Some(format!("gw-{}", i % 2).into()),
         sql: Some(format!("SELECT {i}, 'ünïcode ☃', ? FROM t -- \"quoted\"")),
     }
 }

@@ -1,7 +1,10 @@
 //! `X-Forwarded-*` headers for backends, so a Trino with `http-server.process-forwarded=true`
 //! builds `nextUri` (and every other absolute URI) pointing back at the gateway.
 
+use std::borrow::Cow;
+
 use http::header::HOST;
+use http::HeaderValue;
 use pingora_http::RequestHeader;
 
 use crate::routing::facts::strip_port;
@@ -36,18 +39,19 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// The gateway's address as clients reach it, in the parts `X-Forwarded-*` carries.
-pub struct Public<'s> {
-    pub proto: std::borrow::Cow<'s, str>,
-    pub host: String,
-    pub port: String,
+/// The gateway's address as clients reach it, in the parts `X-Forwarded-*` carries; borrowed
+/// from the snapshot or the request where it can be (this runs on every request).
+pub struct Public<'a> {
+    pub proto: Cow<'a, str>,
+    pub host: Cow<'a, str>,
+    pub port: Cow<'a, str>,
 }
 
 impl Public<'_> {
     /// `scheme://host[:port]` (default port left out), the base of rewritten URIs.
     pub fn base(&self) -> String {
         let default = matches!(
-            (&*self.proto, self.port.as_str()),
+            (&*self.proto, &*self.port),
             ("http", "80") | ("https", "443")
         );
         if default {
@@ -61,17 +65,17 @@ impl Public<'_> {
 /// The public address, in order: `proxy.external_url`; the client's own `X-Forwarded-*` when
 /// `trust_forwarded_headers` is on; the request's `Host` (port defaulting by scheme); finally the
 /// listener address.
-pub fn public<'s>(
-    snap: &'s Snapshot,
-    req: &RequestHeader,
+pub fn public<'a>(
+    snap: &'a Snapshot,
+    req: &'a RequestHeader,
     listener_addr: Option<std::net::SocketAddr>,
     listener_tls: bool,
-) -> Option<Public<'s>> {
+) -> Option<Public<'a>> {
     if let Some(ext) = &snap.external_url {
         return Some(Public {
             proto: ext.proto.as_str().into(),
-            host: ext.host.clone(),
-            port: ext.port.clone(),
+            host: ext.host.as_str().into(),
+            port: ext.port.as_str().into(),
         });
     }
     let (proto, default_port) = if listener_tls {
@@ -85,19 +89,19 @@ pub fn public<'s>(
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_string())
+                .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
         if let Some(h) = header(X_FORWARDED_HOST) {
-            let proto = header(X_FORWARDED_PROTO).unwrap_or_else(|| proto.to_string());
-            let (host, port) = split_authority(&h);
+            let proto = header(X_FORWARDED_PROTO).unwrap_or(proto);
+            let (host, port) = split_authority(h);
             let port = header(X_FORWARDED_PORT)
                 .or(port)
-                .unwrap_or_else(|| if proto == "https" { "443" } else { "80" }.to_string());
+                .unwrap_or(if proto == "https" { "443" } else { "80" });
             return Some(Public {
                 proto: proto.into(),
                 host,
-                port,
+                port: port.into(),
             });
         }
     }
@@ -105,16 +109,19 @@ pub fn public<'s>(
         .headers
         .get(HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.to_string()));
+        .or_else(|| req.uri.authority().map(|a| a.as_str()));
     let (host, port) = match host_header {
         Some(h) => {
-            let (host, port) = split_authority(&h);
-            (host, port.unwrap_or_else(|| default_port.to_string()))
+            let (host, port) = split_authority(h);
+            (host, Cow::Borrowed(port.unwrap_or(default_port)))
         }
         None => {
             let a = listener_addr?;
-            (a.ip().to_string(), a.port().to_string())
+            let host = match a.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            (Cow::Owned(host), Cow::Owned(a.port().to_string()))
         }
     };
     Some(Public {
@@ -125,19 +132,22 @@ pub fn public<'s>(
 }
 
 /// `host[:port]` → host (IPv6 in brackets) and the port if one is given.
-fn split_authority(h: &str) -> (String, Option<String>) {
-    let bare = strip_port(h).to_string();
+fn split_authority(h: &str) -> (Cow<'_, str>, Option<&str>) {
     let port = h
         .rsplit_once(':')
         .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .filter(|(left, _)| !left.contains(':') || left.ends_with(']'))
-        .map(|(_, p)| p.to_string());
-    let bare = if bare.contains(':') {
-        format!("[{bare}]")
+        .map(|(_, p)| p);
+    let bare = strip_port(h);
+    let host = if !bare.contains(':') {
+        Cow::Borrowed(bare)
+    } else if port.is_some() {
+        // `[v6]:port`: the brackets as given.
+        Cow::Borrowed(&h[..h.len() - port.map_or(0, |p| p.len() + 1)])
     } else {
-        bare
+        Cow::Owned(format!("[{bare}]"))
     };
-    (bare, port)
+    (host, port)
 }
 
 /// Set the forwarding headers on the upstream request: `X-Forwarded-For` gets the client address
@@ -169,9 +179,25 @@ pub fn apply(
     let Some(p) = public(snap, req, listener_addr, listener_tls) else {
         return Ok(());
     };
-    req.insert_header(X_FORWARDED_PROTO, &*p.proto)?;
-    req.insert_header(X_FORWARDED_HOST, p.host)?;
-    req.insert_header(X_FORWARDED_PORT, p.port)?;
+    let value = |v: Cow<'_, str>| match v {
+        Cow::Borrowed(s) => HeaderValue::from_str(s),
+        Cow::Owned(s) => HeaderValue::try_from(s),
+    };
+    let (proto, host, port) = (value(p.proto), value(p.host), value(p.port));
+    let invalid = |_| {
+        pingora_error::Error::explain(
+            pingora_error::ErrorType::InvalidHTTPHeader,
+            "forwarded address",
+        )
+    };
+    let (proto, host, port) = (
+        proto.map_err(invalid)?,
+        host.map_err(invalid)?,
+        port.map_err(invalid)?,
+    );
+    req.insert_header(X_FORWARDED_PROTO, proto)?;
+    req.insert_header(X_FORWARDED_HOST, host)?;
+    req.insert_header(X_FORWARDED_PORT, port)?;
     Ok(())
 }
 

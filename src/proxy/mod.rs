@@ -430,6 +430,7 @@ impl TrinoProxy {
         req: &RequestHeader,
         ctx: &RequestCtx,
         query_id: &str,
+        sql: Option<Vec<u8>>,
     ) -> HistoryRecord {
         // Admission already refused routing headers that are not UTF-8.
         let facts = crate::routing::RequestFacts::from_headers("", &req.headers).ok();
@@ -440,12 +441,14 @@ impl TrinoProxy {
             user: header(facts.as_ref().and_then(|f| f.user)),
             source: header(facts.as_ref().and_then(|f| f.source)),
             client_tags: header(facts.as_ref().and_then(|f| f.client_tags)),
-            group: ctx.group.map(|g| String::from(&*ctx.snap.groups[g].name)),
-            backend: ctx.backend.as_ref().map(|b| String::from(&*b.name)),
-            policy: ctx.reason.map(|r| r.policy_name(&ctx.snap).to_string()),
+            group: ctx.group.map(|g| ctx.snap.groups[g].name.clone()),
+            backend: ctx.backend.as_ref().map(|b| b.name.clone()),
+            policy: ctx.reason.map(|r| r.policy_label(&ctx.snap)),
             gateway: Some(self.gateway.instance.clone()),
-            sql: ctx.sql.as_ref().map(|s| {
-                let mut sql = String::from_utf8_lossy(s).into_owned();
+            sql: sql.map(|s| {
+                // The captured bytes become the text without a copy when they are UTF-8.
+                let mut sql = String::from_utf8(s)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                 if let Some((end, _)) = sql.char_indices().nth(HISTORY_SQL_CHARS) {
                     sql.truncate(end);
                 }
@@ -489,8 +492,9 @@ impl TrinoProxy {
             Ok((finished, Some(id))) => {
                 self.gateway.learn_query(&id, backend);
                 if let Some(h) = &self.gateway.history {
+                    let sql = ctx.sql.take();
                     h.record(HistoryEvent::Query(Box::new(
-                        self.history_record(req, ctx, &id),
+                        self.history_record(req, ctx, &id, sql),
                     )));
                 }
                 ctx.query_id = Some(id.into_owned());

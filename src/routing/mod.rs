@@ -4,6 +4,8 @@ pub mod facts;
 pub mod policy;
 pub mod strategy;
 
+use std::sync::{Arc, LazyLock};
+
 use crate::snapshot::Snapshot;
 pub use facts::RequestFacts;
 use strategy::Unavailable;
@@ -24,6 +26,17 @@ impl RouteReason {
             RouteReason::Header => "routing-group-header",
             RouteReason::Policy(i) => &snap.policies[i].name,
             RouteReason::Default => "default",
+        }
+    }
+
+    /// [`RouteReason::policy_name`], shared rather than copied (for the query history).
+    pub fn policy_label(&self, snap: &Snapshot) -> Arc<str> {
+        static HEADER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("routing-group-header"));
+        static DEFAULT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("default"));
+        match *self {
+            RouteReason::Header => HEADER.clone(),
+            RouteReason::Policy(i) => snap.policies[i].name.clone(),
+            RouteReason::Default => DEFAULT.clone(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Routing policies compiled for matching: regexes built, names and tags normalised once per snapshot.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use http::HeaderName;
 use regex::Regex;
@@ -10,7 +11,7 @@ use crate::config::PolicyConfig;
 
 #[derive(Debug)]
 pub struct CompiledPolicy {
-    pub name: String,
+    pub name: Arc<str>,
     pub priority: i64,
     pub group: usize,
     /// Group to use when `group` has no available backend (else the default group).
@@ -45,7 +46,7 @@ impl CompiledPolicy {
             headers.push((name, v.clone()));
         }
         Ok(CompiledPolicy {
-            name: p.name.clone(),
+            name: Arc::from(p.name.as_str()),
             priority: p.priority,
             group,
             fallback_group,

@@ -1,5 +1,7 @@
 //! Query history (`te_query_history`) and learned coordinator ids (`te_coordinators`).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -16,11 +18,11 @@ pub struct HistoryRecord {
     pub user: Option<String>,
     pub source: Option<String>,
     pub client_tags: Option<String>,
-    pub group: Option<String>,
-    pub backend: Option<String>,
-    pub policy: Option<String>,
+    pub group: Option<Arc<str>>,
+    pub backend: Option<Arc<str>>,
+    pub policy: Option<Arc<str>>,
     /// The gateway instance that routed the query.
-    pub gateway: Option<String>,
+    pub gateway: Option<Arc<str>>,
     pub sql: Option<String>,
 }
 
@@ -82,7 +84,7 @@ impl Store {
     /// record whose query id is empty or too long to store is skipped with a warning.
     pub async fn insert_history(&self, batch: &[HistoryRecord]) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
-        let records: Vec<HistoryRecord> = batch
+        let records: Vec<Fitted<'_>> = batch
             .iter()
             .filter(|r| {
                 let ok = !r.query_id.is_empty() && r.query_id.chars().count() <= QUERY_ID_LEN;
@@ -112,7 +114,7 @@ impl Store {
         }
     }
 
-    async fn insert_history_once(&self, records: &[HistoryRecord]) -> Result<()> {
+    async fn insert_history_once(&self, records: &[Fitted<'_>]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let mut stored = std::collections::HashSet::new();
         for chunk in records.chunks(LOOKUP_CHUNK) {
@@ -122,15 +124,15 @@ impl Store {
             ));
             let mut query = sqlx::query(&sql);
             for r in chunk {
-                query = query.bind(r.query_id.as_str());
+                query = query.bind(r.query_id);
             }
             for row in query.fetch_all(&mut *tx).await? {
                 stored.insert(required_text(&row, 0, "query_id")?);
             }
         }
-        let fresh: Vec<&HistoryRecord> = records
+        let fresh: Vec<&Fitted<'_>> = records
             .iter()
-            .filter(|r| !stored.contains(&r.query_id))
+            .filter(|r| !stored.contains(r.query_id))
             .collect();
         for chunk in fresh.chunks(INSERT_CHUNK) {
             let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -141,16 +143,16 @@ impl Store {
             let mut query = sqlx::query(&sql);
             for r in chunk {
                 query = query
-                    .bind(r.query_id.as_str())
+                    .bind(r.query_id)
                     .bind(r.submitted_ms)
-                    .bind(r.user.as_deref())
-                    .bind(r.source.as_deref())
-                    .bind(r.client_tags.as_deref())
-                    .bind(r.group.as_deref())
-                    .bind(r.backend.as_deref())
-                    .bind(r.policy.as_deref())
-                    .bind(r.gateway.as_deref())
-                    .bind(r.sql.as_deref());
+                    .bind(r.user)
+                    .bind(r.source)
+                    .bind(r.client_tags)
+                    .bind(r.group)
+                    .bind(r.backend)
+                    .bind(r.policy)
+                    .bind(r.gateway)
+                    .bind(r.sql);
             }
             query.execute(&mut *tx).await?;
         }
@@ -360,19 +362,35 @@ fn record(row: &AnyRow) -> Result<HistoryRecord> {
         user: text(row, 2)?,
         source: text(row, 3)?,
         client_tags: text(row, 4)?,
-        group: text(row, 5)?,
-        backend: text(row, 6)?,
-        policy: text(row, 7)?,
-        gateway: text(row, 8)?,
+        group: text(row, 5)?.map(Arc::from),
+        backend: text(row, 6)?.map(Arc::from),
+        policy: text(row, 7)?.map(Arc::from),
+        gateway: text(row, 8)?.map(Arc::from),
         sql: text(row, 9)?,
     })
 }
 
-/// A record cut to the column lengths.
-fn fit(r: &HistoryRecord) -> HistoryRecord {
-    let cut = |v: &Option<String>, max: usize| v.as_deref().map(|s| truncate(s, max));
-    HistoryRecord {
-        query_id: r.query_id.clone(),
+/// A record's values cut to the column lengths, borrowed from the record (the writer stores
+/// batches of hundreds; copying every value again would be paid per query).
+struct Fitted<'r> {
+    query_id: &'r str,
+    submitted_ms: i64,
+    user: Option<&'r str>,
+    source: Option<&'r str>,
+    client_tags: Option<&'r str>,
+    group: Option<&'r str>,
+    backend: Option<&'r str>,
+    policy: Option<&'r str>,
+    gateway: Option<&'r str>,
+    sql: Option<&'r str>,
+}
+
+fn fit(r: &HistoryRecord) -> Fitted<'_> {
+    fn cut<S: std::ops::Deref<Target = str>>(v: &Option<S>, max: usize) -> Option<&str> {
+        v.as_deref().map(|s| truncate(s, max))
+    }
+    Fitted {
+        query_id: &r.query_id,
         submitted_ms: r.submitted_ms,
         user: cut(&r.user, USER_LEN),
         source: cut(&r.source, SOURCE_LEN),
@@ -386,10 +404,14 @@ fn fit(r: &HistoryRecord) -> HistoryRecord {
 }
 
 /// The first `max` characters of `s`.
-fn truncate(s: &str, max: usize) -> String {
+fn truncate(s: &str, max: usize) -> &str {
+    // A value of at most `max` bytes has at most `max` characters: no need to count them.
+    if s.len() <= max {
+        return s;
+    }
     match s.char_indices().nth(max) {
-        Some((end, _)) => s[..end].to_string(),
-        None => s.to_string(),
+        Some((end, _)) => &s[..end],
+        None => s,
     }
 }
 
