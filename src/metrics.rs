@@ -37,6 +37,7 @@ pub struct Metrics {
     pub uris_rewritten: IntCounter,
     pub rewrite_skipped: IntCounter,
     pub lingering_closes: IntCounterVec,
+    pub statements_analyzed: IntCounterVec,
 }
 
 /// A metric the registry refused: an invalid definition (name, help, labels, buckets), or a name
@@ -208,6 +209,11 @@ impl Metrics {
                 "Early refusals after which the rest of the request body was read before closing (drained|limit|timeout|error)",
                 &["result"],
             )?,
+            statements_analyzed: r.counter_vec(
+                "trino_edge_statements_analyzed_total",
+                "Submissions held for policies on query content, by outcome (analyzed: the content conditions were evaluated; unparsed: the statement could not be analyzed; not_held: the body was not read, e.g. chunked or HTTP/2)",
+                &["outcome"],
+            )?,
         })
     }
 }
@@ -287,6 +293,11 @@ fn touch_counters(snap: &Snapshot) {
     }
     for source in ["memory", "coordinator_id", "database", "miss"] {
         let _ = m.sticky_resolution.with_label_values(&[source]);
+    }
+    if snap.content_routing {
+        for outcome in ["analyzed", "unparsed", "not_held"] {
+            let _ = m.statements_analyzed.with_label_values(&[outcome]);
+        }
     }
     for b in &snap.backends {
         let _ = m.retries.with_label_values(&[&*b.name]);

@@ -221,6 +221,9 @@ pub struct Snapshot {
     pub trust_forwarded_headers: bool,
     /// Largest submission body passed on (`proxy.max_submission_bytes`).
     pub max_submission_bytes: u64,
+    /// Some policy reads the statement (`match.statement`, `catalogs_any`, ...): the proxy then
+    /// holds each submission body to analyze it. Without one, submissions pay nothing for this.
+    pub content_routing: bool,
     pub health: HealthConfig,
     /// Keeps every backend of this snapshot in the health registry (probed) while it is current.
     _probe_view: pingora_load_balancing::Backends,
@@ -420,6 +423,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, b)| (b.target, i))
             .collect();
+        let content_routing = policies.iter().any(CompiledPolicy::reads_content);
         let snap = Snapshot {
             version,
             config: Arc::new(config.clone()),
@@ -437,6 +441,7 @@ impl Snapshot {
             external_url,
             trust_forwarded_headers: config.proxy.trust_forwarded_headers,
             max_submission_bytes: config.proxy.max_submission_bytes,
+            content_routing,
             health: config.health.clone(),
             upstream_tls,
             upstream_client: OnceLock::new(),

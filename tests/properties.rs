@@ -203,6 +203,7 @@ proptest! {
                 user: c.user_prefix.as_ref().map(|p| format!("^{}", regex_escape(p))),
                 host: c.host.clone(),
                 headers: c.team.iter().map(|t| ("X-Team".to_string(), t.clone())).collect(),
+                ..MatchConfig::default()
             },
             group: "g".into(),
             fallback_group: None,

@@ -449,6 +449,8 @@ fn record(i: usize) -> HistoryRecord {
         policy: i.is_multiple_of(2).then(|| "p-etl".into()),
         gateway: Some(format!("gw-{}", i % 2).into()),
         sql: Some(format!("SELECT {i}, 'ünïcode ☃', ? FROM t -- \"quoted\"")),
+        statement_type: i.is_multiple_of(3).then(|| "select".into()),
+        catalogs: (i % 4 == 1).then(|| "hive,iceberg".into()),
     }
 }
 
@@ -722,10 +724,12 @@ async fn history(store: &Store) {
         user: Some("ü".repeat(300)),
         client_tags: Some("t".repeat(2000)),
         sql: Some("x".repeat(70_000)),
+        catalogs: Some("c".repeat(1500)),
         ..Default::default()
     };
     store.insert_history(&[long]).await.unwrap();
     let got = store.history_entry("long").await.unwrap().unwrap();
+    assert_eq!(got.catalogs.map(|t| t.len()), Some(1024));
     assert_eq!(got.user, Some("ü".repeat(256)));
     assert_eq!(got.client_tags.map(|t| t.len()), Some(1024));
     assert_eq!(got.sql.map(|t| t.len()), Some(70_000));

@@ -21,6 +21,7 @@ use crate::config::Strategy;
 use crate::proxy::admission::{self, unavailable, Decision};
 use crate::proxy::error::GatewayError;
 use crate::routing::facts::{RequestFacts, USER};
+use crate::routing::query::QueryProperties;
 use crate::routing::strategy::{self, Unavailable};
 use crate::routing::RouteReason;
 use crate::snapshot::Snapshot;
@@ -34,8 +35,8 @@ struct RouteRequest {
     /// Request headers (`X-Trino-User`, `X-Trino-Client-Tags`, `Host`, ...).
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    /// The statement; only checked and shown as the history would record it — no policy reads
-    /// the statement text.
+    /// The statement: shown as the history would record it, and analyzed as the proxy does for
+    /// policies on query content (what it touches, or why it could not be analyzed).
     sql: Option<String>,
 }
 
@@ -142,14 +143,41 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
             return Ok(Json(out).into_response());
         }
     }
+    // What the proxy would find in the statement (it reads it only while a policy needs it).
+    let query = req
+        .sql
+        .as_ref()
+        .map(|s| QueryProperties::analyze(s.as_bytes(), &headers));
+    let query_json = match (&query, snap.content_routing) {
+        (None, true) => {
+            json!({"analyzed": false, "error": "no `sql` given: content conditions do not hold"})
+        }
+        (None, false) => Value::Null,
+        (Some(q), _) => {
+            let mut v = json!(q);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("analyzed".into(), json!(q.analyzed()));
+                if !snap.content_routing {
+                    o.insert(
+                        "note".into(),
+                        json!("no policy reads the statement: the proxy does not hold it"),
+                    );
+                }
+            }
+            v
+        }
+    };
+    o.insert("query".into(), query_json);
     // The proxy's own decision, made without moving any rotation.
     let decision = admission::decide(
         &snap,
         listener_cfg,
         &listener,
         &headers,
-        true,
-        req.sql.as_ref().map(|s| s.len() as u64),
+        Some(admission::Submission {
+            declared_length: req.sql.as_ref().map(|s| s.len() as u64),
+            query: query.as_ref().filter(|_| snap.content_routing),
+        }),
         false,
     );
     let (facts, route) = match decision {

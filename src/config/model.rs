@@ -449,6 +449,87 @@ pub struct MatchConfig {
     /// Exact header values (header names are case-insensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Query content: some catalog the statement touches matches one of these patterns (`*`
+    /// matches any characters; names compare lower-cased).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalogs_any: Vec<String>,
+    /// Every one of these patterns matches some catalog the statement touches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalogs_all: Vec<String>,
+    /// Some `catalog.schema` the statement touches matches one of these patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas_any: Vec<String>,
+    /// Some `catalog.schema.table` the statement touches matches one of these patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables_any: Vec<String>,
+    /// The statement is of one of these kinds (`EXECUTE` counts as the statement it runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statement: Vec<StatementKind>,
+}
+
+impl MatchConfig {
+    /// Whether a condition reads the statement (the proxy then holds the submission body).
+    pub fn reads_content(&self) -> bool {
+        !(self.catalogs_any.is_empty()
+            && self.catalogs_all.is_empty()
+            && self.schemas_any.is_empty()
+            && self.tables_any.is_empty()
+            && self.statement.is_empty())
+    }
+}
+
+/// The kinds of statement a policy can name (`match.statement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    CreateTableAs,
+    /// Any other statement that creates, changes or drops an object (tables, views, schemas,
+    /// roles, grants, comments, ...).
+    Ddl,
+    Explain,
+    Show,
+    Describe,
+    Call,
+    Use,
+    SetSession,
+    ResetSession,
+    Prepare,
+    Deallocate,
+    /// `START TRANSACTION`, `COMMIT`, `ROLLBACK`.
+    Transaction,
+    Analyze,
+    Other,
+}
+
+impl StatementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementKind::Select => "select",
+            StatementKind::Insert => "insert",
+            StatementKind::Update => "update",
+            StatementKind::Delete => "delete",
+            StatementKind::Merge => "merge",
+            StatementKind::CreateTableAs => "create_table_as",
+            StatementKind::Ddl => "ddl",
+            StatementKind::Explain => "explain",
+            StatementKind::Show => "show",
+            StatementKind::Describe => "describe",
+            StatementKind::Call => "call",
+            StatementKind::Use => "use",
+            StatementKind::SetSession => "set_session",
+            StatementKind::ResetSession => "reset_session",
+            StatementKind::Prepare => "prepare",
+            StatementKind::Deallocate => "deallocate",
+            StatementKind::Transaction => "transaction",
+            StatementKind::Analyze => "analyze",
+            StatementKind::Other => "other",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -479,6 +479,22 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
                 );
             }
         }
+        for (key, patterns) in [
+            ("catalogs_any", &m.catalogs_any),
+            ("catalogs_all", &m.catalogs_all),
+            ("schemas_any", &m.schemas_any),
+            ("tables_any", &m.tables_any),
+        ] {
+            if patterns
+                .iter()
+                .any(|t| t.trim().is_empty() || t.chars().any(char::is_whitespace))
+            {
+                is.push(
+                    format!("{at}.match.{key}"),
+                    "patterns must be non-empty and contain no spaces (`*` matches any characters)",
+                );
+            }
+        }
         for (key, tags) in [
             ("client_tags_all", &m.client_tags_all),
             ("client_tags_any", &m.client_tags_any),

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue};
 use super::error::GatewayError;
 use crate::config::ListenerConfig;
 use crate::routing::facts::RequestFacts;
+use crate::routing::query::QueryProperties;
 use crate::routing::strategy::Unavailable;
 use crate::routing::{route, Route};
 use crate::snapshot::Snapshot;
@@ -21,32 +22,43 @@ pub enum Decision<'h> {
     Route(RequestFacts<'h>, Route),
 }
 
+/// What `decide` knows of a submission's body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Submission<'h> {
+    /// `Content-Length`, when the request declares one.
+    pub declared_length: Option<u64>,
+    /// What the statement touches, when a policy on query content made the proxy read it.
+    pub query: Option<&'h QueryProperties>,
+}
+
 /// The checks after the identity — a submission's declared size, the transaction header, a
-/// required user on submissions — then the route. With `advance` false nothing moves (no
-/// rotation turns): the dry run.
+/// required user on submissions — then the route, on the headers and (when a policy reads it)
+/// what the statement touches. With `advance` false nothing moves (no rotation turns): the dry
+/// run.
 pub fn decide<'h>(
     snap: &Snapshot,
     listener: Option<&ListenerConfig>,
     listener_name: &'h str,
     headers: &'h HeaderMap,
-    submission: bool,
-    declared_length: Option<u64>,
+    submission: Option<Submission<'h>>,
     advance: bool,
 ) -> Result<Decision<'h>, GatewayError> {
-    if submission && declared_length.is_some_and(|n| n > snap.max_submission_bytes) {
+    let declared_length = submission.and_then(|s| s.declared_length);
+    if declared_length.is_some_and(|n| n > snap.max_submission_bytes) {
         return Err(GatewayError::submission_too_large(
             snap.max_submission_bytes,
         ));
     }
     let not_utf8 = |h| GatewayError::bad_request(format!("header {h} is not valid UTF-8"));
-    let facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
+    let mut facts = RequestFacts::from_headers(listener_name, headers).map_err(not_utf8)?;
+    facts.query = submission.and_then(|s| s.query);
     let txn = facts
         .transaction
         .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"));
     if let Some(txn) = txn {
         return Ok(Decision::Transaction(txn));
     }
-    if submission
+    if submission.is_some()
         && facts.user.is_none_or(str::is_empty)
         && listener.is_some_and(|l| l.require_user)
     {

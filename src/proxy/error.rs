@@ -202,6 +202,20 @@ impl GatewayError {
         )
     }
 
+    /// The client stopped sending the statement a content policy waits for.
+    pub fn statement_timeout(waited: std::time::Duration) -> Self {
+        Self::new(
+            408,
+            "STATEMENT_NOT_RECEIVED",
+            "USER_ERROR",
+            19,
+            format!(
+                "The statement did not arrive in time ({}s without data; proxy.read_timeout)",
+                waited.as_secs()
+            ),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             500,

@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod bookkeeping;
 pub mod client_connection;
+pub mod content;
 pub mod error;
 pub mod forwarded;
 pub mod page_rewrite;
@@ -39,6 +40,7 @@ pub use crate::gateway::Gateway;
 use crate::history::HistoryEvent;
 use crate::metrics::{status_label, METRICS};
 use crate::routing::facts::TRANSACTION_ID;
+use crate::routing::query::QueryProperties;
 use crate::routing::strategy;
 use crate::routing::{Route, RouteReason};
 use crate::snapshot::{Backend, Snapshot};
@@ -132,6 +134,11 @@ pub struct RequestCtx {
     sql_complete: bool,
     /// Submission body bytes seen so far (checked against `max_submission_bytes`).
     body_bytes: u64,
+    /// The whole submission body, read before routing because a policy reads the statement;
+    /// it replaces what Pingora replays to the backend (see [`content::hold`]).
+    held: Option<Bytes>,
+    /// What the held statement touches.
+    query: Option<Box<QueryProperties>>,
     failure: Option<GatewayError>,
 }
 
@@ -271,7 +278,6 @@ impl TrinoProxy {
     /// Decide where the request goes; `Err` is answered to the client as is.
     fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         let req = session.req_header();
-        let snap = ctx.snap.clone();
         ctx.metric_kind = target::metric_kind(&req.method, req.uri.path());
         if matches!(req.method, Method::GET | Method::HEAD | Method::DELETE) && has_body(req) {
             return Err(GatewayError::bad_request(format!(
@@ -307,42 +313,61 @@ impl TrinoProxy {
                 } else {
                     Kind::Other
                 };
-                let decision = admission::decide(
-                    &snap,
-                    self.listener_config(&snap),
-                    &self.listener,
-                    &req.headers,
-                    target == Target::Submit,
-                    declared_length(req),
-                    true,
-                )?;
-                let route = match decision {
-                    // A statement inside a transaction must reach the backend that started it.
-                    Decision::Transaction(txn) => {
-                        let owner = self
-                            .gateway
-                            .sticky
-                            .resolve_transaction(txn)
-                            .ok_or_else(|| GatewayError::unknown_transaction(txn))?;
-                        ctx.backend = Some(owner);
-                        return Ok(());
-                    }
-                    Decision::Route(facts, route) => {
-                        if let Ok(p) = route.placement {
-                            ctx.key = snap.groups[p.group].selector.key(&facts).to_vec();
-                        }
-                        route
-                    }
-                };
-                ctx.reason = Some(route.reason);
-                ctx.retryable = true;
-                let (group, bi) = placed(&snap, &route)?;
-                ctx.group = Some(group);
-                ctx.picked = Some(bi);
-                ctx.backend = Some(snap.backends[bi].clone());
-                Ok(())
+                // The statement's properties stay with the request (the history records them).
+                let query = ctx.query.take();
+                let routed = self.route_new(req, ctx, target, query.as_deref());
+                ctx.query = query;
+                routed
             }
         }
+    }
+
+    /// Decide where a request not tied to a query goes: a transaction's owner or a new route.
+    fn route_new(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut RequestCtx,
+        target: Target<'_>,
+        query: Option<&QueryProperties>,
+    ) -> Result<(), GatewayError> {
+        let snap = ctx.snap.clone();
+        let submission = (target == Target::Submit).then_some(admission::Submission {
+            declared_length: declared_length(req),
+            query,
+        });
+        let decision = admission::decide(
+            &snap,
+            self.listener_config(&snap),
+            &self.listener,
+            &req.headers,
+            submission,
+            true,
+        )?;
+        let route = match decision {
+            // A statement inside a transaction must reach the backend that started it.
+            Decision::Transaction(txn) => {
+                let owner = self
+                    .gateway
+                    .sticky
+                    .resolve_transaction(txn)
+                    .ok_or_else(|| GatewayError::unknown_transaction(txn))?;
+                ctx.backend = Some(owner);
+                return Ok(());
+            }
+            Decision::Route(facts, route) => {
+                if let Ok(p) = route.placement {
+                    ctx.key = snap.groups[p.group].selector.key(&facts).to_vec();
+                }
+                route
+            }
+        };
+        ctx.reason = Some(route.reason);
+        ctx.retryable = true;
+        let (group, bi) = placed(&snap, &route)?;
+        ctx.group = Some(group);
+        ctx.picked = Some(bi);
+        ctx.backend = Some(snap.backends[bi].clone());
+        Ok(())
     }
 
     /// What to rewrite in this request's answer: the backend's own origin (`forwarding: rewrite`)
@@ -395,6 +420,40 @@ impl TrinoProxy {
         req.remove_header(&crate::routing::facts::USER.presto);
         req.insert_header(crate::routing::facts::USER.trino.clone(), user)
             .map_err(|_| GatewayError::bad_request("cannot set X-Trino-User"))?;
+        Ok(())
+    }
+
+    /// A policy reads the statement: hold the submission body and analyze it before routing.
+    async fn hold_statement(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let snap = ctx.snap.clone();
+        match content::hold(session, &snap).await? {
+            content::Held::Body(body, query) => {
+                let outcome = match &query.error {
+                    Some(why) => {
+                        debug!("statement not analyzed; content conditions do not hold: {why}");
+                        "unparsed"
+                    }
+                    None => "analyzed",
+                };
+                METRICS
+                    .statements_analyzed
+                    .with_label_values(&[outcome])
+                    .inc();
+                ctx.held = Some(body);
+                ctx.query = Some(Box::new(query));
+            }
+            content::Held::Skipped(why) => {
+                debug!("statement not held; content conditions do not hold: {why}");
+                METRICS
+                    .statements_analyzed
+                    .with_label_values(&["not_held"])
+                    .inc();
+            }
+        }
         Ok(())
     }
 
@@ -454,6 +513,22 @@ impl TrinoProxy {
                 }
                 sql
             }),
+            statement_type: ctx
+                .query
+                .as_ref()
+                .and_then(|q| q.statement)
+                .map(|s| s.as_str().to_string()),
+            catalogs: ctx
+                .query
+                .as_ref()
+                .filter(|q| !q.catalogs.is_empty())
+                .map(|q| {
+                    q.catalogs
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
         }
     }
 
@@ -543,6 +618,8 @@ impl ProxyHttp for TrinoProxy {
             sql: None,
             sql_complete: false,
             body_bytes: 0,
+            held: None,
+            query: None,
             failure: None,
         }
     }
@@ -553,9 +630,11 @@ impl ProxyHttp for TrinoProxy {
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
         client_connection::mark_header_read();
-        let mut routed = self
-            .apply_identity(session, ctx)
-            .and_then(|()| self.route(session, ctx));
+        let mut routed = self.apply_identity(session, ctx);
+        if routed.is_ok() && ctx.snap.content_routing && content::is_submission(session) {
+            routed = self.hold_statement(session, ctx).await;
+        }
+        let mut routed = routed.and_then(|()| self.route(session, ctx));
         if routed.is_ok() && ctx.kind == Kind::FollowUp && ctx.backend.is_none() {
             if let Some(id) = &ctx.query_id {
                 let owner = self.gateway.resolve_owner(id).await;
@@ -682,6 +761,19 @@ impl ProxyHttp for TrinoProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<()> {
+        if let Some(held) = &ctx.held {
+            // The body was read whole before routing; what Pingora replays is only its tail
+            // (see `content`): the backend gets the whole statement, on every attempt.
+            if ctx.sql.is_none() {
+                let head = (HISTORY_SQL_CHARS * 4).min(held.len());
+                ctx.sql = Some(held[..head].to_vec());
+                ctx.sql_complete = true;
+            }
+            if body.is_some() {
+                *body = Some(held.clone());
+            }
+            return Ok(());
+        }
         // Keep the head of the SQL for the history; the body itself streams on unchanged.
         if ctx.kind == Kind::Submit && !ctx.sql_complete {
             // A chunked body declares no length: count it as it streams.

@@ -3,6 +3,8 @@
 use http::header::HOST;
 use http::{HeaderMap, HeaderName};
 
+use super::query::QueryProperties;
+
 /// Routing inputs; borrowed from the request headers, so extracting them allocates nothing.
 #[derive(Debug, Clone)]
 pub struct RequestFacts<'a> {
@@ -17,6 +19,8 @@ pub struct RequestFacts<'a> {
     /// Raw `X-Trino-Transaction-Id` value.
     pub transaction: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// What the statement touches, when a policy on query content made the proxy read it.
+    pub query: Option<&'a QueryProperties>,
 }
 
 /// A Trino request header together with its legacy `X-Presto-*` twin.
@@ -75,6 +79,7 @@ impl<'a> RequestFacts<'a> {
             host: None,
             transaction: None,
             headers,
+            query: None,
         }
     }
 
@@ -128,6 +133,7 @@ impl<'a> RequestFacts<'a> {
             host,
             transaction: text(4)?,
             headers,
+            query: None,
         })
     }
 

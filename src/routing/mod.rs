@@ -2,6 +2,7 @@
 
 pub mod facts;
 pub mod policy;
+pub mod query;
 pub mod strategy;
 
 use std::sync::{Arc, LazyLock};

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use http::HeaderName;
 use regex::Regex;
 
+use super::query::QueryProperties;
 use super::RequestFacts;
-use crate::config::PolicyConfig;
+use crate::config::{PolicyConfig, StatementKind};
 
 #[derive(Debug)]
 pub struct CompiledPolicy {
@@ -24,6 +25,79 @@ pub struct CompiledPolicy {
     /// Lower-cased for a case-insensitive comparison.
     host: Option<String>,
     headers: Vec<(HeaderName, String)>,
+    /// Conditions on the statement itself; `None` when the policy has none (most do).
+    content: Option<Box<Content>>,
+}
+
+/// A policy's conditions on query content ([`QueryProperties`]).
+#[derive(Debug, Default)]
+struct Content {
+    catalogs_any: Vec<Regex>,
+    catalogs_all: Vec<Regex>,
+    schemas_any: Vec<Regex>,
+    tables_any: Vec<Regex>,
+    statement: Vec<StatementKind>,
+}
+
+/// A name pattern (`*` any characters, compared lower-cased) as an anchored regex.
+fn glob(pattern: &str) -> Result<Regex, String> {
+    let body: Vec<String> = pattern
+        .trim()
+        .to_lowercase()
+        .split('*')
+        .map(regex::escape)
+        .collect();
+    Regex::new(&format!("^(?:{})$", body.join(".*")))
+        .map_err(|e| format!("pattern `{pattern}`: {e}"))
+}
+
+fn globs(patterns: &[String]) -> Result<Vec<Regex>, String> {
+    patterns.iter().map(|p| glob(p)).collect()
+}
+
+impl Content {
+    fn compile(m: &crate::config::MatchConfig) -> Result<Option<Box<Content>>, String> {
+        if !m.reads_content() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Content {
+            catalogs_any: globs(&m.catalogs_any)?,
+            catalogs_all: globs(&m.catalogs_all)?,
+            schemas_any: globs(&m.schemas_any)?,
+            tables_any: globs(&m.tables_any)?,
+            statement: m.statement.clone(),
+        })))
+    }
+
+    /// The first content condition that does not hold.
+    fn mismatch(&self, q: Option<&QueryProperties>) -> Option<&'static str> {
+        let Some(q) = q.filter(|q| q.analyzed()) else {
+            return Some("query content (the statement was not analyzed)");
+        };
+        let any = |res: &[Regex], names: &std::collections::BTreeSet<String>| {
+            res.is_empty() || names.iter().any(|n| res.iter().any(|r| r.is_match(n)))
+        };
+        if !self.statement.is_empty() && !q.statement.is_some_and(|s| self.statement.contains(&s)) {
+            return Some("statement");
+        }
+        if !any(&self.catalogs_any, &q.catalogs) {
+            return Some("catalogs_any");
+        }
+        if !self
+            .catalogs_all
+            .iter()
+            .all(|r| q.catalogs.iter().any(|c| r.is_match(c)))
+        {
+            return Some("catalogs_all");
+        }
+        if !any(&self.schemas_any, &q.schemas) {
+            return Some("schemas_any");
+        }
+        if !any(&self.tables_any, &q.tables) {
+            return Some("tables_any");
+        }
+        None
+    }
 }
 
 impl CompiledPolicy {
@@ -65,6 +139,7 @@ impl CompiledPolicy {
             user: re(&m.user)?,
             host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
             headers,
+            content: Content::compile(m)?,
         })
     }
 
@@ -111,7 +186,15 @@ impl CompiledPolicy {
         if !headers_hold {
             return Some("headers");
         }
-        None
+        match &self.content {
+            Some(c) => c.mismatch(f.query),
+            None => None,
+        }
+    }
+
+    /// Whether a condition reads the statement (the proxy then holds the submission body).
+    pub fn reads_content(&self) -> bool {
+        self.content.is_some()
     }
 
     /// One-line summary of the conditions, for `check-config`.
@@ -139,6 +222,26 @@ impl CompiledPolicy {
             let mut s = String::new();
             let _ = write!(s, "{k}={v}");
             parts.push(s);
+        }
+        if let Some(c) = &self.content {
+            if !c.statement.is_empty() {
+                let kinds: Vec<&str> = c.statement.iter().map(|s| s.as_str()).collect();
+                parts.push(format!("statement in [{}]", kinds.join(",")));
+            }
+            for (what, res) in [
+                ("catalogs any of", &c.catalogs_any),
+                ("catalogs all of", &c.catalogs_all),
+                ("schemas any of", &c.schemas_any),
+                ("tables any of", &c.tables_any),
+            ] {
+                if !res.is_empty() {
+                    let pats: Vec<&str> = res
+                        .iter()
+                        .map(|r| r.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
+                        .collect();
+                    parts.push(format!("{what} [{}]", pats.join(",")));
+                }
+            }
         }
         if parts.is_empty() {
             "always".to_string()

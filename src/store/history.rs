@@ -24,6 +24,12 @@ pub struct HistoryRecord {
     /// The gateway instance that routed the query.
     pub gateway: Option<Arc<str>>,
     pub sql: Option<String>,
+    /// The statement's kind (`select`, `insert`, ...), recorded while a policy reads query content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_type: Option<String>,
+    /// The catalogs the statement names, comma-separated (same condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogs: Option<String>,
 }
 
 /// Which history to list. Every condition given must hold.
@@ -60,6 +66,8 @@ const SOURCE_LEN: usize = 256;
 const CLIENT_TAGS_LEN: usize = 1024;
 const NAME_LEN: usize = super::MAX_NAME_LEN;
 const GATEWAY_LEN: usize = 256;
+const STATEMENT_TYPE_LEN: usize = 32;
+const CATALOGS_LEN: usize = 1024;
 /// Trino's default `query.max-length`; MySQL's MEDIUMTEXT holds it in any encoding.
 const SQL_LEN: usize = 1_000_000;
 /// `te_coordinators.coordinator_id` is VARCHAR(16).
@@ -76,7 +84,7 @@ const LOOKUP_CHUNK: usize = 200;
 const INSERT_ATTEMPTS: usize = 3;
 
 const COLUMNS: &str = "query_id, submitted_ms, user_name, source, client_tags, group_name, \
-                       backend_name, policy_name, gateway, sql_text";
+                       backend_name, policy_name, gateway, sql_text, statement_type, catalogs";
 
 impl Store {
     /// Stores a batch in one transaction. A query id that is already stored (or repeated in the
@@ -135,7 +143,7 @@ impl Store {
             .filter(|r| !stored.contains(r.query_id))
             .collect();
         for chunk in fresh.chunks(INSERT_CHUNK) {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             let sql = self.dialect.sql(&format!(
                 "INSERT INTO te_query_history ({COLUMNS}) VALUES {}",
                 vec![row; chunk.len()].join(", ")
@@ -152,7 +160,9 @@ impl Store {
                     .bind(r.backend)
                     .bind(r.policy)
                     .bind(r.gateway)
-                    .bind(r.sql);
+                    .bind(r.sql)
+                    .bind(r.statement_type)
+                    .bind(r.catalogs);
             }
             query.execute(&mut *tx).await?;
         }
@@ -367,6 +377,8 @@ fn record(row: &AnyRow) -> Result<HistoryRecord> {
         policy: text(row, 7)?.map(Arc::from),
         gateway: text(row, 8)?.map(Arc::from),
         sql: text(row, 9)?,
+        statement_type: text(row, 10)?,
+        catalogs: text(row, 11)?,
     })
 }
 
@@ -383,6 +395,8 @@ struct Fitted<'r> {
     policy: Option<&'r str>,
     gateway: Option<&'r str>,
     sql: Option<&'r str>,
+    statement_type: Option<&'r str>,
+    catalogs: Option<&'r str>,
 }
 
 fn fit(r: &HistoryRecord) -> Fitted<'_> {
@@ -400,6 +414,8 @@ fn fit(r: &HistoryRecord) -> Fitted<'_> {
         policy: cut(&r.policy, NAME_LEN),
         gateway: cut(&r.gateway, GATEWAY_LEN),
         sql: cut(&r.sql, SQL_LEN),
+        statement_type: cut(&r.statement_type, STATEMENT_TYPE_LEN),
+        catalogs: cut(&r.catalogs, CATALOGS_LEN),
     }
 }
 
