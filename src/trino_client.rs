@@ -56,6 +56,12 @@ pub(crate) fn rebase(base: &str, uri: &str) -> String {
     format!("{base}{path}")
 }
 
+/// `X-Trino-Client-Capabilities`, as the gateway's own queries (health probes, hybrid subqueries)
+/// send it: without `PARAMETRIC_DATETIME`, Trino rounds timestamps to milliseconds and reports
+/// them without their precision.
+pub const CLIENT_CAPABILITIES: &str = "X-Trino-Client-Capabilities";
+pub const CAPABILITIES: &str = "PARAMETRIC_DATETIME";
+
 /// Run `sql` on the coordinator at `base` (e.g. `http://host:8080`), reading at most `max_pages`.
 /// `Err` means the protocol itself failed (HTTP error, bad JSON); a failed query is `Ok` with
 /// `error` set.
@@ -71,6 +77,7 @@ pub async fn execute(
         .post(format!("{base}/v1/statement"))
         .header("X-Trino-User", user)
         .header("X-Trino-Source", source)
+        .header(CLIENT_CAPABILITIES, CAPABILITIES)
         .body(sql.to_string())
         .send()
         .await

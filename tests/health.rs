@@ -295,6 +295,11 @@ async fn least_load_spreads_a_burst_evenly_and_favours_the_faster_backend() {
     wait_state(&gw, "b1", "HEALTHY", Duration::from_secs(5)).await;
     wait_state(&gw, "b2", "HEALTHY", Duration::from_secs(5)).await;
     let probe_submissions = (b1.state.stats().submissions, b2.state.stats().submissions);
+    // The probe's load query declares what it reads (timestamps with their precision).
+    assert_eq!(
+        b1.state.stats().last_client_capabilities.as_deref(),
+        Some("PARAMETRIC_DATETIME")
+    );
     let client = Client::new(&gw.url);
     let mut burst = Vec::new();
     for _ in 0..200 {

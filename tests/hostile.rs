@@ -584,3 +584,70 @@ async fn early_refusals_reach_clients_that_are_still_sending() {
     let out = Client::new(&gw.url).run("SELECT 1", &[]).await;
     assert!(out.error.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_session_headers_pass_whole_and_an_oversized_header_block_gets_431() {
+    let b1 = backend(10).await;
+    let gw = simple_gateway(&[&b1], "round_robin").await;
+    let client = Client::new(&gw.url);
+    let addr = gw.url.trim_start_matches("http://").to_string();
+
+    // 64 KB of session properties and prepared statements, as a long-lived session builds up,
+    // and the client's capabilities: the backend gets each header exactly as sent.
+    let session: Vec<String> = (0..1800)
+        .map(|i| format!("catalog{i}.property_{i:04}=value-{i:06}"))
+        .collect();
+    let session = session.join(",");
+    assert!(session.len() > 64 * 1024, "{}", session.len());
+    let statement: String = url::form_urlencoded::byte_serialize(
+        format!(
+            "SELECT * FROM t WHERE x IN ({})",
+            vec!["12345"; 11_000].join(", ")
+        )
+        .as_bytes(),
+    )
+    .collect();
+    let prepared = format!("q1={statement}");
+    assert!(prepared.len() > 64 * 1024, "{}", prepared.len());
+    let capabilities = "PATH,PARAMETRIC_DATETIME,SESSION_AUTHORIZATION";
+    let out = client
+        .run(
+            "SELECT 1",
+            &[
+                ("X-Trino-Session", &session),
+                ("X-Trino-Prepared-Statement", &prepared),
+                ("X-Trino-Client-Capabilities", capabilities),
+            ],
+        )
+        .await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let stats = b1.state.stats();
+    assert_eq!(stats.last_session.as_deref(), Some(session.as_str()));
+    assert_eq!(
+        stats.last_prepared_statement.as_deref(),
+        Some(prepared.as_str())
+    );
+    assert_eq!(
+        stats.last_client_capabilities.as_deref(),
+        Some(capabilities)
+    );
+
+    // A header block over what the gateway reads (1 MiB): a Trino-shaped 431, not a dropped
+    // connection.
+    let mut request =
+        format!("POST /v1/statement HTTP/1.1\r\nHost: {addr}\r\nX-Trino-User: u\r\n").into_bytes();
+    for i in 0..20 {
+        request
+            .extend_from_slice(format!("X-Trino-Extra-{i}: {}\r\n", "s".repeat(60_000)).as_bytes());
+    }
+    request.extend_from_slice(b"Content-Length: 8\r\nConnection: close\r\n\r\nSELECT 1");
+    let resp = raw(&addr, &request).await;
+    assert_eq!(status_of(&resp), 431, "{}", &resp[..300.min(resp.len())]);
+    let v = assert_trino_error(body_of(&resp), "REQUEST_HEADER_TOO_LARGE");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1048575"),
+        "{v}"
+    );
+    // Still serving, on new connections.
+    assert!(client.run("SELECT 1", &[]).await.error.is_none());
+}

@@ -165,6 +165,11 @@ async fn local_parquet_joins_a_remote_result() {
     assert_eq!(coordinator_of(qid), s.adhoc.coordinator_id());
     assert!(st["elapsed_ms"].is_u64() && st["memory_mb"].as_f64().unwrap() > 0.0);
     assert_eq!(s.etl.state.stats().submissions, 0);
+    // The subquery declared that it reads timestamps with their precision.
+    assert_eq!(
+        s.adhoc.state.stats().last_client_capabilities.as_deref(),
+        Some("PARAMETRIC_DATETIME")
+    );
 
     // The same query as CSV and as an Arrow IPC stream.
     let http = reqwest::Client::new();

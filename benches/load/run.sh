@@ -11,6 +11,11 @@
 #   COUNT=2000 benches/load/run.sh                        (instructions per submission instead,
 #                                                          with callgrind; needs valgrind)
 #   PROFILE=submit|page benches/load/run.sh               (a perf profile of the gateway instead)
+#   SQL_BYTES=100000 CONTENT=1 COUNT=2000 benches/load/run.sh
+#                                                         (submissions of a statement padded to
+#                                                          SQL_BYTES; CONTENT=1 adds a policy on
+#                                                          query content, so the gateway holds
+#                                                          and parses each statement)
 #
 # The backend is nginx serving canned answers (so it is never the bottleneck): a small JSON answer
 # to POST /v1/statement (the gateway reads it to learn the query id) and a ~1 MiB result page
@@ -109,11 +114,26 @@ http {
 NGINX
 nginx -c "$work/proxy.conf" -g 'daemon off;' & pids+=($!)
 
+# The submitted statement: a small one by default, padded with a comment to SQL_BYTES.
+python3 - "$work/statement.sql" "${SQL_BYTES:-0}" <<'PY'
+import sys
+sql = "SELECT * FROM orders WHERE day = DATE '2026-11-23'"
+want = int(sys.argv[2])
+if want > len(sql) + 6:
+    sql += " /* " + "x" * (want - len(sql) - 6) + " */"
+open(sys.argv[1], "w").write(sql)
+PY
+if [ -n "${CONTENT:-}" ]; then
+  # A policy on query content (it routes to the one group; what it costs is the point).
+  policies='[{ name: selects, group: bench, match: { statement: [select] } }]'
+else
+  policies='[]'
+fi
 cat >"$work/gw.yaml" <<YAML
 proxy:
   listeners: [{ name: main, address: "$gateway" }]
 admin: { address: "$admin" }
-routing: { default_group: bench }
+routing: { default_group: bench, policies: $policies }
 groups: [{ name: bench, strategy: round_robin }]
 backends: [{ name: b1, url: "http://$backend", group: bench }]
 health: { enabled: false }
@@ -142,9 +162,9 @@ done
 curl -sf -X POST -H 'X-Trino-User: bench' --data 'SELECT 1' "http://$gateway/v1/statement" >/dev/null
 page_path=/v1/statement/executing/$id/y/1
 
-cat >"$work/post.lua" <<'LUA'
+cat >"$work/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = "SELECT * FROM orders WHERE day = DATE '2026-11-23'"
+wrk.body = io.open("$work/statement.sql"):read("*a")
 wrk.headers["X-Trino-User"] = "bench"
 wrk.headers["X-Trino-Source"] = "wrk"
 LUA
@@ -193,21 +213,21 @@ fi
 if [ -n "${COUNT:-}" ]; then
   cat >"$work/drive.py" <<'PY'
 import http.client, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, body = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "rb").read()
 conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(4)]
 for i in range(n):
     c = conns[i % 4]
-    c.request("POST", "/v1/statement", body=b"SELECT * FROM orders WHERE day = DATE '2026-11-23'",
+    c.request("POST", "/v1/statement", body=body,
               headers={"X-Trino-User": "bench", "X-Trino-Source": "wrk"})
     r = c.getresponse(); r.read()
     assert r.status == 200, r.status
 PY
   # count NAME PID ADDRESS → instructions per submission between a zeroing and a dump.
   count() {
-    python3 "$work/drive.py" "${3#*:}" 200
+    python3 "$work/drive.py" "${3#*:}" 200 "$work/statement.sql"
     sleep 1
     callgrind_control -z "$2" >/dev/null 2>&1
-    python3 "$work/drive.py" "${3#*:}" "$COUNT"
+    python3 "$work/drive.py" "${3#*:}" "$COUNT" "$work/statement.sql"
     sleep 1
     callgrind_control -d "$2" >/dev/null 2>&1
     sleep 1

@@ -102,6 +102,15 @@ async fn track(State(st): State<Arc<EmulatorState>>, req: Request, next: Next) -
         if let Some(user) = request_header(headers, USER) {
             Counters::remember(&c.last_user, &user);
         }
+        for (name, slot) in [
+            ("x-trino-session", &c.last_session),
+            ("x-trino-prepared-statement", &c.last_prepared_statement),
+            ("x-trino-client-capabilities", &c.last_client_capabilities),
+        ] {
+            if let Some(v) = headers.get(name) {
+                Counters::remember(slot, &String::from_utf8_lossy(v.as_bytes()));
+            }
+        }
         if let FailureMode::Status(code) = st.failure_mode() {
             let status = StatusCode::from_u16(code)
                 .ok()

@@ -225,6 +225,11 @@ pub struct EmulatorStats {
     pub last_forwarded_host: Option<String>,
     /// The last `X-Trino-User` (or `X-Presto-User`) seen.
     pub last_user: Option<String>,
+    /// The last `X-Trino-Session`, `X-Trino-Prepared-Statement` and `X-Trino-Client-Capabilities`
+    /// seen (whole, so that tests can tell a header arrived intact).
+    pub last_session: Option<String>,
+    pub last_prepared_statement: Option<String>,
+    pub last_client_capabilities: Option<String>,
     /// Requests refused with 406 for an `X-Forwarded-*` header (`process_forwarded` false).
     pub forwarded_refused: u64,
     /// Segments issued by the spooling protocol (inline and spooled).

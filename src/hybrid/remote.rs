@@ -151,6 +151,10 @@ pub async fn fetch(
             .post(format!("{}/v1/statement", target.base))
             .header("X-Trino-User", &target.user)
             .header("X-Trino-Source", SOURCE)
+            .header(
+                crate::trino_client::CLIENT_CAPABILITIES,
+                crate::trino_client::CAPABILITIES,
+            )
             .body(sql.to_string());
         if let Some(c) = &target.catalog {
             r = r.header("X-Trino-Catalog", c);

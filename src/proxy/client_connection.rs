@@ -33,7 +33,7 @@ use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::metrics::METRICS;
 use crate::snapshot::SnapshotHandle;
@@ -60,6 +60,14 @@ const FIRST_READ: usize = 1024;
 
 /// Capacity of the header buffer handed to the session (Pingora's own initial header buffer).
 const HEADER_BUF: usize = 4096;
+
+/// The longest request header block Pingora reads (its `MAX_HEADER_SIZE`). A longer one is
+/// answered here — `431` in Trino's error shape — where Pingora would answer a bare `400`.
+pub const MAX_HEADER_BYTES: usize = 1_048_575;
+
+/// After an oversized header, the rest the client sends is read and dropped for at most this
+/// long before the connection closes, so that the client sees the answer rather than a reset.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The proxy application `A`, served connection by connection.
 pub struct ClientConnections<A> {
@@ -105,6 +113,71 @@ async fn first_bytes(stream: &mut Stream, wait: Duration) -> Option<BytesMut> {
     let mut prefix = BytesMut::with_capacity(HEADER_BUF.max(n));
     prefix.extend_from_slice(&buf[..n]);
     Some(prefix)
+}
+
+/// A header longer than one first read: what became of reading it whole.
+enum LongHeader {
+    /// The whole header block (and whatever followed it in the same reads).
+    Complete(BytesMut),
+    /// Longer than [`MAX_HEADER_BYTES`].
+    TooLarge,
+    /// The client closed, failed or stayed silent past the header deadline.
+    Gone,
+}
+
+/// Whether `buf` holds the end of a request header block.
+fn has_header_end(buf: &[u8]) -> bool {
+    memchr::memmem::find(buf, b"\r\n\r\n").is_some()
+}
+
+/// Read on after a first read that filled its buffer without the header's end, until the end
+/// (the whole header is then handed to Pingora as its parse prefix), bounded by
+/// [`MAX_HEADER_BYTES`] and `wait`. Only headers over [`FIRST_READ`] bytes pay for this.
+async fn read_long_header(stream: &mut Stream, mut buf: BytesMut, wait: Duration) -> LongHeader {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if buf.len() > MAX_HEADER_BYTES {
+            return LongHeader::TooLarge;
+        }
+        let scanned = buf.len().saturating_sub(3);
+        buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return LongHeader::Gone,
+        }
+        if has_header_end(&buf[scanned..]) {
+            return LongHeader::Complete(buf);
+        }
+    }
+}
+
+/// Answer an oversized header with a Trino error (`431`), drain what the client still sends
+/// (bounded), and close.
+async fn refuse_long_header(stream: &mut Stream) {
+    let err = super::error::GatewayError::header_too_large(MAX_HEADER_BYTES);
+    let body = err.body();
+    let head = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let written = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.flush().await
+    };
+    if tokio::time::timeout(LINGER, written).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 8192];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+    let _ = stream.shutdown().await;
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> ClientConnections<A> {
@@ -169,7 +242,21 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A
             if !first && *shutdown.borrow() {
                 return None; // shutting down: no further request on this connection
             }
-            let prefix = first_bytes(&mut stream, wait).await?;
+            let mut prefix = first_bytes(&mut stream, wait).await?;
+            if prefix.len() == FIRST_READ && !has_header_end(&prefix) {
+                // A header over 1 KiB (large session properties or prepared statements).
+                match read_long_header(&mut stream, prefix, self.timeouts().0).await {
+                    LongHeader::Complete(whole) => prefix = whole,
+                    LongHeader::TooLarge => {
+                        tracing::debug!(
+                            "request header over {MAX_HEADER_BYTES} bytes; answered 431"
+                        );
+                        refuse_long_header(&mut stream).await;
+                        return None;
+                    }
+                    LongHeader::Gone => return None,
+                }
+            }
             let mut session = ServerSession::new_http1(stream);
             if first {
                 // As Pingora's own loop: keep-alive unless shutting down (the proxy then sets

@@ -202,6 +202,20 @@ impl GatewayError {
         )
     }
 
+    /// A request header block longer than the gateway reads.
+    pub fn header_too_large(limit: usize) -> Self {
+        Self::new(
+            431,
+            "REQUEST_HEADER_TOO_LARGE",
+            "USER_ERROR",
+            20,
+            format!(
+                "The request headers are larger than this gateway reads ({limit} bytes in all): \
+                 fewer or smaller session properties, prepared statements or extra credentials"
+            ),
+        )
+    }
+
     /// The client stopped sending the statement a content policy waits for.
     pub fn statement_timeout(waited: std::time::Duration) -> Self {
         Self::new(

@@ -508,9 +508,8 @@ impl TrinoProxy {
                 // The captured bytes become the text without a copy when they are UTF-8.
                 let mut sql = String::from_utf8(s)
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                if let Some((end, _)) = sql.char_indices().nth(HISTORY_SQL_CHARS) {
-                    sql.truncate(end);
-                }
+                let end = crate::store::first_chars(&sql, HISTORY_SQL_CHARS).len();
+                sql.truncate(end);
                 sql
             }),
             statement_type: ctx

@@ -401,7 +401,7 @@ struct Fitted<'r> {
 
 fn fit(r: &HistoryRecord) -> Fitted<'_> {
     fn cut<S: std::ops::Deref<Target = str>>(v: &Option<S>, max: usize) -> Option<&str> {
-        v.as_deref().map(|s| truncate(s, max))
+        v.as_deref().map(|s| first_chars(s, max))
     }
     Fitted {
         query_id: &r.query_id,
@@ -420,10 +420,14 @@ fn fit(r: &HistoryRecord) -> Fitted<'_> {
 }
 
 /// The first `max` characters of `s`.
-fn truncate(s: &str, max: usize) -> &str {
-    // A value of at most `max` bytes has at most `max` characters: no need to count them.
+pub fn first_chars(s: &str, max: usize) -> &str {
+    // A value of at most `max` bytes has at most `max` characters: no need to count them; nor
+    // when the first `max` bytes are ASCII (one character each, and a boundary after them).
     if s.len() <= max {
         return s;
+    }
+    if s.as_bytes()[..max].is_ascii() {
+        return &s[..max];
     }
     match s.char_indices().nth(max) {
         Some((end, _)) => &s[..end],
@@ -472,8 +476,11 @@ mod tests {
 
     #[test]
     fn truncation_counts_characters() {
-        assert_eq!(truncate("héllo", 2), "hé");
-        assert_eq!(truncate("héllo", 10), "héllo");
-        assert_eq!(truncate("", 0), "");
+        assert_eq!(first_chars("héllo", 2), "hé");
+        assert_eq!(first_chars("héllo", 10), "héllo");
+        assert_eq!(first_chars("", 0), "");
+        assert_eq!(first_chars("hello", 3), "hel");
+        assert_eq!(first_chars("abcé", 3), "abc");
+        assert_eq!(first_chars("ééé", 2), "éé");
     }
 }

@@ -30,7 +30,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use crate::config::model::{BackendConfig, GroupConfig, PolicyConfig};
 
 pub use dialect::Dialect;
-pub use history::{HistoryFilter, HistoryPage, HistoryRecord};
+pub use history::{first_chars, HistoryFilter, HistoryPage, HistoryRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
