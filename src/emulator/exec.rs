@@ -203,16 +203,17 @@ fn plan_select(session: &Session, select: Select, out: &mut Effects) -> Result<P
                 "the emulator supports only SELECT * FROM <canned table> [LIMIT n]",
             ));
         }
-        let (columns, mut rows) = super::tables::lookup(name).ok_or_else(|| {
-            QueryError::new(
-                ErrorCode::TableNotFound,
-                format!(
-                    "Table '{}' does not exist (the emulator has: {})",
-                    name.join("."),
-                    super::tables::NAMES
-                ),
-            )
-        })?;
+        let (columns, mut rows) = super::tables::lookup(name, session.parametric_datetime)
+            .ok_or_else(|| {
+                QueryError::new(
+                    ErrorCode::TableNotFound,
+                    format!(
+                        "Table '{}' does not exist (the emulator has: {})",
+                        name.join("."),
+                        super::tables::NAMES
+                    ),
+                )
+            })?;
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         return Ok(Plan::Rows { columns, rows });
     }

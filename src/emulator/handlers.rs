@@ -362,6 +362,12 @@ async fn post_statement(
         catalog: request_header(&headers, CATALOG),
         schema: request_header(&headers, SCHEMA),
         protocol: detect_protocol(&headers),
+        parametric_datetime: headers
+            .get_all("x-trino-client-capabilities")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|c| c.trim() == "PARAMETRIC_DATETIME"),
     };
     // The Python client sends `NONE` when it is not in a transaction.
     let transaction =

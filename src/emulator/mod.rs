@@ -83,7 +83,9 @@
 //! NULL), `SELECT current_user/current_catalog/current_schema`, `SELECT fail('msg')`,
 //! `SELECT sleep(ms)` (stays RUNNING that long), `SELECT * FROM UNNEST(sequence(a, b))
 //! [AS t(x)] [LIMIT n]` (generated page by page, so ten million rows cost no memory),
-//! `SELECT * FROM all_types | web.daily [LIMIT n]` (canned tables, see `tables`),
+//! `SELECT * FROM all_types | web.daily [LIMIT n]` (canned tables, see `tables`; as in Trino,
+//! a client whose `X-Trino-Client-Capabilities` lacks `PARAMETRIC_DATETIME` gets `timestamp`,
+//! `time` and their zoned forms without a precision and rounded to milliseconds),
 //! `SHOW CATALOGS`, `SHOW SCHEMAS`, `USE`, `SET SESSION`, `RESET SESSION`, transactions, and
 //! gateway load probes on `system.runtime.queries`. Anything else fails with `SYNTAX_ERROR`.
 //! A comment `/* emulator:page_delay_ms=N */` delays every result page of that query.

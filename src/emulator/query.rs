@@ -67,6 +67,10 @@ pub(crate) struct Session {
     pub catalog: Option<String>,
     pub schema: Option<String>,
     pub protocol: Protocol,
+    /// The client declared `PARAMETRIC_DATETIME` in `X-Trino-Client-Capabilities`: timestamps and
+    /// times keep their precision. Without it Trino reports them as `timestamp`, `time`, ...
+    /// (no precision) and rounds their values to milliseconds.
+    pub parametric_datetime: bool,
 }
 
 /// What a query returns, decided at submission.
@@ -626,6 +630,7 @@ mod tests {
                     catalog: None,
                     schema: None,
                     protocol: Protocol::Trino,
+                    parametric_datetime: true,
                 },
                 plan,
                 headers: Vec::new(),

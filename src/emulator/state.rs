@@ -381,6 +381,7 @@ mod tests {
                     catalog: None,
                     schema: None,
                     protocol: Protocol::Trino,
+                    parametric_datetime: true,
                 },
                 plan: Plan::Update { update_type: "USE" },
                 headers: Vec::new(),

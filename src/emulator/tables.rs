@@ -169,6 +169,93 @@ fn all_types() -> (Vec<Column>, Vec<Vec<Value>>) {
     (columns, rows)
 }
 
+/// What Trino sends a client that did not declare `PARAMETRIC_DATETIME`: `timestamp`, `time` (and
+/// their `with time zone` forms) without a precision, in the display type and the signature, and
+/// their values rounded (half up) to milliseconds.
+fn without_parametric_datetime(
+    (columns, rows): (Vec<Column>, Vec<Vec<Value>>),
+) -> (Vec<Column>, Vec<Vec<Value>>) {
+    static LEGACY: [CannedType; 4] = [
+        simple("time", r#"{"rawType":"time","arguments":[]}"#),
+        simple(
+            "time with time zone",
+            r#"{"rawType":"time with time zone","arguments":[]}"#,
+        ),
+        simple("timestamp", r#"{"rawType":"timestamp","arguments":[]}"#),
+        simple(
+            "timestamp with time zone",
+            r#"{"rawType":"timestamp with time zone","arguments":[]}"#,
+        ),
+    ];
+    let mut rounded = vec![false; columns.len()];
+    let columns = columns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let SqlType::Canned(t) = &c.ty else {
+                return c;
+            };
+            let base = t.display.split('(').next().unwrap_or(t.display);
+            let tz = t.display.ends_with("with time zone");
+            let legacy = match (base, tz) {
+                ("time", false) => &LEGACY[0],
+                ("time", true) => &LEGACY[1],
+                ("timestamp", false) => &LEGACY[2],
+                ("timestamp", true) => &LEGACY[3],
+                _ => return c,
+            };
+            rounded[i] = true;
+            Column::new(&c.name, SqlType::Canned(legacy))
+        })
+        .collect();
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .zip(&rounded)
+                .map(|(v, &r)| match (r, v) {
+                    (true, Value::String(s)) => Value::String(round_to_millis(&s)),
+                    (_, v) => v,
+                })
+                .collect()
+        })
+        .collect();
+    (columns, rows)
+}
+
+/// `[date ]HH:MM:SS[.fraction][ zone]` with its fraction rounded half up to three digits (a
+/// carry moves the seconds, and on into the date; a time wraps at midnight).
+fn round_to_millis(v: &str) -> String {
+    use chrono::{Duration, NaiveDateTime, NaiveTime, Timelike};
+    // A timestamp has one space (between date and time) before its zone; a time none.
+    let spaces_before_zone = usize::from(v.as_bytes().get(4) == Some(&b'-'));
+    let (body, zone) = match v.match_indices(' ').nth(spaces_before_zone) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, ""),
+    };
+    let round = |nanos: u32| -> (u32, bool) {
+        let millis = (nanos + 500_000) / 1_000_000;
+        (millis % 1000 * 1_000_000, millis >= 1000)
+    };
+    if let Ok(t) = NaiveDateTime::parse_from_str(body, "%Y-%m-%d %H:%M:%S%.f") {
+        let (nanos, carry) = round(t.nanosecond());
+        let mut t = t.with_nanosecond(nanos).unwrap_or(t);
+        if carry {
+            t += Duration::seconds(1);
+        }
+        return format!("{}{zone}", t.format("%Y-%m-%d %H:%M:%S%.3f"));
+    }
+    if let Ok(t) = NaiveTime::parse_from_str(body, "%H:%M:%S%.f") {
+        let (nanos, carry) = round(t.nanosecond());
+        let mut t = t.with_nanosecond(nanos).unwrap_or(t);
+        if carry {
+            t += Duration::seconds(1);
+        }
+        return format!("{}{zone}", t.format("%H:%M:%S%.3f"));
+    }
+    v.to_string()
+}
+
 fn daily() -> (Vec<Column>, Vec<Vec<Value>>) {
     let columns = vec![
         Column::new("date", SqlType::Canned(&DATE)),
@@ -181,12 +268,54 @@ fn daily() -> (Vec<Column>, Vec<Vec<Value>>) {
 }
 
 /// The canned table `name` (catalog and schema parts are optional), or `None`.
-pub(crate) fn lookup(name: &[String]) -> Option<(Vec<Column>, Vec<Vec<Value>>)> {
+pub(crate) fn lookup(
+    name: &[String],
+    parametric_datetime: bool,
+) -> Option<(Vec<Column>, Vec<Vec<Value>>)> {
     let parts: Vec<&str> = name.iter().map(String::as_str).collect();
     match parts.as_slice() {
-        [.., "all_types"] => Some(all_types()),
+        [.., "all_types"] if parametric_datetime => Some(all_types()),
+        [.., "all_types"] => Some(without_parametric_datetime(all_types())),
         [.., "web", "daily"] | ["daily"] => Some(daily()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod rounding_tests {
+    #[test]
+    fn values_round_half_up_to_milliseconds_with_carries() {
+        for (v, want) in [
+            ("2024-02-29 23:59:59.123456", "2024-02-29 23:59:59.123"),
+            ("1970-01-01 00:00:00.000001", "1970-01-01 00:00:00.000"),
+            ("2024-02-29 23:59:59.9995", "2024-03-01 00:00:00.000"),
+            (
+                "2024-03-01 00:30:00.000 Europe/Berlin",
+                "2024-03-01 00:30:00.000 Europe/Berlin",
+            ),
+            (
+                "2024-01-01 05:30:00.0006 +05:30",
+                "2024-01-01 05:30:00.001 +05:30",
+            ),
+            ("2024-01-01 05:30:00", "2024-01-01 05:30:00.000"),
+            ("12:34:56.789", "12:34:56.789"),
+            ("23:59:59.9999", "00:00:00.000"),
+            ("12:00:00.0004 +01:00", "12:00:00.000 +01:00"),
+        ] {
+            assert_eq!(super::round_to_millis(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn without_the_capability_types_lose_their_precision() {
+        let name = vec!["all_types".to_string()];
+        let (cols, rows) = super::lookup(&name, false).unwrap();
+        let (pcols, prows) = super::lookup(&name, true).unwrap();
+        let i = pcols.iter().position(|c| c.name == "c_timestamp6").unwrap();
+        assert_eq!(cols[i].ty.display(), "timestamp");
+        assert_eq!(pcols[i].ty.display(), "timestamp(6)");
+        assert_eq!(rows[0][i], "2024-02-29 23:59:59.123");
+        assert_eq!(prows[0][i], "2024-02-29 23:59:59.123456");
     }
 }
 
@@ -199,7 +328,7 @@ mod tests {
     fn every_row_has_a_value_per_column() {
         for name in [["all_types"].as_slice(), ["web", "daily"].as_slice()] {
             let name: Vec<String> = name.iter().map(|s| s.to_string()).collect();
-            let (cols, rows) = super::lookup(&name).unwrap();
+            let (cols, rows) = super::lookup(&name, true).unwrap();
             for r in rows {
                 assert_eq!(r.len(), cols.len());
             }
