@@ -240,6 +240,18 @@ async fn the_dry_run_shows_what_the_statement_touches() {
         json!(["hive.web.daily", "iceberg.sales.orders"]),
         "{v}"
     );
+    // The matching policy's patterns are shown as written.
+    let why = v["explanation"].to_string();
+    assert!(why.contains("catalogs any of [hive]"), "{why}");
+    let (_, v) = api
+        .post(
+            "/api/v1/route",
+            json!({"headers": {"X-Trino-User": "svc_etl"}, "sql": "SELECT * FROM iceberg.sales.orders"}),
+        )
+        .await;
+    assert_eq!(v["policy"], "sales-tables", "{v}");
+    let why = v["explanation"].to_string();
+    assert!(why.contains("tables any of [*.sales.*]"), "{why}");
     // Not analyzed: said so, and the content conditions do not hold.
     let (_, v) = api
         .post(

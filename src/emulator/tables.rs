@@ -233,25 +233,18 @@ fn round_to_millis(v: &str) -> String {
         Some((i, _)) => (&v[..i], &v[i..]),
         None => (v, ""),
     };
-    let round = |nanos: u32| -> (u32, bool) {
-        let millis = (nanos + 500_000) / 1_000_000;
-        (millis % 1000 * 1_000_000, millis >= 1000)
-    };
+    // Half up: half a millisecond added (chrono carries it into seconds, the date, or around
+    // midnight), then the fraction cut to milliseconds.
+    fn round<T: Timelike + std::ops::Add<Duration, Output = T> + Copy>(t: T) -> T {
+        let t = t + Duration::nanoseconds(500_000);
+        t.with_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap_or(t)
+    }
     if let Ok(t) = NaiveDateTime::parse_from_str(body, "%Y-%m-%d %H:%M:%S%.f") {
-        let (nanos, carry) = round(t.nanosecond());
-        let mut t = t.with_nanosecond(nanos).unwrap_or(t);
-        if carry {
-            t += Duration::seconds(1);
-        }
-        return format!("{}{zone}", t.format("%Y-%m-%d %H:%M:%S%.3f"));
+        return format!("{}{zone}", round(t).format("%Y-%m-%d %H:%M:%S%.3f"));
     }
     if let Ok(t) = NaiveTime::parse_from_str(body, "%H:%M:%S%.f") {
-        let (nanos, carry) = round(t.nanosecond());
-        let mut t = t.with_nanosecond(nanos).unwrap_or(t);
-        if carry {
-            t += Duration::seconds(1);
-        }
-        return format!("{}{zone}", t.format("%H:%M:%S%.3f"));
+        return format!("{}{zone}", round(t).format("%H:%M:%S%.3f"));
     }
     v.to_string()
 }

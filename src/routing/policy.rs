@@ -32,27 +32,37 @@ pub struct CompiledPolicy {
 /// A policy's conditions on query content ([`QueryProperties`]).
 #[derive(Debug, Default)]
 struct Content {
-    catalogs_any: Vec<Regex>,
-    catalogs_all: Vec<Regex>,
-    schemas_any: Vec<Regex>,
-    tables_any: Vec<Regex>,
+    catalogs_any: Vec<Glob>,
+    catalogs_all: Vec<Glob>,
+    schemas_any: Vec<Glob>,
+    tables_any: Vec<Glob>,
     statement: Vec<StatementKind>,
 }
 
-/// A name pattern (`*` any characters, compared lower-cased) as an anchored regex.
-fn glob(pattern: &str) -> Result<Regex, String> {
-    let body: Vec<String> = pattern
-        .trim()
-        .to_lowercase()
-        .split('*')
-        .map(regex::escape)
-        .collect();
-    Regex::new(&format!("^(?:{})$", body.join(".*")))
-        .map_err(|e| format!("pattern `{pattern}`: {e}"))
+/// A name pattern (`*` any characters, compared lower-cased), kept as written for
+/// `describe_conditions`.
+#[derive(Debug)]
+struct Glob {
+    text: String,
+    re: Regex,
 }
 
-fn globs(patterns: &[String]) -> Result<Vec<Regex>, String> {
-    patterns.iter().map(|p| glob(p)).collect()
+impl Glob {
+    fn new(pattern: &str) -> Result<Glob, String> {
+        let text = pattern.trim().to_lowercase();
+        let body: Vec<String> = text.split('*').map(regex::escape).collect();
+        let re = Regex::new(&format!("^(?:{})$", body.join(".*")))
+            .map_err(|e| format!("pattern `{pattern}`: {e}"))?;
+        Ok(Glob { text, re })
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.re.is_match(name)
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<Vec<Glob>, String> {
+    patterns.iter().map(|p| Glob::new(p)).collect()
 }
 
 impl Content {
@@ -74,8 +84,8 @@ impl Content {
         let Some(q) = q.filter(|q| q.analyzed()) else {
             return Some("query content (the statement was not analyzed)");
         };
-        let any = |res: &[Regex], names: &std::collections::BTreeSet<String>| {
-            res.is_empty() || names.iter().any(|n| res.iter().any(|r| r.is_match(n)))
+        let any = |globs: &[Glob], names: &std::collections::BTreeSet<String>| {
+            globs.is_empty() || names.iter().any(|n| globs.iter().any(|g| g.matches(n)))
         };
         if !self.statement.is_empty() && !q.statement.is_some_and(|s| self.statement.contains(&s)) {
             return Some("statement");
@@ -86,7 +96,7 @@ impl Content {
         if !self
             .catalogs_all
             .iter()
-            .all(|r| q.catalogs.iter().any(|c| r.is_match(c)))
+            .all(|g| q.catalogs.iter().any(|c| g.matches(c)))
         {
             return Some("catalogs_all");
         }
@@ -228,17 +238,14 @@ impl CompiledPolicy {
                 let kinds: Vec<&str> = c.statement.iter().map(|s| s.as_str()).collect();
                 parts.push(format!("statement in [{}]", kinds.join(",")));
             }
-            for (what, res) in [
+            for (what, globs) in [
                 ("catalogs any of", &c.catalogs_any),
                 ("catalogs all of", &c.catalogs_all),
                 ("schemas any of", &c.schemas_any),
                 ("tables any of", &c.tables_any),
             ] {
-                if !res.is_empty() {
-                    let pats: Vec<&str> = res
-                        .iter()
-                        .map(|r| r.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
-                        .collect();
+                if !globs.is_empty() {
+                    let pats: Vec<&str> = globs.iter().map(|g| g.text.as_str()).collect();
                     parts.push(format!("{what} [{}]", pats.join(",")));
                 }
             }

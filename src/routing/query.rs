@@ -351,10 +351,12 @@ impl Names<'_, '_> {
 
     fn table(&mut self, name: &ObjectName) {
         let Some(p) = parts(name) else { return };
-        let (sc, ss) = (self.session.catalog.clone(), self.session.schema.clone());
+        // The session is borrowed apart from `self`: its names need no copies.
+        let session = self.session;
+        let (sc, ss) = (session.catalog.as_deref(), session.schema.as_deref());
         match p.as_slice() {
-            [t] => self.add(sc.as_deref(), ss.as_deref(), Some(t)),
-            [s, t] => self.add(sc.as_deref(), Some(s), Some(t)),
+            [t] => self.add(sc, ss, Some(t)),
+            [s, t] => self.add(sc, Some(s), Some(t)),
             [c, s, t] => self.add(Some(c), Some(s), Some(t)),
             _ => {}
         }
@@ -362,9 +364,9 @@ impl Names<'_, '_> {
 
     fn schema(&mut self, name: &ObjectName) {
         let Some(p) = parts(name) else { return };
-        let sc = self.session.catalog.clone();
+        let session = self.session;
         match p.as_slice() {
-            [s] => self.add(sc.as_deref(), Some(s), None),
+            [s] => self.add(session.catalog.as_deref(), Some(s), None),
             [c, s] => self.add(Some(c), Some(s), None),
             _ => {}
         }
@@ -377,13 +379,13 @@ impl Names<'_, '_> {
     }
 
     fn session_schema(&mut self) {
-        let (c, s) = (self.session.catalog.clone(), self.session.schema.clone());
-        self.add(c.as_deref(), s.as_deref(), None);
+        let session = self.session;
+        self.add(session.catalog.as_deref(), session.schema.as_deref(), None);
     }
 
     fn session_catalog(&mut self) {
-        let c = self.session.catalog.clone();
-        self.add(c.as_deref(), None, None);
+        let session = self.session;
+        self.add(session.catalog.as_deref(), None, None);
     }
 }
 
@@ -427,12 +429,12 @@ fn prepared_statement(headers: &HeaderMap, name: &str) -> Result<Option<String>,
     Ok(None)
 }
 
+/// `application/x-www-form-urlencoded` text, as Java's `URLEncoder` writes it (`+` for a space).
 fn url_decode(s: &str) -> Result<String, String> {
-    let plus_as_space = s.replace('+', " ");
-    url::form_urlencoded::parse(format!("x={plus_as_space}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| "a prepared statement entry is not URL-encoded".to_string())
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| "a prepared statement entry is not UTF-8 once decoded".to_string())
 }
 
 /// A prepared statement as Trino's `PreparedStatementEncoder` writes it: as is, or `$zstd:` and
