@@ -11,12 +11,16 @@ use tracing::warn;
 use crate::database::Database;
 use crate::history::{HistoryEvent, HistorySink};
 use crate::metrics::METRICS;
+use crate::oauth2::{AuthIdHash, Leg};
 use crate::query_id::{coordinator_id, CoordinatorId};
 use crate::snapshot::{Backend, SnapshotHandle};
 use crate::stickiness::{Resolution, Stickiness};
 
 /// Longest wait for the database when a follow-up's owner is unknown in memory.
 const DATABASE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Longest wait for the database when sharing an OAuth2 login's backend (the challenge waits).
+const DATABASE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Database lookups allowed at once (see [`Gateway::resolve_owner`]).
 const LOOKUP_PERMITS: usize = 8;
@@ -125,6 +129,79 @@ impl Gateway {
             }
         }
         self.sticky.learn_query(query_id, &b);
+        Some(b)
+    }
+
+    /// Pin an OAuth2 login to the backend that issued its challenge: in memory, and in the shared
+    /// database before the challenge reaches the client, so that whichever instance its browser
+    /// and its token poll reach next knows the backend. A database failure is logged and counted;
+    /// the login then works through this instance only.
+    pub async fn pin_login(&self, login: AuthIdHash, backend: &Arc<Backend>, ttl: Duration) {
+        self.sticky.learn_login(&login, backend);
+        METRICS.logins_pinned.inc();
+        let Some(db) = &self.database else {
+            return;
+        };
+        let now = crate::store::now_ms();
+        let expired = now.saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let name = String::from(&*backend.name);
+        let save =
+            db.run(
+                move |s| async move { s.save_login_pin(login.as_str(), &name, now, expired).await },
+            );
+        match tokio::time::timeout(DATABASE_WRITE_TIMEOUT, save).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(
+                "login pin not shared: {}",
+                crate::database::error("login_pin", e)
+            ),
+            Err(_) => {
+                METRICS.db_errors.with_label_values(&["login_pin"]).inc();
+                warn!("login pin not shared: the database did not answer in time");
+            }
+        }
+    }
+
+    /// The backend that issued an OAuth2 login: memory, then the shared database, else a miss.
+    /// Counted in `trino_edge_login_legs_total`.
+    pub async fn resolve_login(&self, leg: Leg, ttl: Duration) -> Resolution {
+        let login = leg.hash();
+        let owner = match self.sticky.resolve_login(&login, ttl) {
+            Some(b) => Resolution::Memory(b),
+            None => match self.login_in_database(login, ttl).await {
+                Some(b) => Resolution::Database(b),
+                None => Resolution::Miss,
+            },
+        };
+        METRICS
+            .login_legs
+            .with_label_values(&[leg.kind(), owner.source()])
+            .inc();
+        owner
+    }
+
+    async fn login_in_database(&self, login: AuthIdHash, ttl: Duration) -> Option<Arc<Backend>> {
+        let db = self.database.as_ref()?;
+        let _permit = self.lookup_permits.try_acquire().ok()?;
+        let since = crate::store::now_ms()
+            .saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let lookup = db.run(move |s| async move { s.login_pin(login.as_str(), since).await });
+        let name = match tokio::time::timeout(DATABASE_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(name)) => name?,
+            Ok(Err(e)) => {
+                warn!(
+                    "login owner lookup failed: {}",
+                    crate::database::error("lookup", e)
+                );
+                return None;
+            }
+            Err(_) => {
+                METRICS.db_errors.with_label_values(&["lookup"]).inc();
+                return None;
+            }
+        };
+        let b = self.snapshots.load().backend_by_name(&name)?.clone();
+        self.sticky.learn_login(&login, &b);
         Some(b)
     }
 

@@ -18,6 +18,7 @@ pub mod history;
 pub mod hybrid;
 pub mod latency_probe;
 pub mod metrics;
+pub mod oauth2;
 pub mod passthrough;
 pub mod proxy;
 pub mod query_id;

@@ -317,6 +317,7 @@ fn run(command: Command) -> Result<(), Error> {
                     segment_rows,
                     inline_rows,
                 }),
+                oauth2: None,
             },
             listen,
         )?),

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub rewrite_skipped: IntCounter,
     pub lingering_closes: IntCounterVec,
     pub statements_analyzed: IntCounterVec,
+    pub login_legs: IntCounterVec,
+    pub logins_pinned: IntCounter,
 }
 
 /// A metric the registry refused: an invalid definition (name, help, labels, buckets), or a name
@@ -138,6 +140,16 @@ impl Metrics {
                 "trino_edge_sticky_resolution_total",
                 "How follow-up requests found their backend (memory|coordinator_id|database|miss)",
                 &["source"],
+            )?,
+            login_legs: r.counter_vec(
+                "trino_edge_login_legs_total",
+                "OAuth2 login requests (leg: token|initiate|callback) and how their backend was \
+                 found (source: memory|database|miss)",
+                &["leg", "source"],
+            )?,
+            logins_pinned: r.counter(
+                "trino_edge_logins_pinned_total",
+                "OAuth2 challenges seen: logins pinned to the backend that issued them",
             )?,
             backend_up: r.gauge_vec(
                 "trino_edge_backend_up",

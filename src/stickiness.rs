@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use tracing::warn;
 
+use crate::oauth2::AuthIdHash;
 use crate::query_id::{coordinator_id, is_valid_query_id, CoordinatorId};
 use crate::snapshot::Backend;
 
@@ -90,6 +91,8 @@ impl Resolution {
 pub struct Stickiness {
     queries: Cache<IdKey, Entry>,
     transactions: Cache<IdKey, Entry>,
+    /// OAuth2 logins in progress → the backend that issued the challenge (see [`crate::oauth2`]).
+    logins: Cache<IdKey, Entry>,
     coordinators: ArcSwap<HashMap<CoordinatorId, Arc<Backend>>>,
     ids: IdHasher,
     epoch: Instant,
@@ -101,6 +104,7 @@ impl Stickiness {
         Stickiness {
             queries: Cache::new(capacity.max(1)),
             transactions: Cache::new((capacity / 10).max(1_000)),
+            logins: Cache::new((capacity / 10).max(1_000)),
             coordinators: ArcSwap::from_pointee(HashMap::new()),
             ids: IdHasher::new(),
             epoch: Instant::now(),
@@ -234,6 +238,21 @@ impl Stickiness {
         self.transactions
             .get(&self.ids.key(txn))
             .filter(|e| self.fresh(e))
+            .map(|e| e.backend)
+    }
+
+    /// Record that `backend` issued the OAuth2 login `login`.
+    pub fn learn_login(&self, login: &AuthIdHash, backend: &Arc<Backend>) {
+        self.logins
+            .insert(self.ids.key(login.as_str()), self.entry(backend));
+    }
+
+    /// The backend that issued `login`, if learned within `ttl`.
+    pub fn resolve_login(&self, login: &AuthIdHash, ttl: Duration) -> Option<Arc<Backend>> {
+        let now = self.now();
+        self.logins
+            .get(&self.ids.key(login.as_str()))
+            .filter(|e| u64::from(now.saturating_sub(e.learned)) < ttl.as_secs())
             .map(|e| e.backend)
     }
 

@@ -59,6 +59,7 @@ async fn scenario(var: &str, url: &str, dialect: Dialect) {
     config(&store, &other).await;
     history(&store).await;
     coordinators(&store, &other).await;
+    login_pins(&store, &other).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,6 +768,50 @@ async fn coordinators(store: &Store, other: &Store) {
     assert!(owner == "b1" || owner == "b2", "{owner}");
     assert!(matches!(
         store.save_coordinator(&"c".repeat(17), "b1", 0).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth2 login pins
+
+async fn login_pins(store: &Store, other: &Store) {
+    let (h1, h2) = ("a".repeat(64), "b".repeat(64));
+    store.save_login_pin(&h1, "b1", 1_000, 0).await.unwrap();
+    // Another instance reads it; an older cut-off hides nothing, a newer one hides it.
+    assert_eq!(
+        other.login_pin(&h1, 500).await.unwrap().as_deref(),
+        Some("b1")
+    );
+    assert_eq!(other.login_pin(&h1, 1_001).await.unwrap(), None);
+    assert_eq!(other.login_pin(&h2, 0).await.unwrap(), None);
+    // Pinning again moves it; pins older than the TTL go when new ones are written.
+    other.save_login_pin(&h1, "b2", 2_000, 0).await.unwrap();
+    assert_eq!(
+        store.login_pin(&h1, 0).await.unwrap().as_deref(),
+        Some("b2")
+    );
+    store.save_login_pin(&h2, "b1", 9_000, 5_000).await.unwrap();
+    assert_eq!(
+        store.login_pin(&h1, 0).await.unwrap(),
+        None,
+        "expired pin deleted"
+    );
+    assert_eq!(
+        store.login_pin(&h2, 0).await.unwrap().as_deref(),
+        Some("b1")
+    );
+    // Two instances pinning the same login at once both succeed.
+    let h3 = "c".repeat(64);
+    let (a, b) = tokio::join!(
+        store.save_login_pin(&h3, "b1", 9_100, 0),
+        other.save_login_pin(&h3, "b2", 9_100, 0)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(store.login_pin(&h3, 0).await.unwrap().is_some());
+    assert!(matches!(
+        store.save_login_pin("../x", "b1", 0, 0).await,
         Err(StoreError::Invalid(_))
     ));
 }

@@ -174,6 +174,14 @@ pub struct ProxyConfig {
     /// must send that byte within this long; slower clients are disconnected (slowloris).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: HumanDuration,
+    /// How long an OAuth2 login's legs keep reaching the backend that issued its challenge (like
+    /// Trino's `http-server.authentication.oauth2.challenge-timeout`, default 15m).
+    #[serde(default = "default_login_ttl")]
+    pub login_ttl: HumanDuration,
+}
+
+fn default_login_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15 * 60))
 }
 
 fn default_client_idle_timeout() -> HumanDuration {

@@ -59,6 +59,16 @@ pub(crate) fn routes(state: Arc<EmulatorState>) -> Router {
         .route("/spool/{segment_id}", get(storage_download))
         .route("/v1/query/{query_id}", get(query_info).delete(cancel_query))
         .route("/ui/query.html", get(query_page))
+        .route("/ui/", get(ui_home))
+        .route(
+            "/oauth2/token/initiate/{auth_id_hash}",
+            get(super::oauth2::initiate),
+        )
+        .route(
+            "/oauth2/token/{auth_id}",
+            get(super::oauth2::token).delete(super::oauth2::forget),
+        )
+        .route("/oauth2/callback", get(super::oauth2::callback))
         .route("/v1/info", get(info))
         .route("/v1/info/state", get(info_state))
         .route("/metrics", get(metrics))
@@ -126,6 +136,14 @@ async fn track(State(st): State<Arc<EmulatorState>>, req: Request, next: Next) -
         }
         if let Some(refused) = refuse_forwarded(&st, req.headers()) {
             return refused;
+        }
+        if let Some(o) = &st.oauth2 {
+            let base = base_uri(req.headers(), &st);
+            if let super::oauth2::Gate::Answer(resp) =
+                o.gate(req.uri().path(), req.headers(), &base)
+            {
+                return resp;
+            }
         }
     }
     next.run(req).await
@@ -692,6 +710,25 @@ fn html_escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The Web UI's home page: who is signed in (with OAuth2), on which instance.
+async fn ui_home(State(st): State<Arc<EmulatorState>>, headers: HeaderMap) -> Response {
+    let user = st
+        .oauth2
+        .as_ref()
+        .and_then(|o| o.ui_user(&headers))
+        .unwrap_or_else(|| "anonymous".to_string());
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!(
+            "<!DOCTYPE html><html><body><h1>Trino emulator {}</h1><p>Signed in as {}</p></body></html>",
+            html_escape(st.name()),
+            html_escape(&user)
+        ),
+    )
+        .into_response()
 }
 
 async fn info(State(st): State<Arc<EmulatorState>>) -> Response {

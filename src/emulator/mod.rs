@@ -24,7 +24,9 @@
 //! - `HEAD` on a statement URI (`/v1/statement/queued|executing/{id}/{slug}/{token}`): the
 //!   heartbeat clients send while downloading spooled segments; 200 without a body (404 for
 //!   an unknown query or slug); it neither advances the token nor changes the query;
-//! - the spooling protocol (below).
+//! - the spooling protocol (below);
+//! - OAuth2 external authentication with a stand-in identity provider, when configured (see
+//!   [`oauth2`]): challenges, the login resources under `/oauth2/`, and the Web UI's login.
 //!
 //! The spooling protocol (Trino 466+), with `EmulatorConfig::spooling` set (a spooling manager
 //! is configured). A submission whose `X-Trino-Query-Data-Encoding` lists an encoding the
@@ -99,6 +101,7 @@
 
 mod exec;
 mod handlers;
+pub mod oauth2;
 mod protocol;
 mod query;
 mod server;
@@ -116,6 +119,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+pub use oauth2::{IdentityProvider, OAuth2Emulation, OAuth2Stats};
 pub use state::EmulatorState;
 
 /// How an emulator instance behaves.
@@ -138,6 +142,9 @@ pub struct EmulatorConfig {
     /// The spooling protocol (a spooling manager is configured); `None` (default): results
     /// always travel inline in `data`, whatever the client asks for.
     pub spooling: Option<SpoolingConfig>,
+    /// OAuth2 external authentication against an identity provider (see [`oauth2`]); `None`
+    /// (default): no authentication, like Trino over plain HTTP.
+    pub oauth2: Option<OAuth2Emulation>,
 }
 
 impl Default for EmulatorConfig {
@@ -149,6 +156,7 @@ impl Default for EmulatorConfig {
             page_delay: Duration::ZERO,
             process_forwarded: true,
             spooling: None,
+            oauth2: None,
         }
     }
 }
@@ -244,6 +252,8 @@ pub struct EmulatorStats {
     pub segment_not_found: u64,
     /// `HEAD` requests on statement URIs (the client's heartbeat while it downloads).
     pub heartbeats: u64,
+    /// OAuth2 logins (all zero without `EmulatorConfig::oauth2`).
+    pub oauth2: OAuth2Stats,
 }
 
 /// A running emulator. Dropping the handle does not stop the server (tests often keep only

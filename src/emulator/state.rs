@@ -43,6 +43,8 @@ pub struct EmulatorState {
     pub(crate) counters: Counters,
     /// The spooling manager (issues nothing without `EmulatorConfig::spooling`).
     pub(crate) spooler: Spooler,
+    /// OAuth2 external authentication (`EmulatorConfig::oauth2`).
+    pub(crate) oauth2: Option<super::oauth2::Coordinator>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -91,6 +93,7 @@ impl EmulatorState {
             .filter(|id| !id.is_empty())
             .unwrap_or_else(random_coordinator_id);
         let spooler = Spooler::new(config.spooling.clone());
+        let oauth2 = config.oauth2.clone().map(super::oauth2::Coordinator::new);
         Self {
             config,
             coordinator_id,
@@ -102,6 +105,7 @@ impl EmulatorState {
             failure_mode: AtomicU32::new(MODE_NONE),
             counters: Counters::default(),
             spooler,
+            oauth2,
             shutdown: watch::Sender::new(false),
         }
     }
@@ -136,6 +140,7 @@ impl EmulatorState {
             segment_acks: self.spooler.acks.load(Ordering::Relaxed),
             segment_not_found: self.spooler.not_found.load(Ordering::Relaxed),
             heartbeats: c.heartbeats.load(Ordering::Relaxed),
+            oauth2: self.oauth2.as_ref().map(|o| o.stats()).unwrap_or_default(),
         }
     }
 

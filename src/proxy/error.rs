@@ -17,6 +17,17 @@ pub struct GatewayError {
     pub error_type: &'static str,
     pub code: i32,
     pub message: String,
+    pub shape: Shape,
+}
+
+/// How the error body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `{"error":{"message","errorCode","errorName","errorType"}}`, as Trino's statement API.
+    Trino,
+    /// `{"error":"message"}` with HTTP 200, as Trino's OAuth2 token endpoint answers a login that
+    /// failed (clients show the message and stop polling).
+    TokenPoll,
 }
 
 #[derive(Serialize)]
@@ -47,6 +58,7 @@ impl GatewayError {
             error_type,
             code: CODE_BASE + n,
             message,
+            shape: Shape::Trino,
         }
     }
 
@@ -230,6 +242,33 @@ impl GatewayError {
         )
     }
 
+    /// An OAuth2 login path whose id or state is malformed (never echoed: it is a secret).
+    pub fn invalid_login(why: crate::oauth2::LegError) -> Self {
+        Self::new(
+            400,
+            "INVALID_LOGIN",
+            "USER_ERROR",
+            21,
+            format!("Invalid OAuth2 login request: {why}"),
+        )
+    }
+
+    /// A leg of an OAuth2 login no gateway instance knows (expired, or never started here). The
+    /// token poll gets the token endpoint's own error shape, so the client stops and says why.
+    pub fn login_not_found(leg: crate::oauth2::Leg, ttl: std::time::Duration) -> Self {
+        let message = format!(
+            "This OAuth2 login is not known to the gateway: it was not started through it, or it \
+             is older than proxy.login_ttl ({}s). Start the login again from the client.",
+            ttl.as_secs()
+        );
+        let mut e = Self::new(404, "LOGIN_NOT_FOUND", "USER_ERROR", 22, message);
+        if let crate::oauth2::Leg::Token(_) = leg {
+            e.status = 200;
+            e.shape = Shape::TokenPoll;
+        }
+        e
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             500,
@@ -240,8 +279,12 @@ impl GatewayError {
         )
     }
 
-    /// The JSON body: `{"error":{"message","errorCode","errorName","errorType"}}`.
+    /// The JSON body: `{"error":{"message","errorCode","errorName","errorType"}}` (see [`Shape`]).
     pub fn body(&self) -> Bytes {
+        if self.shape == Shape::TokenPoll {
+            let body = serde_json::json!({ "error": self.message });
+            return Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        }
         let body = Body {
             error: Inner {
                 message: &self.message,

@@ -39,6 +39,7 @@ use crate::config::{Forwarding, Spooling};
 pub use crate::gateway::Gateway;
 use crate::history::HistoryEvent;
 use crate::metrics::{status_label, METRICS};
+use crate::oauth2::{self, Leg};
 use crate::routing::facts::TRANSACTION_ID;
 use crate::routing::query::QueryProperties;
 use crate::routing::strategy;
@@ -79,6 +80,8 @@ pub struct TrinoProxy {
 enum Kind {
     Submit,
     FollowUp,
+    /// A leg of an OAuth2 login (see [`crate::oauth2`]).
+    Login,
     Other,
 }
 
@@ -139,6 +142,13 @@ pub struct RequestCtx {
     held: Option<Bytes>,
     /// What the held statement touches.
     query: Option<Box<QueryProperties>>,
+    /// The OAuth2 login leg this request is (resolved to its issuing backend).
+    login: Option<Leg>,
+    /// A browser's request (`/ui/...`, login pages): the answer pins the browser to its backend
+    /// with [`oauth2::PIN_COOKIE`], unless the request's cookie names that backend already.
+    browser: bool,
+    /// The request's pin cookie names the backend it goes to.
+    pin_current: bool,
     failure: Option<GatewayError>,
 }
 
@@ -286,7 +296,16 @@ impl TrinoProxy {
             )));
         }
         let target = classify(&req.method, req.uri.path(), req.uri.query())?;
+        if !matches!(target, Target::Submit) {
+            ctx.browser = oauth2::is_browser_path(req.uri.path());
+        }
         match target {
+            Target::Login(leg) => {
+                ctx.kind = Kind::Login;
+                ctx.login = Some(leg);
+                // The issuing backend is resolved next, in `request_filter` (it may ask the database).
+                Ok(())
+            }
             Target::Query(id) | Target::Segment(id) => {
                 ctx.kind = Kind::FollowUp;
                 ctx.query_id = Some(id.to_string());
@@ -317,6 +336,9 @@ impl TrinoProxy {
                 let query = ctx.query.take();
                 let routed = self.route_new(req, ctx, target, query.as_deref());
                 ctx.query = query;
+                if routed.is_ok() && ctx.browser {
+                    self.follow_pin(req, ctx);
+                }
                 routed
             }
         }
@@ -368,6 +390,76 @@ impl TrinoProxy {
         ctx.picked = Some(bi);
         ctx.backend = Some(snap.backends[bi].clone());
         Ok(())
+    }
+
+    /// A browser pinned to a backend (by [`oauth2::PIN_COOKIE`]) stays on it while it is a
+    /// routable member of the group its request was routed to: a Web UI login started there
+    /// finishes there. The cookie only chooses within that group, so policies still decide.
+    fn follow_pin(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
+        let (Some(name), Some(g)) = (
+            oauth2::pinned_backend(req.headers.get_all(http::header::COOKIE)),
+            ctx.group,
+        ) else {
+            return;
+        };
+        let snap = &ctx.snap;
+        let pinned = snap.groups[g].members.iter().copied().find(|&bi| {
+            let b = &snap.backends[bi];
+            &*b.name == name && strategy::is_routable(snap, b)
+        });
+        if let Some(bi) = pinned {
+            ctx.picked = Some(bi);
+            ctx.backend = Some(snap.backends[bi].clone());
+            ctx.pin_current = true;
+        }
+    }
+
+    /// An OAuth2 challenge from the backend: pin its login there before the client sees it, and
+    /// make its URIs point at the gateway where the backend built them on its own address.
+    async fn learn_challenge(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &RequestCtx,
+    ) {
+        let Some(backend) = &ctx.backend else {
+            return;
+        };
+        let ttl = ctx.snap.config.proxy.login_ttl.get();
+        let challenges: Vec<&str> = resp
+            .headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let mut logins = Vec::new();
+        for c in &challenges {
+            if let Some(login) = oauth2::challenge(c) {
+                logins.push(login);
+            }
+        }
+        let rewritten: Option<Vec<String>> = ctx.rewrite_mode.then(|| {
+            let rules = self.rewrite_rules(session, ctx);
+            challenges
+                .iter()
+                .map(|c| {
+                    oauth2::rewrite_challenge(c, |uri| page_rewrite::rewrite_location(&rules, uri))
+                        .unwrap_or_else(|| c.to_string())
+                })
+                .collect()
+        });
+        for login in logins {
+            debug!(backend = %backend.name, "OAuth2 challenge: login pinned");
+            self.gateway.pin_login(login, backend, ttl).await;
+        }
+        if let Some(values) = rewritten {
+            resp.remove_header(&http::header::WWW_AUTHENTICATE);
+            for v in values {
+                if let Err(e) = resp.append_header(http::header::WWW_AUTHENTICATE, v) {
+                    warn!("cannot rewrite a challenge: {e}");
+                }
+            }
+        }
     }
 
     /// What to rewrite in this request's answer: the backend's own origin (`forwarding: rewrite`)
@@ -619,6 +711,9 @@ impl ProxyHttp for TrinoProxy {
             body_bytes: 0,
             held: None,
             query: None,
+            login: None,
+            browser: false,
+            pin_current: false,
             failure: None,
         }
     }
@@ -634,6 +729,17 @@ impl ProxyHttp for TrinoProxy {
             routed = self.hold_statement(session, ctx).await;
         }
         let mut routed = routed.and_then(|()| self.route(session, ctx));
+        if let (Ok(()), Some(leg)) = (&routed, ctx.login) {
+            let ttl = ctx.snap.config.proxy.login_ttl.get();
+            let owner = self.gateway.resolve_login(leg, ttl).await;
+            match owner.backend() {
+                Some(b) => {
+                    debug!(leg = leg.kind(), backend = %b.name, source = owner.source(), "login leg resolved");
+                    ctx.backend = Some(b.clone());
+                }
+                None => routed = Err(GatewayError::login_not_found(leg, ttl)),
+            }
+        }
         if routed.is_ok() && ctx.kind == Kind::FollowUp && ctx.backend.is_none() {
             if let Some(id) = &ctx.query_id {
                 let owner = self.gateway.resolve_owner(id).await;
@@ -649,7 +755,7 @@ impl ProxyHttp for TrinoProxy {
         match routed {
             Ok(()) => Ok(false),
             Err(err) => {
-                debug!(path = %session.req_header().uri.path(), "rejected: {err}");
+                debug!(path = %oauth2::redacted_path(session.req_header().uri.path()), "rejected: {err}");
                 respond(session, &err).await?;
                 ctx.failure = Some(err);
                 Ok(true)
@@ -866,6 +972,25 @@ impl ProxyHttp for TrinoProxy {
         }
         let status = resp.status.as_u16();
         ctx.observe_head();
+        if status == 401 && resp.headers.contains_key(http::header::WWW_AUTHENTICATE) {
+            self.learn_challenge(session, resp, ctx).await;
+        }
+        if ctx.browser && !ctx.pin_current {
+            if let Some(b) = &ctx.backend {
+                let secure = self.tls
+                    || ctx
+                        .snap
+                        .config
+                        .proxy
+                        .external_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https:"));
+                resp.append_header(
+                    http::header::SET_COOKIE,
+                    oauth2::pin_cookie(&b.name, secure),
+                )?;
+            }
+        }
         if ctx.kind == Kind::Submit && status == 200 {
             let policy = ctx.reason.map(|r| r.policy_name(&ctx.snap)).unwrap_or("-");
             METRICS
@@ -1176,7 +1301,7 @@ impl ProxyHttp for TrinoProxy {
             );
         } else if let Some(failure) = &ctx.failure {
             info!(
-                path = %session.req_header().uri.path(),
+                path = %oauth2::redacted_path(session.req_header().uri.path()),
                 backend = ctx.backend_name(),
                 status,
                 error = failure.name,

@@ -4,6 +4,7 @@
 use http::Method;
 
 use super::error::GatewayError;
+use crate::oauth2::Leg;
 use crate::query_id::is_valid_query_id;
 
 /// Longest path we accept; Trino's own paths are far shorter, so longer ones are hostile or broken.
@@ -20,6 +21,8 @@ pub enum Target<'a> {
     Segment(&'a str),
     /// Any other `/v1/spooled/...`: a segment URI the gateway did not hand out.
     Spooled,
+    /// A leg of an OAuth2 login: goes to the backend that issued the login's challenge.
+    Login(Leg),
     /// Not tied to a query (`/v1/info`, UI assets, ...): routed like a submission.
     Other,
 }
@@ -32,12 +35,13 @@ impl Target<'_> {
             Target::Query(_) => "query",
             Target::Segment(_) => "segment",
             Target::Spooled => "spooled",
+            Target::Login(_) => "login",
             Target::Other => "other",
         }
     }
 }
 
-/// The metric label of a request: submit|page|cancel|info|ui|segment|other (a fixed set).
+/// The metric label of a request: submit|page|cancel|info|ui|login|segment|other (a fixed set).
 pub fn metric_kind(method: &Method, path: &str) -> &'static str {
     if path.starts_with("/v1/spooled/") {
         return "segment";
@@ -61,6 +65,9 @@ pub fn metric_kind(method: &Method, path: &str) -> &'static str {
     }
     if path.starts_with("/ui") {
         return "ui";
+    }
+    if path.starts_with("/oauth2/") {
+        return "login";
     }
     "other"
 }
@@ -160,6 +167,11 @@ pub fn classify<'a>(
             None => Ok(Target::Spooled),
         };
     }
+    if path.starts_with("/oauth2/") {
+        if let Some(leg) = crate::oauth2::leg(path, query_string) {
+            return leg.map(Target::Login).map_err(GatewayError::invalid_login);
+        }
+    }
     Ok(Target::Other)
 }
 
@@ -202,6 +214,43 @@ mod tests {
             ),
             Ok(Target::Query(ID))
         );
+    }
+
+    #[test]
+    fn login_paths() {
+        let id = "3e6a4b3c-8f4e-4d7a-9c35-0b1f2a7d9e10";
+        assert!(matches!(
+            c(Method::GET, &format!("/oauth2/token/{id}"), None),
+            Ok(Target::Login(Leg::Token(_)))
+        ));
+        assert!(matches!(
+            c(Method::DELETE, &format!("/oauth2/token/{id}"), None),
+            Ok(Target::Login(Leg::Token(_)))
+        ));
+        assert!(matches!(
+            c(
+                Method::GET,
+                &format!("/oauth2/token/initiate/{}", "a".repeat(64)),
+                None
+            ),
+            Ok(Target::Login(Leg::Initiate(_)))
+        ));
+        assert_eq!(c(Method::GET, "/oauth2/token/NOT-A-UUID", None), Err(400));
+        assert_eq!(
+            c(
+                Method::GET,
+                &format!("/oauth2/token/{}", id.to_uppercase()),
+                None
+            ),
+            Err(400)
+        );
+        assert_eq!(c(Method::GET, "/oauth2/token/initiate/abc", None), Err(400));
+        // The Web UI's callback names no login: routed like other browser requests.
+        assert_eq!(
+            c(Method::GET, "/oauth2/callback", Some("state=x.y.z")),
+            Ok(Target::Other)
+        );
+        assert_eq!(metric_kind(&Method::GET, "/oauth2/callback"), "login");
     }
 
     #[test]

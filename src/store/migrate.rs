@@ -48,6 +48,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0002_history_statement.sql"),
         mysql: include_str!("../../migrations/mysql/0002_history_statement.sql"),
     },
+    Migration {
+        version: 3,
+        name: "login_pins",
+        sqlite: include_str!("../../migrations/sqlite/0003_login_pins.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_login_pins.sql"),
+        mysql: include_str!("../../migrations/mysql/0003_login_pins.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS te_schema_migrations (\
@@ -182,6 +189,7 @@ impl Store {
             "te_config_version",
             "te_query_history",
             "te_coordinators",
+            "te_login_pins",
             "te_schema_migrations",
         ] {
             sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))

@@ -1,5 +1,6 @@
 //! Shared state in a database: the routing configuration (groups, backends, policies) with a
-//! version counter that every gateway instance polls, query history, and learned coordinator ids.
+//! version counter that every gateway instance polls, query history, learned coordinator ids and
+//! the backends of OAuth2 logins in progress.
 //!
 //! One code path serves SQLite, PostgreSQL and MySQL/MariaDB through `sqlx::any`, which carries only
 //! basic types: timestamps are `i64` milliseconds since the epoch and config objects are JSON text.
@@ -17,6 +18,7 @@
 mod dialect;
 pub mod drift;
 mod history;
+mod logins;
 mod migrate;
 
 use std::collections::HashSet;

@@ -2,6 +2,8 @@
 //! emulated Trino backends in-process, and a small Trino protocol client.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
