@@ -15,6 +15,7 @@ pub mod emulator;
 pub mod gateway;
 pub mod health;
 pub mod history;
+pub mod hop;
 pub mod hybrid;
 pub mod latency_probe;
 pub mod metrics;

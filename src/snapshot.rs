@@ -484,7 +484,14 @@ impl Snapshot {
             }
             match tokio::net::lookup_host(&b.address).await {
                 Ok(found) => {
-                    let mut addrs: Vec<SocketAddr> = found.collect();
+                    let (own, found): (Vec<SocketAddr>, Vec<SocketAddr>) = found.partition(|&a| {
+                        crate::config::validate::own_listener(&self.config, a).is_some()
+                    });
+                    if let Some(a) = own.first() {
+                        tracing::error!(backend = %b.name, address = %a,
+                            "backend host name resolves to this gateway's own listener; that address is not used (it would loop)");
+                    }
+                    let mut addrs: Vec<SocketAddr> = found;
                     addrs.sort();
                     addrs.dedup();
                     if !addrs.is_empty() && **b.runtime.resolved.load() != addrs {
@@ -501,7 +508,12 @@ impl Snapshot {
     /// upstream TLS, so a reload that rotates `proxy.backend_tls` applies to them too).
     pub fn upstream_client(&self) -> &reqwest::Client {
         self.upstream_client.get_or_init(|| {
+            // Probes and hybrid subqueries carry the loop marker too: a backend that leads
+            // back to this gateway answers them 508 and is never taken for healthy.
+            let mut marked = http::HeaderMap::new();
+            marked.insert(crate::hop::HOP, crate::hop::ID.clone());
             let builder = reqwest::Client::builder()
+                .default_headers(marked.clone())
                 .pool_idle_timeout(std::time::Duration::from_secs(30))
                 .connect_timeout(std::time::Duration::from_secs(10));
             match self
@@ -512,7 +524,10 @@ impl Snapshot {
                 Ok(c) => c,
                 Err(e) => {
                     warn!("cannot build the health-check HTTP client with proxy.backend_tls ({e}); probing without it");
-                    reqwest::Client::new()
+                    reqwest::Client::builder()
+                        .default_headers(marked)
+                        .build()
+                        .unwrap_or_default()
                 }
             }
         })

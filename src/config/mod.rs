@@ -71,6 +71,20 @@ pub struct LoadedConfig {
 }
 
 /// Read, parse and validate a configuration file.
+/// Largest compiled `match.user`/`match.source` pattern (the regex crate's `size_limit`):
+/// ordinary patterns are a few KiB; one like `(a{100}){100}` is refused at load instead of
+/// costing every submission time in proportion to its size.
+pub const MAX_PATTERN_BYTES: usize = 256 * 1024;
+
+/// A `match.user`/`match.source` pattern, compiled within [`MAX_PATTERN_BYTES`] (validation and
+/// the routing snapshot use this one function).
+pub fn compile_pattern(re: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(re)
+        .size_limit(MAX_PATTERN_BYTES)
+        .dfa_size_limit(MAX_PATTERN_BYTES)
+        .build()
+}
+
 pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
@@ -111,6 +125,14 @@ pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn oversized_patterns_are_refused() {
+        assert!(super::compile_pattern("^svc_(etl|bi)[0-9]+$").is_ok());
+        assert!(super::compile_pattern("(?i)^(dbt|airflow|superset|tableau).*").is_ok());
+        let e = super::compile_pattern("(a{100}){100}").unwrap_err();
+        assert!(e.to_string().contains("size limit"), "{e}");
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -235,6 +235,52 @@ fn check_backend_groups(is: &mut Issues, i: usize, names: &[String], defined: &H
     }
 }
 
+/// Whether a connection to `target` would reach a socket bound to `listener`: same port, and the
+/// same address, or `listener` bound to every address and `target` one of this host's (loopback,
+/// unspecified, or an address this host can bind).
+pub fn reaches_listener(listener: SocketAddr, target: SocketAddr) -> bool {
+    if listener.port() != target.port() {
+        return false;
+    }
+    let ip = target.ip();
+    if listener.ip() == ip {
+        return true;
+    }
+    listener.ip().is_unspecified()
+        && (ip.is_loopback()
+            || ip.is_unspecified()
+            || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
+}
+
+/// The gateway's own listener (proxy or admin) that `target` reaches, if any: a backend there
+/// would send every request back into the gateway.
+pub fn own_listener(c: &Config, target: SocketAddr) -> Option<SocketAddr> {
+    c.proxy
+        .listeners
+        .iter()
+        .map(|l| l.address.as_str())
+        .chain(std::iter::once(c.admin.address.as_str()))
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .find(|&l| reaches_listener(l, target))
+}
+
+/// The addresses a backend URL names without a DNS lookup (an IP literal, or `localhost`);
+/// host names are checked when resolved (`Snapshot::resolve_host_names`).
+fn literal_addresses(u: &url::Url) -> Vec<SocketAddr> {
+    let Some(port) = u.port_or_known_default() else {
+        return Vec::new();
+    };
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
+        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => vec![
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port),
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), port),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     let mut is = Issues(Vec::new());
 
@@ -419,8 +465,23 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
             "backend",
         );
         check_backend_groups(&mut is, i, b.groups(), &groups);
-        if let Err(e) = check_backend_url(&b.url) {
-            is.push(format!("backends[{i}].url"), e);
+        match check_backend_url(&b.url) {
+            Err(e) => is.push(format!("backends[{i}].url"), e),
+            Ok(u) => {
+                if let Some(l) = literal_addresses(&u)
+                    .into_iter()
+                    .find_map(|a| own_listener(c, a))
+                {
+                    is.push(
+                        format!("backends[{i}].url"),
+                        format!(
+                            "`{}` is this gateway's own listener {l}: every request would loop \
+                             back into the gateway",
+                            b.url
+                        ),
+                    );
+                }
+            }
         }
         if b.max_queued_queries == Some(0) || b.max_running_queries == Some(0) {
             is.push(
@@ -466,7 +527,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
         }
         for (key, re) in [("source", &m.source), ("user", &m.user)] {
             if let Some(re) = re {
-                if let Err(e) = regex::Regex::new(re) {
+                if let Err(e) = super::compile_pattern(re) {
                     is.push(format!("{at}.match.{key}"), format!("invalid regex: {e}"));
                 }
             }

@@ -29,6 +29,8 @@ pub enum ProbeError {
     InfoUnreachable(String),
     #[error("GET /v1/info answered HTTP {0}")]
     InfoStatus(u16),
+    #[error("routing loop: the backend is this gateway, or leads back to it (GET /v1/info answered 508)")]
+    Loop,
     #[error("GET /v1/info: not Trino's answer: {0}")]
     InfoNotTrino(String),
     #[error("not a coordinator (`coordinator: false` in /v1/info)")]
@@ -73,6 +75,9 @@ pub async fn probe(
         .send()
         .await
         .map_err(|e| ProbeError::InfoUnreachable(without_url(&e)))?;
+    if resp.status() == http::StatusCode::LOOP_DETECTED {
+        return Err(ProbeError::Loop);
+    }
     if !resp.status().is_success() {
         return Err(ProbeError::InfoStatus(resp.status().as_u16()));
     }

@@ -77,9 +77,27 @@ pub fn unavailable(snap: &Snapshot, group: usize, why: Unavailable) -> GatewayEr
     }
 }
 
+/// Request headers that claim an identity beside the one a trusted proxy vouches for. On a
+/// listener with `user_from_header` the client's own are removed before anything reads the
+/// request (`Authorization` included: that proxy authenticated the user; the backend trusts the
+/// gateway), and a `Connection` header may not nominate them (see [`identity`]).
+pub const CLIENT_IDENTITY_HEADERS: [&str; 9] = [
+    "authorization",
+    "x-trino-original-user",
+    "x-presto-original-user",
+    "x-trino-authorization-user",
+    "x-presto-authorization-user",
+    "x-trino-original-roles",
+    "x-presto-original-roles",
+    "x-trino-role",
+    "x-presto-role",
+];
+
 /// With `user_from_header` on the listener, the value that becomes `X-Trino-User` (whatever user
 /// the client claimed is dropped); `None` when the listener has no such header. A request without
-/// it is refused (401).
+/// it is refused (401); one with two values of it (two header lines, or a comma list a proxy
+/// merged), or whose `Connection` header nominates an `X-Trino-*`/`X-Presto-*` or identity header
+/// (which would remove it on the way to the backend), is refused (400).
 pub fn identity(
     listener: Option<&ListenerConfig>,
     listener_name: &str,
@@ -88,10 +106,33 @@ pub fn identity(
     let Some(header) = listener.and_then(|l| l.user_from_header.as_deref()) else {
         return Ok(None);
     };
-    headers
-        .get(header)
+    let mut values = headers.get_all(header).iter();
+    let value = values
+        .next()
         .filter(|v| !v.is_empty())
-        .cloned()
-        .map(Some)
-        .ok_or_else(|| GatewayError::unauthenticated(listener_name, header))
+        .ok_or_else(|| GatewayError::unauthenticated(listener_name, header))?;
+    if values.next().is_some() || value.as_bytes().contains(&b',') {
+        return Err(GatewayError::ambiguous_identity(format!(
+            "the request carries more than one value of {header}"
+        )));
+    }
+    for v in headers.get_all(http::header::CONNECTION) {
+        let v = v
+            .to_str()
+            .map_err(|_| GatewayError::bad_request("header Connection is not valid UTF-8"))?;
+        for token in v.split(',').map(str::trim) {
+            let lower = token.to_ascii_lowercase();
+            let identity = lower.starts_with("x-trino-")
+                || lower.starts_with("x-presto-")
+                || lower.eq_ignore_ascii_case(header)
+                || CLIENT_IDENTITY_HEADERS.contains(&lower.as_str());
+            if identity {
+                let shown: String = token.chars().take(64).collect();
+                return Err(GatewayError::ambiguous_identity(format!(
+                    "the Connection header nominates {shown}, which this listener sets itself"
+                )));
+            }
+        }
+    }
+    Ok(Some(value.clone()))
 }

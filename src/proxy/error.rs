@@ -132,6 +132,31 @@ impl GatewayError {
         )
     }
 
+    /// A request that carries this gateway's own loop marker (see [`crate::hop`]).
+    pub fn loop_detected() -> Self {
+        Self::new(
+            508,
+            "ROUTING_LOOP",
+            "EXTERNAL",
+            24,
+            "Routing loop: this request already passed through this gateway (a backend is this \
+             gateway, or leads back to it); check the backends' URLs"
+                .to_string(),
+        )
+    }
+
+    /// On a listener whose identity comes from a trusted proxy's header, a request that could
+    /// make the backend see another identity.
+    pub fn ambiguous_identity(detail: String) -> Self {
+        Self::new(
+            400,
+            "AMBIGUOUS_IDENTITY",
+            "USER_ERROR",
+            23,
+            format!("Refused: {detail}"),
+        )
+    }
+
     pub fn unauthenticated(listener: &str, header: &str) -> Self {
         Self::new(
             401,

@@ -62,21 +62,66 @@ impl Public<'_> {
     }
 }
 
+/// The request's `Host` is not a valid authority (empty, or characters no host name has): it
+/// cannot say where the gateway is, so the request is refused rather than forwarded as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the Host header is not a valid host[:port]")]
+pub struct InvalidHost;
+
+/// `host[:port]`: a registered name or IPv4 address (letters, digits, `-`, `.`, `_`) or a
+/// bracketed IPv6 address, then an optional port of at most five digits. One pass over the
+/// bytes, as this runs on every request.
+pub fn valid_authority(h: &[u8]) -> bool {
+    let (host, port) = match h.first() {
+        Some(b'[') => match h.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inner = &h[1..end];
+                if inner.is_empty()
+                    || !inner
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'%'))
+                {
+                    return false;
+                }
+                (&h[..=end], &h[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match h.iter().position(|&b| b == b':') {
+            Some(colon) => (&h[..colon], &h[colon..]),
+            None => (h, &h[h.len()..]),
+        },
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => {
+            !digits.is_empty() && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit)
+        }
+        Some(_) => false,
+    };
+    host_ok && port_ok
+}
+
 /// The public address, in order: `proxy.external_url`; the client's own `X-Forwarded-*` when
-/// `trust_forwarded_headers` is on; the request's `Host` (port defaulting by scheme); finally the
-/// listener address.
+/// `trust_forwarded_headers` is on; the request's `Host` (port defaulting by scheme; an invalid
+/// one is an error); finally the listener address.
 pub fn public<'a>(
     snap: &'a Snapshot,
     req: &'a RequestHeader,
     listener_addr: Option<std::net::SocketAddr>,
     listener_tls: bool,
-) -> Option<Public<'a>> {
+) -> Result<Option<Public<'a>>, InvalidHost> {
     if let Some(ext) = &snap.external_url {
-        return Some(Public {
+        return Ok(Some(Public {
             proto: ext.proto.as_str().into(),
             host: ext.host.as_str().into(),
             port: ext.port.as_str().into(),
-        });
+        }));
     }
     let (proto, default_port) = if listener_tls {
         ("https", "443")
@@ -98,25 +143,27 @@ pub fn public<'a>(
             let port = header(X_FORWARDED_PORT)
                 .or(port)
                 .unwrap_or(if proto == "https" { "443" } else { "80" });
-            return Some(Public {
+            return Ok(Some(Public {
                 proto: proto.into(),
                 host,
                 port: port.into(),
-            });
+            }));
         }
     }
-    let host_header = req
-        .headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let host_header = match req.headers.get(HOST) {
+        Some(v) if !valid_authority(v.as_bytes()) => return Err(InvalidHost),
+        Some(v) => v.to_str().ok(),
+        None => req.uri.authority().map(|a| a.as_str()),
+    };
     let (host, port) = match host_header {
         Some(h) => {
             let (host, port) = split_authority(h);
             (host, Cow::Borrowed(port.unwrap_or(default_port)))
         }
         None => {
-            let a = listener_addr?;
+            let Some(a) = listener_addr else {
+                return Ok(None);
+            };
             let host = match a.ip() {
                 std::net::IpAddr::V6(ip) => format!("[{ip}]"),
                 ip => ip.to_string(),
@@ -124,11 +171,11 @@ pub fn public<'a>(
             (Cow::Owned(host), Cow::Owned(a.port().to_string()))
         }
     };
-    Some(Public {
+    Ok(Some(Public {
         proto: proto.into(),
         host,
         port,
-    })
+    }))
 }
 
 /// `host[:port]` → host (IPv6 in brackets) and the port if one is given.
@@ -150,16 +197,60 @@ fn split_authority(h: &str) -> (Cow<'_, str>, Option<&str>) {
     (host, port)
 }
 
+/// Headers by which a client could tell a backend (Jetty's forwarded-request handling, which
+/// `process-forwarded` enables, or a proxy behind it) where a request came from or where the
+/// gateway is — besides the four `X-Forwarded-For/Proto/Host/Port` the gateway sets itself.
+/// Removed unless `proxy.trust_forwarded_headers`.
+fn is_forwarding_family(name: &str) -> bool {
+    match name.strip_prefix("x-forwarded-") {
+        Some(rest) => !matches!(rest, "for" | "proto" | "host" | "port"),
+        None => matches!(
+            name,
+            "forwarded" | "x-real-ip" | "x-proxied-https" | "proxy-auth-cert" | "proxy-ssl-id"
+        ),
+    }
+}
+
+/// Remove the headers `remove` picks (one pass; nothing allocated when none is there).
+fn remove_where(req: &mut RequestHeader, remove: impl Fn(&str) -> bool) {
+    if !req.headers.keys().any(|n| remove(n.as_str())) {
+        return;
+    }
+    let names: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| remove(n.as_str()))
+        .cloned()
+        .collect();
+    for n in names {
+        req.remove_header(&n);
+    }
+}
+
+/// Why the forwarding headers could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Host(#[from] InvalidHost),
+    #[error("cannot set a forwarding header: {0}")]
+    Header(String),
+}
+
 /// Set the forwarding headers on the upstream request: `X-Forwarded-For` gets the client address
 /// appended, and `X-Forwarded-Proto/Host/Port` say the [`public`] address (a trusted client's own
-/// are kept as they are).
+/// are kept as they are); the rest of the forwarding family a client sent is removed unless
+/// trusted.
 pub fn apply(
     snap: &Snapshot,
     req: &mut RequestHeader,
     client_ip: Option<std::net::IpAddr>,
     listener_addr: Option<std::net::SocketAddr>,
     listener_tls: bool,
-) -> pingora_error::Result<()> {
+) -> Result<(), ForwardError> {
+    let header_error = |e: Box<pingora_error::Error>| ForwardError::Header(e.to_string());
+    if !snap.trust_forwarded_headers {
+        remove_where(req, is_forwarding_family);
+    }
     if let Some(ip) = client_ip {
         let xff = match req
             .headers
@@ -171,12 +262,13 @@ pub fn apply(
             }
             _ => ip_text(ip),
         };
-        req.insert_header(X_FORWARDED_FOR, xff)?;
+        req.insert_header(X_FORWARDED_FOR, xff)
+            .map_err(header_error)?;
     }
     if snap.trust_forwarded_headers && req.headers.contains_key(X_FORWARDED_HOST) {
         return Ok(());
     }
-    let Some(p) = public(snap, req, listener_addr, listener_tls) else {
+    let Some(p) = public(snap, req, listener_addr, listener_tls)? else {
         return Ok(());
     };
     let value = |v: Cow<'_, str>| match v {
@@ -184,43 +276,86 @@ pub fn apply(
         Cow::Owned(s) => HeaderValue::try_from(s),
     };
     let (proto, host, port) = (value(p.proto), value(p.host), value(p.port));
-    let invalid = |_| {
-        pingora_error::Error::explain(
-            pingora_error::ErrorType::InvalidHTTPHeader,
-            "forwarded address",
-        )
-    };
+    let invalid = |_| ForwardError::Header("the public address is not a valid header value".into());
     let (proto, host, port) = (
         proto.map_err(invalid)?,
         host.map_err(invalid)?,
         port.map_err(invalid)?,
     );
-    req.insert_header(X_FORWARDED_PROTO, proto)?;
-    req.insert_header(X_FORWARDED_HOST, host)?;
-    req.insert_header(X_FORWARDED_PORT, port)?;
+    req.insert_header(X_FORWARDED_PROTO, proto)
+        .map_err(header_error)?;
+    req.insert_header(X_FORWARDED_HOST, host)
+        .map_err(header_error)?;
+    req.insert_header(X_FORWARDED_PORT, port)
+        .map_err(header_error)?;
     Ok(())
 }
 
 /// `forwarding: rewrite`: the backend must see no forwarding header at all (a Trino without
 /// `http-server.process-forwarded` refuses every request that has one, with 406).
 pub fn strip(req: &mut RequestHeader) {
-    let names: Vec<http::HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| {
-            let n = n.as_str();
-            n.starts_with("x-forwarded-") || n == "forwarded"
-        })
-        .cloned()
-        .collect();
-    for n in names {
-        req.remove_header(&n);
-    }
+    remove_where(req, |n| {
+        n.starts_with("x-forwarded-") || is_forwarding_family(n)
+    });
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ip_text;
+    use super::{ip_text, is_forwarding_family, valid_authority};
+
+    #[test]
+    fn authorities() {
+        for ok in [
+            "gw",
+            "gw:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "trino.example.com",
+            "[::1]",
+            "[::1]:8080",
+            "a_b-c.d",
+        ] {
+            assert!(valid_authority(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "gw:",
+            "gw:123456",
+            "gw:80:80",
+            "gw/x",
+            "gw x",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "evil.com@gw",
+            "gw\t",
+        ] {
+            assert!(!valid_authority(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarding_family() {
+        for n in [
+            "forwarded",
+            "x-forwarded-server",
+            "x-forwarded-prefix",
+            "x-forwarded-ssl",
+            "x-proxied-https",
+            "x-real-ip",
+        ] {
+            assert!(is_forwarding_family(n), "{n}");
+        }
+        for n in [
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-trino-user",
+            "host",
+        ] {
+            assert!(!is_forwarding_family(n), "{n}");
+        }
+    }
 
     #[test]
     fn ip_text_matches_display() {

@@ -270,6 +270,16 @@ fn placed(snap: &Snapshot, route: &Route) -> Result<(usize, usize), GatewayError
     }
 }
 
+/// What a client is told of an upstream failure: its kind in words, no addresses.
+fn unreachable_reason(e: &Error) -> &'static str {
+    match upstream_error_kind(e) {
+        "timeout" => "the connection timed out",
+        "connect" => "the connection was refused or failed",
+        "reset" => "the connection was closed or reset",
+        _ => "the request to it failed",
+    }
+}
+
 /// Fixed metric label for an upstream failure.
 fn upstream_error_kind(e: &Error) -> &'static str {
     match e.etype() {
@@ -466,7 +476,9 @@ impl TrinoProxy {
     /// becomes the gateway's public base; segment URIs on either get the query id.
     fn rewrite_rules(&self, session: &Session, ctx: &RequestCtx) -> page_rewrite::Rules {
         let listener_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
-        let public = forwarded::public(&ctx.snap, session.req_header(), listener_addr, self.tls);
+        let public = forwarded::public(&ctx.snap, session.req_header(), listener_addr, self.tls)
+            .ok()
+            .flatten();
         page_rewrite::Rules {
             backend: ctx
                 .backend
@@ -500,7 +512,8 @@ impl TrinoProxy {
     }
 
     /// With `user_from_header`, the trusted front proxy's header becomes `X-Trino-User` (and
-    /// whatever user the client claimed is dropped) before anything looks at the request.
+    /// whatever identity the client claimed is dropped, see
+    /// [`admission::CLIENT_IDENTITY_HEADERS`]) before anything looks at the request.
     fn apply_identity(&self, session: &mut Session, ctx: &RequestCtx) -> Result<(), GatewayError> {
         let listener = self.listener_config(&ctx.snap);
         let Some(user) =
@@ -509,6 +522,9 @@ impl TrinoProxy {
             return Ok(());
         };
         let req = session.req_header_mut();
+        for name in admission::CLIENT_IDENTITY_HEADERS {
+            req.remove_header(name);
+        }
         req.remove_header(&crate::routing::facts::USER.presto);
         req.insert_header(crate::routing::facts::USER.trino.clone(), user)
             .map_err(|_| GatewayError::bad_request("cannot set X-Trino-User"))?;
@@ -724,6 +740,13 @@ impl ProxyHttp for TrinoProxy {
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<bool> {
         client_connection::mark_header_read();
+        if crate::hop::looped(&session.req_header().headers) {
+            let err = GatewayError::loop_detected();
+            warn!(listener = %self.listener, "routing loop: a request came back to this gateway");
+            respond(session, &err).await?;
+            ctx.failure = Some(err);
+            return Ok(true);
+        }
         let mut routed = self.apply_identity(session, ctx);
         if routed.is_ok() && ctx.snap.content_routing && content::is_submission(session) {
             routed = self.hold_statement(session, ctx).await;
@@ -920,7 +943,21 @@ impl ProxyHttp for TrinoProxy {
         if rewrite_mode {
             forwarded::strip(upstream);
         } else {
-            forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr, self.tls)?;
+            if let Err(e) =
+                forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr, self.tls)
+            {
+                let (status, failure) = match e {
+                    forwarded::ForwardError::Host(h) => {
+                        (400, GatewayError::bad_request(h.to_string()))
+                    }
+                    forwarded::ForwardError::Header(h) => (500, GatewayError::internal(h)),
+                };
+                ctx.failure = Some(failure);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "forwarding headers",
+                ));
+            }
         }
         if let Some(b) = &backend {
             // A rewriting backend builds its URIs on its own address, which is what gets replaced.
@@ -933,6 +970,7 @@ impl ProxyHttp for TrinoProxy {
                 .map_err(|e| Error::because(ErrorType::InternalError, "segment path", e))?;
             upstream.set_uri(uri);
         }
+        upstream.append_header(crate::hop::HOP, crate::hop::ID.clone())?;
         ctx.rewrite_mode = rewrite_mode;
         let statement = ctx.kind == Kind::Submit || ctx.statement_page;
         if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
@@ -1213,7 +1251,12 @@ impl ProxyHttp for TrinoProxy {
                 ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                     GatewayError::backend_timeout(ctx.backend_name())
                 }
-                _ => GatewayError::backend_unreachable(ctx.backend_name(), &e.to_string()),
+                // The client learns the backend's name and what went wrong, not its address
+                // (that goes to the log).
+                _ => {
+                    warn!(backend = ctx.backend_name(), "backend unreachable: {e}");
+                    GatewayError::backend_unreachable(ctx.backend_name(), unreachable_reason(e))
+                }
             }),
             ErrorSource::Downstream => match e.etype() {
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,

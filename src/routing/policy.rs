@@ -110,6 +110,11 @@ impl Content {
     }
 }
 
+/// Longest `X-Trino-User`/`X-Trino-Source` value a `user`/`source` pattern is matched against;
+/// a longer one does not match. A pattern costs time in proportion to its size times the
+/// value's length (the regex crate guarantees no worse), so both are bounded.
+pub const MAX_MATCHED_LEN: usize = 1024;
+
 impl CompiledPolicy {
     pub fn compile(
         p: &PolicyConfig,
@@ -119,7 +124,7 @@ impl CompiledPolicy {
         let m = &p.match_;
         let re = |r: &Option<String>| {
             r.as_deref()
-                .map(Regex::new)
+                .map(crate::config::compile_pattern)
                 .transpose()
                 .map_err(|e| e.to_string())
         };
@@ -171,12 +176,18 @@ impl CompiledPolicy {
             }
         }
         if let Some(re) = &self.user {
-            if !f.user.is_some_and(|u| re.is_match(u)) {
+            if !f
+                .user
+                .is_some_and(|u| u.len() <= MAX_MATCHED_LEN && re.is_match(u))
+            {
                 return Some("user");
             }
         }
         if let Some(re) = &self.source {
-            if !f.source.is_some_and(|s| re.is_match(s)) {
+            if !f
+                .source
+                .is_some_and(|s| s.len() <= MAX_MATCHED_LEN && re.is_match(s))
+            {
                 return Some("source");
             }
         }
