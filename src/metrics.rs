@@ -34,6 +34,7 @@ pub struct Metrics {
     pub history_dropped: IntCounter,
     pub admin_auth_failures: IntCounterVec,
     pub slow_headers: IntCounter,
+    pub admin_connections_closed: IntCounterVec,
     pub uris_rewritten: IntCounter,
     pub rewrite_skipped: IntCounter,
     pub lingering_closes: IntCounterVec,
@@ -207,6 +208,11 @@ impl Metrics {
             slow_headers: r.counter(
                 "trino_edge_slow_headers_total",
                 "Client connections closed because a request header was not complete within proxy.header_timeout",
+            )?,
+            admin_connections_closed: r.counter_vec(
+                "trino_edge_admin_connections_closed_total",
+                "Admin listener connections closed by the gateway, by reason (header_timeout: request head or TLS handshake not complete within admin.header_timeout; idle_timeout; max_connections: refused at accept)",
+                &["reason"],
             )?,
             uris_rewritten: r.counter(
                 "trino_edge_uris_rewritten_total",

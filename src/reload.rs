@@ -189,6 +189,12 @@ health: { interval: 5s }
             ["health.interval"]
         );
         assert_eq!(changes(("127.0.0.1:3", "127.0.0.1:4")), ["admin.address"]);
+        // The admin listener reads its limits at every accept.
+        assert!(changes((
+            "\"127.0.0.1:3\" }",
+            "\"127.0.0.1:3\", header_timeout: 1s, idle_timeout: 2s, max_connections: 5 }"
+        ))
+        .is_empty());
         assert_eq!(
             changes(("127.0.0.1:1", "127.0.0.1:2")),
             ["proxy.listeners (names, addresses, tls)"]

@@ -69,6 +69,15 @@ impl From<TlsError> for String {
     }
 }
 
+/// Why a TLS connection to the admin listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("cannot start a TLS session: {0}")]
+    Session(#[source] ErrorStack),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] openssl::ssl::Error),
+}
+
 /// A certificate chain (leaf first) and its private key.
 pub struct Certified {
     /// The leaf first; [`load_pair`] never returns an empty chain.
@@ -161,6 +170,23 @@ impl ServerCert {
 
     pub fn acceptor(&self) -> Arc<SslAcceptor> {
         self.acceptor.load_full()
+    }
+
+    /// The server side of a TLS handshake on `tcp` with the current certificate (the admin
+    /// listener; its caller puts the deadline on it).
+    pub async fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, HandshakeError> {
+        let acceptor = self.acceptor();
+        let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(HandshakeError::Session)?;
+        let mut stream =
+            tokio_openssl::SslStream::new(ssl, tcp).map_err(HandshakeError::Session)?;
+        std::pin::Pin::new(&mut stream)
+            .accept()
+            .await
+            .map_err(HandshakeError::Handshake)?;
+        Ok(stream)
     }
 
     /// Pingora listener settings that take the certificate from `self` at every handshake.
@@ -274,89 +300,6 @@ impl UpstreamTls {
             b = b.identity(id);
         }
         Ok(b)
-    }
-}
-
-/// Longest a client may take for its TLS handshake on the admin listener.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Handshakes in progress at once on the admin listener; further connections wait in the backlog.
-const MAX_HANDSHAKES: usize = 256;
-
-/// An HTTPS listener for axum: handshakes run concurrently (a slow client cannot hold up the
-/// others) with a deadline, and only finished ones are handed to the server.
-pub struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(
-        tokio_openssl::SslStream<tokio::net::TcpStream>,
-        std::net::SocketAddr,
-    )>,
-    local: std::net::SocketAddr,
-    acceptor_task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: tokio::net::TcpListener, cert: Arc<ServerCert>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let acceptor_task = tokio::spawn(async move {
-            loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let (stream, addr) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!("admin listener: accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (tx, acceptor) = (tx.clone(), cert.acceptor());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let handshake = async {
-                        let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
-                        let mut s = tokio_openssl::SslStream::new(ssl, stream).ok()?;
-                        std::pin::Pin::new(&mut s).accept().await.ok()?;
-                        Some(s)
-                    };
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Some(s)) => {
-                            let _ = tx.send((s, addr)).await;
-                        }
-                        _ => tracing::debug!(%addr, "admin TLS handshake failed or timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            rx,
-            local,
-            acceptor_task,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_openssl::SslStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The acceptor task never ends on its own; wait forever if it somehow did.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }
 

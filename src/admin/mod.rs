@@ -2,12 +2,14 @@
 //! `/metrics` build on this router.
 //!
 //! It runs as a Pingora background service on its own port, so an overloaded proxy listener never
-//! starves the operator's view of the gateway.
+//! starves the operator's view of the gateway; `listener` serves its connections under deadlines
+//! and a connection cap.
 
 pub mod auth;
 pub mod config_api;
 pub mod history_api;
 pub mod hybrid_api;
+mod listener;
 pub mod route_api;
 
 use std::net::TcpListener as StdTcpListener;
@@ -30,7 +32,7 @@ use crate::proxy::Gateway;
 use crate::routing::strategy;
 use crate::snapshot::{Backend, Snapshot};
 use crate::sync::StateSync;
-use crate::tls::{ServerCert, TlsListener};
+use crate::tls::ServerCert;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -158,26 +160,25 @@ async fn openapi() -> Response {
 /// unknown path) leaves bytes on the connection. Hyper then closes it, but only after the response
 /// went out marked keep-alive, so a pooling client reuses a dead connection and its *next* request
 /// fails. Reading here makes every answer safe to keep alive; the one answer that cannot read the
-/// body — 413 — says `Connection: close`.
+/// body — 413 — says `Connection: close`. A declared `Content-Length` over the limit gets its 413
+/// at once, before a byte of the body is read (a client announcing 10 GB and sending nothing
+/// must not hold the connection).
 async fn read_whole_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let (parts, body) = req.into_parts();
+    // For a declared length hyper's size hint is exact; for a chunked body its lower bound is 0.
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY as u64 {
+        return too_large();
+    }
     match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => {
             next.run(axum::extract::Request::from_parts(parts, bytes.into()))
                 .await
         }
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
+            let too_big = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    [(axum::http::header::CONNECTION, "close")],
-                    Json(json!({
-                        "error": format!("request body larger than {MAX_BODY} bytes")
-                    })),
-                )
-                    .into_response()
+            if too_big {
+                too_large()
             } else {
                 (
                     StatusCode::BAD_REQUEST,
@@ -188,6 +189,19 @@ async fn read_whole_body(req: axum::extract::Request, next: axum::middleware::Ne
             }
         }
     }
+}
+
+/// 413 for a body over [`MAX_BODY`], closing the connection: the rest of the body is never read
+/// as a request (the listener only discards what still arrives while it closes).
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(axum::http::header::CONNECTION, "close")],
+        Json(json!({
+            "error": format!("request body larger than {MAX_BODY} bytes")
+        })),
+    )
+        .into_response()
 }
 
 async fn livez() -> Json<serde_json::Value> {
@@ -398,20 +412,8 @@ impl BackgroundService for AdminService {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        let served = match &self.tls {
-            Some(cert) => match TlsListener::new(listener, cert.clone()) {
-                Ok(tls) => axum::serve(tls, app).with_graceful_shutdown(stop).await,
-                Err(e) => Err(e),
-            },
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-            }
-        };
-        if let Err(e) = served {
-            error!("admin listener failed: {e}");
-        }
+        let snapshots = self.gateway.snapshots.clone();
+        listener::serve(listener, app, self.tls.clone(), snapshots, stop).await;
     }
 }
 

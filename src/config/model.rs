@@ -304,6 +304,28 @@ pub struct AdminConfig {
     /// Who may call the admin API. Without it the admin listener must stay on loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AdminAuthConfig>,
+    /// A request head must be complete this long after the connection opened (over HTTPS: the
+    /// TLS handshake too) or, on a kept-alive connection, after the head's first byte; slower
+    /// clients are disconnected (slowloris).
+    #[serde(default = "default_admin_header_timeout")]
+    pub header_timeout: HumanDuration,
+    /// A kept-alive connection with no request in progress is closed after this long.
+    #[serde(default = "default_admin_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Connections open at once (including TLS handshakes); a connection beyond it is closed as
+    /// soon as it is accepted.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_admin_header_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_admin_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_admin_max_connections() -> usize {
+    256
 }
 
 /// Admin API authentication: static tokens and/or OIDC bearer JWTs, each mapped to a role.

@@ -341,6 +341,15 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     if let Some(auth) = &c.admin.auth {
         check_admin_auth(&mut is, auth);
     }
+    if c.admin.header_timeout.get() < std::time::Duration::from_millis(100) {
+        is.push("admin.header_timeout", "must be at least 100ms");
+    }
+    if c.admin.idle_timeout.get() < std::time::Duration::from_millis(100) {
+        is.push("admin.idle_timeout", "must be at least 100ms");
+    }
+    if c.admin.max_connections == 0 {
+        is.push("admin.max_connections", "must be at least 1");
+    }
     check_hybrid(&mut is, &c.hybrid);
     for (i, l) in c.proxy.listeners.iter().enumerate() {
         if let Some(h) = &l.user_from_header {
@@ -678,5 +687,29 @@ backends:
         )
         .replace("  policies:\n    []", "  policies: []");
         parse_str("c.yaml", &text).expect("valid");
+    }
+
+    #[test]
+    fn admin_listener_limits_have_defaults_and_floors() {
+        let text = base(
+            "    []",
+            "  - { name: b, url: \"https://trino.example.com\", group: adhoc }",
+        )
+        .replace("  policies:\n    []", "  policies: []");
+        let c = parse_str("c.yaml", &text).expect("valid");
+        assert_eq!(c.admin.header_timeout.get().as_secs(), 10);
+        assert_eq!(c.admin.idle_timeout.get().as_secs(), 60);
+        assert_eq!(c.admin.max_connections, 256);
+        let msg = err(&text.replace(
+            "address: \"127.0.0.1:8090\"",
+            "address: \"127.0.0.1:8090\", header_timeout: 50ms, idle_timeout: 0s, max_connections: 0",
+        ));
+        for needle in [
+            "c.yaml: admin.header_timeout: must be at least 100ms",
+            "c.yaml: admin.idle_timeout: must be at least 100ms",
+            "c.yaml: admin.max_connections: must be at least 1",
+        ] {
+            assert!(msg.contains(needle), "missing `{needle}` in:\n{msg}");
+        }
     }
 }
