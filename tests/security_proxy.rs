@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct Tap {
     url: String,
     heads: Arc<Mutex<Vec<String>>>,
+    /// Connections the backend accepted.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Tap {
@@ -29,11 +31,14 @@ impl Tap {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = heads.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -58,7 +63,24 @@ impl Tap {
                                     .then(|| v.trim().parse().ok())?
                             })
                             .unwrap_or(0);
-                        while buf.len() < end + 4 + len {
+                        let chunked = head
+                            .to_ascii_lowercase()
+                            .contains("transfer-encoding: chunked");
+                        // The body: its length, or (chunked) up to the last chunk.
+                        let body_end = |buf: &[u8]| {
+                            if chunked {
+                                buf[end..]
+                                    .windows(5)
+                                    .position(|w| w == b"0\r\n\r\n")
+                                    .map(|p| end + p + 5)
+                            } else {
+                                (buf.len() >= end + 4 + len).then_some(end + 4 + len)
+                            }
+                        };
+                        let stop = loop {
+                            if let Some(stop) = body_end(&buf) {
+                                break stop;
+                            }
                             let Ok(n) = s.read(&mut chunk).await else {
                                 return;
                             };
@@ -66,8 +88,8 @@ impl Tap {
                                 return;
                             }
                             buf.extend_from_slice(&chunk[..n]);
-                        }
-                        buf.drain(..end + 4 + len);
+                        };
+                        buf.drain(..stop);
                         seen.lock().unwrap().push(head);
                         let body =
                             r#"{"id":"20260101_000000_00001_tap22","stats":{"state":"FINISHED"}}"#;
@@ -82,7 +104,11 @@ impl Tap {
                 });
             }
         });
-        Tap { url, heads }
+        Tap {
+            url,
+            heads,
+            accepted,
+        }
     }
 
     fn take(&self) -> Vec<String> {
@@ -442,4 +468,115 @@ async fn routing_loops_are_refused_at_load_and_stopped_at_run_time() {
     let c = Gateway::start(&yaml_c, port_c, admin_c).await;
     let v: Value = wait_state(&c, "to-b", "UNHEALTHY", Duration::from_secs(10)).await;
     assert!(v.to_string().contains("routing loop"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_statements_hold_no_backend_connection_and_end_in_time() {
+    let tap = Tap::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("tap", tap.url.clone(), "adhoc")],
+        "",
+    )
+    .replace("admin:\n", "  body_timeout: 2s\nadmin:\n");
+    assert!(yaml.contains("body_timeout: 2s"), "{yaml}");
+    let gw = Gateway::start(&yaml, port, admin).await;
+    let _ = &gw;
+
+    // 40 clients send a submission head and then its statement a byte per 300 ms.
+    let sql = "SELECT 1 FROM t WHERE x = 1";
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        clients.push(tokio::spawn(async move {
+            let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let head = format!(
+                "POST /v1/statement HTTP/1.1\r\nHost: gw\r\nX-Trino-User: t\r\nContent-Length: {}\r\n\r\n",
+                sql.len()
+            );
+            wr.write_all(head.as_bytes()).await.unwrap();
+            let started = std::time::Instant::now();
+            let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop = answered.clone();
+            let writer = tokio::spawn(async move {
+                for b in sql.bytes() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst)
+                        || wr.write_all(&[b]).await.is_err()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            });
+            // The time of the answer's first bytes.
+            let mut out = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(8), rd.read(&mut out))
+                .await
+                .unwrap_or(Ok(0))
+                .unwrap_or(0);
+            let took = started.elapsed();
+            answered.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = writer.await;
+            (took, String::from_utf8_lossy(&out[..n]).to_string())
+        }));
+    }
+    // While they trickle, no backend connection is open for them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        tap.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a trickling client made the gateway connect to the backend"
+    );
+    for c in clients {
+        let (took, response) = c.await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+        assert!(response.contains("STATEMENT_NOT_RECEIVED"), "{response}");
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    }
+    assert_eq!(tap.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A statement that arrives in time, even in pieces, goes through whole.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/statement HTTP/1.1\r\nHost: gw\r\nX-Trino-User: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        sql.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for piece in sql.as_bytes().chunks(10) {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(tap.take().len(), 1);
+
+    // A chunked statement streams (it has no length to hold by), still bounded in time.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /v1/statement HTTP/1.1\r\nHost: gw\r\nX-Trino-User: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nS\r\n",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("STATEMENT_NOT_RECEIVED"), "{out}");
 }

@@ -174,10 +174,19 @@ pub struct ProxyConfig {
     /// must send that byte within this long; slower clients are disconnected (slowloris).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: HumanDuration,
+    /// A request body (a submission's statement above all) must be complete this long after the
+    /// request head; a slower client gets 408 and holds no backend connection meanwhile
+    /// (submissions are read whole before a backend is chosen).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: HumanDuration,
     /// How long an OAuth2 login's legs keep reaching the backend that issued its challenge (like
     /// Trino's `http-server.authentication.oauth2.challenge-timeout`, default 15m).
     #[serde(default = "default_login_ttl")]
     pub login_ttl: HumanDuration,
+}
+
+fn default_body_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 
 fn default_login_ttl() -> HumanDuration {

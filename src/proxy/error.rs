@@ -253,7 +253,8 @@ impl GatewayError {
         )
     }
 
-    /// The client stopped sending the statement a content policy waits for.
+    /// The client did not send its request body (a statement, above all) within
+    /// `proxy.body_timeout` of the request head.
     pub fn statement_timeout(waited: std::time::Duration) -> Self {
         Self::new(
             408,
@@ -261,7 +262,8 @@ impl GatewayError {
             "USER_ERROR",
             19,
             format!(
-                "The statement did not arrive in time ({}s without data; proxy.read_timeout)",
+                "The request body did not arrive in time (proxy.body_timeout: {}s after the \
+                 request head)",
                 waited.as_secs()
             ),
         )

@@ -13,11 +13,11 @@
 pub mod admission;
 pub mod bookkeeping;
 pub mod client_connection;
-pub mod content;
 pub mod error;
 pub mod forwarded;
 pub mod page_rewrite;
 pub mod page_scan;
+pub mod submission_body;
 pub mod submitted;
 pub mod target;
 
@@ -138,7 +138,7 @@ pub struct RequestCtx {
     /// Submission body bytes seen so far (checked against `max_submission_bytes`).
     body_bytes: u64,
     /// The whole submission body, read before routing because a policy reads the statement;
-    /// it replaces what Pingora replays to the backend (see [`content::hold`]).
+    /// it replaces what Pingora replays to the backend (see [`submission_body::hold`]).
     held: Option<Bytes>,
     /// What the held statement touches.
     query: Option<Box<QueryProperties>>,
@@ -531,35 +531,41 @@ impl TrinoProxy {
         Ok(())
     }
 
-    /// A policy reads the statement: hold the submission body and analyze it before routing.
+    /// Hold the submission body before routing (and analyze it when a policy reads statements).
     async fn hold_statement(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
         let snap = ctx.snap.clone();
-        match content::hold(session, &snap).await? {
-            content::Held::Body(body, query) => {
-                let outcome = match &query.error {
-                    Some(why) => {
-                        debug!("statement not analyzed; content conditions do not hold: {why}");
-                        "unparsed"
-                    }
-                    None => "analyzed",
-                };
-                METRICS
-                    .statements_analyzed
-                    .with_label_values(&[outcome])
-                    .inc();
+        let deadline =
+            tokio::time::Instant::from_std(ctx.started) + snap.config.proxy.body_timeout.get();
+        match submission_body::hold(session, &snap, deadline).await? {
+            submission_body::Held::Body(body, query) => {
                 ctx.held = Some(body);
-                ctx.query = Some(Box::new(query));
+                if let Some(query) = query {
+                    let outcome = match &query.error {
+                        Some(why) => {
+                            debug!("statement not analyzed; content conditions do not hold: {why}");
+                            "unparsed"
+                        }
+                        None => "analyzed",
+                    };
+                    METRICS
+                        .statements_analyzed
+                        .with_label_values(&[outcome])
+                        .inc();
+                    ctx.query = Some(Box::new(query));
+                }
             }
-            content::Held::Skipped(why) => {
-                debug!("statement not held; content conditions do not hold: {why}");
-                METRICS
-                    .statements_analyzed
-                    .with_label_values(&["not_held"])
-                    .inc();
+            submission_body::Held::Skipped(why) => {
+                if snap.content_routing {
+                    debug!("statement not held; content conditions do not hold: {why}");
+                    METRICS
+                        .statements_analyzed
+                        .with_label_values(&["not_held"])
+                        .inc();
+                }
             }
         }
         Ok(())
@@ -748,7 +754,7 @@ impl ProxyHttp for TrinoProxy {
             return Ok(true);
         }
         let mut routed = self.apply_identity(session, ctx);
-        if routed.is_ok() && ctx.snap.content_routing && content::is_submission(session) {
+        if routed.is_ok() && submission_body::is_submission(session) {
             routed = self.hold_statement(session, ctx).await;
         }
         let mut routed = routed.and_then(|()| self.route(session, ctx));
@@ -776,7 +782,19 @@ impl ProxyHttp for TrinoProxy {
             }
         }
         match routed {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                // A body that streams (not held: chunked, HTTP/2, not a submission) is bounded by
+                // `proxy.body_timeout` too: each read here, the whole in `request_body_filter`.
+                let req = session.req_header();
+                if ctx.held.is_none()
+                    && !matches!(req.method, Method::GET | Method::HEAD | Method::DELETE)
+                    && has_body(req)
+                {
+                    let limit = ctx.snap.config.proxy.body_timeout.get();
+                    session.as_mut().set_read_timeout(Some(limit));
+                }
+                Ok(false)
+            }
             Err(err) => {
                 debug!(path = %oauth2::redacted_path(session.req_header().uri.path()), "rejected: {err}");
                 respond(session, &err).await?;
@@ -901,6 +919,14 @@ impl ProxyHttp for TrinoProxy {
                 *body = Some(held.clone());
             }
             return Ok(());
+        }
+        let limit = ctx.snap.config.proxy.body_timeout.get();
+        if !end_of_stream && ctx.started.elapsed() > limit {
+            ctx.failure = Some(GatewayError::statement_timeout(limit));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(408),
+                "request body not received in time",
+            ));
         }
         // Keep the head of the SQL for the history; the body itself streams on unchanged.
         if ctx.kind == Kind::Submit && !ctx.sql_complete {
@@ -1260,6 +1286,10 @@ impl ProxyHttp for TrinoProxy {
             }),
             ErrorSource::Downstream => match e.etype() {
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                // The body stopped arriving (the read timeout is `proxy.body_timeout`).
+                ErrorType::ReadTimedout => Some(GatewayError::statement_timeout(
+                    ctx.snap.config.proxy.body_timeout.get(),
+                )),
                 _ => Some(GatewayError::bad_request(format!(
                     "malformed request: {}",
                     e.etype().as_str()

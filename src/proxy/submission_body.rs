@@ -1,9 +1,11 @@
-//! The submission body, held for policies on query content.
+//! The submission body, held at the gateway before a backend is chosen or connected to.
 //!
-//! A policy on what a statement touches (`match.statement`, `catalogs_any`, ...) needs the
-//! statement before a backend is chosen, so the proxy reads the body whole in `request_filter` —
-//! only while some policy needs it ([`Snapshot::content_routing`]), and bounded by
-//! `proxy.max_submission_bytes` — analyzes it, and sends it on unchanged.
+//! The proxy reads a submission's body whole in `request_filter` — bounded by
+//! `proxy.max_submission_bytes`, and in time by `proxy.body_timeout` counted from the request's
+//! head — and sends it on unchanged. So a client that trickles its statement holds no backend
+//! connection (it holds only its own, until the deadline), and a policy on what a statement
+//! touches (`match.statement`, `catalogs_any`, ...) can read it before the route is decided
+//! (analyzed only while some policy needs it, [`Snapshot::content_routing`]).
 //!
 //! Pingora sends a body it has already read only from its retry buffer (64 KiB), and nothing at
 //! all once that buffer overflowed. So the retry buffer is switched on for the body's last
@@ -25,14 +27,20 @@ const RETRY_BUFFER: usize = 64 * 1024;
 
 /// What became of a submission body.
 pub enum Held {
-    /// Read whole and analyzed.
-    Body(Bytes, QueryProperties),
-    /// Not read: content conditions are not evaluated for this request, for this reason.
+    /// Read whole (and analyzed when a policy reads statements).
+    Body(Bytes, Option<QueryProperties>),
+    /// Not read here (it streams, bounded in time by the proxy); content conditions are not
+    /// evaluated for this request, for this reason.
     Skipped(&'static str),
 }
 
-/// Read and analyze the body of a submission (`POST /v1/statement`).
-pub async fn hold(session: &mut Session, snap: &Snapshot) -> Result<Held, GatewayError> {
+/// Read the body of a submission (`POST /v1/statement`) by `deadline`, and analyze it when a
+/// policy reads statements.
+pub async fn hold(
+    session: &mut Session,
+    snap: &Snapshot,
+    deadline: tokio::time::Instant,
+) -> Result<Held, GatewayError> {
     if session.is_http2() {
         return Ok(Held::Skipped("an HTTP/2 request body is not held"));
     }
@@ -70,34 +78,49 @@ pub async fn hold(session: &mut Session, snap: &Snapshot) -> Result<Held, Gatewa
             .await
             .map_err(|e| GatewayError::bad_request(format!("cannot answer 100-continue: {e}")))?;
     }
-    let wait = snap.config.proxy.read_timeout.get();
-    let mut body = BytesMut::with_capacity(len);
+    let wait = snap.config.proxy.body_timeout.get();
+    // The common case — the whole statement in one read — keeps that chunk as it is.
+    let mut first: Option<Bytes> = None;
+    let mut body = BytesMut::new();
+    let mut read = 0usize;
     loop {
-        if len - body.len() <= RETRY_BUFFER {
+        if len - read <= RETRY_BUFFER {
             session.as_mut().enable_retry_buffering();
         }
-        let chunk = match tokio::time::timeout(wait, session.as_mut().read_request_body()).await {
-            Err(_) => return Err(GatewayError::statement_timeout(wait)),
-            Ok(Err(e)) => {
-                return Err(GatewayError::bad_request(format!(
-                    "the statement could not be read: {}",
-                    e.etype().as_str()
-                )))
-            }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => chunk,
-        };
-        if body.len() + chunk.len() > len {
+        let chunk =
+            match tokio::time::timeout_at(deadline, session.as_mut().read_request_body()).await {
+                Err(_) => return Err(GatewayError::statement_timeout(wait)),
+                Ok(Err(e)) => {
+                    return Err(GatewayError::bad_request(format!(
+                        "the statement could not be read: {}",
+                        e.etype().as_str()
+                    )))
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+        if read + chunk.len() > len {
             return Err(GatewayError::bad_request(
                 "the request body is longer than its Content-Length",
             ));
         }
-        body.extend_from_slice(&chunk);
+        read += chunk.len();
+        match first.take() {
+            None if body.is_empty() => first = Some(chunk),
+            earlier => {
+                if body.is_empty() {
+                    body.reserve(len);
+                }
+                if let Some(earlier) = earlier {
+                    body.extend_from_slice(&earlier);
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
     }
-    if body.len() != len {
+    if read != len {
         return Err(GatewayError::bad_request(format!(
-            "the request body ended after {} of {len} bytes",
-            body.len()
+            "the request body ended after {read} of {len} bytes"
         )));
     }
     if session.as_ref().get_retry_buffer().is_none() {
@@ -106,16 +129,16 @@ pub async fn hold(session: &mut Session, snap: &Snapshot) -> Result<Held, Gatewa
             "the held statement cannot be forwarded (the retry buffer overflowed)",
         ));
     }
-    let body = body.freeze();
-    let query = QueryProperties::analyze(&body, &session.req_header().headers);
+    let body = first.unwrap_or_else(|| body.freeze());
+    let query = snap
+        .content_routing
+        .then(|| QueryProperties::analyze(&body, &session.req_header().headers));
     Ok(Held::Body(body, query))
 }
 
-/// A new query (`POST /v1/statement`), as the proxy classifies it.
+/// A new query (`POST /v1/statement`), as [`super::target::classify`] names it, checked without
+/// classifying the whole path.
 pub fn is_submission(session: &Session) -> bool {
     let req = session.req_header();
-    matches!(
-        super::target::classify(&req.method, req.uri.path(), req.uri.query()),
-        Ok(super::target::Target::Submit)
-    )
+    req.method == http::Method::POST && matches!(req.uri.path(), "/v1/statement" | "/v1/statement/")
 }
