@@ -427,6 +427,9 @@ async fn blocked_sql_is_refused_and_never_runs() {
         "SELECT 1; DROP TABLE t",
         "CALL system.runtime.kill_query('x')",
         "",
+        // A WITH whose body is a write; SQL passed through to a connector's database.
+        "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+        "SELECT * FROM TABLE(system.query(query => 'DELETE FROM t'))",
     ];
     for sql in remote {
         let (status, v) = hybrid(

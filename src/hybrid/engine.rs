@@ -9,14 +9,17 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::Dialect;
 use datafusion::common::{DataFusionError, TableReference};
 use datafusion::datasource::MemTable;
-use datafusion::execution::memory_pool::GreedyMemoryPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::StreamExt;
 use serde_json::json;
 
+use super::memory::{self, AccountOperators, GuardFunctions};
 use super::remote::Registration;
 use super::tables::LocalTables;
 use super::{engine_runtime, ErrorKind, HybridError};
@@ -70,18 +73,52 @@ fn query_error(e: DataFusionError) -> HybridError {
     HybridError::new(ErrorKind::QueryError, e.to_string())
 }
 
+/// Bytes a kept result batch holds on its own (a slice of a larger batch shares the rest).
+fn kept_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
 impl LocalQuery {
     /// Runs where it is awaited: the endpoint awaits it on the engine's runtime (`on_engine`).
     pub async fn run(self) -> Result<Output, HybridError> {
         let partitions = engine_runtime(self.threads)?.metrics().num_workers().max(1);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.max_memory)))
-            .build_arc()
-            .map_err(query_error)?;
+        // One pool for everything the local phase holds, nothing spilled (`memory`).
+        let runtime = memory::runtime(self.max_memory).map_err(query_error)?;
+        let pool = runtime.memory_pool.clone();
         let config = SessionConfig::new()
             .with_target_partitions(partitions)
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(AccountOperators))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
+        let guard = Arc::new(GuardFunctions::new(pool.clone()));
+        ctx.register_function_rewrite(guard.clone())
+            .map_err(query_error)?;
+
+        // The registered results are in memory for the whole local phase: they come first.
+        let registered: usize = self
+            .registrations
+            .iter()
+            .flat_map(|(_, r)| &r.batches)
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let registered_reservation =
+            MemoryConsumer::new("hybrid registered results").register(&pool);
+        registered_reservation
+            .try_grow(registered)
+            .map_err(query_error)?;
 
         let mut allowed = BTreeSet::new();
         for (name, table) in &self.tables.tables {
@@ -148,14 +185,26 @@ impl LocalQuery {
             .verify_plan(&plan)
             .map_err(|e| HybridError::validation(e.to_string()))?;
 
-        let df = ctx.execute_logical_plan(plan).await.map_err(query_error)?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await.map_err(query_error)?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        // Planned by hand rather than through a DataFrame, so the optimized plan gets one more
+        // pass of the function guards before it becomes physical.
+        let state = ctx.state();
+        let plan = state.optimize(&plan).map_err(query_error)?;
+        let plan = guard.guard_plan(plan).map_err(query_error)?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await
+            .map_err(query_error)?;
+        let mut stream = execute_stream(physical, ctx.task_ctx()).map_err(query_error)?;
+        // The batches kept for the response count too.
+        let kept = MemoryConsumer::new("hybrid result").register(&pool);
         let mut batches = Vec::new();
         let mut rows = 0usize;
         let mut truncated = false;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(query_error)?;
+            kept.try_grow(kept_bytes(&batch)).map_err(query_error)?;
             let room = self.max_result_rows - rows;
             if batch.num_rows() > room {
                 batches.push(batch.slice(0, room));

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod engine;
 pub mod guard;
+pub mod memory;
 pub mod output;
 pub mod remote;
 pub mod tables;
