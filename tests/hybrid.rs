@@ -357,7 +357,7 @@ async fn row_and_result_limits_cancel_the_remote_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limit_and_timeout_cancel_the_remote_query() {
-    let s = setup("  max_memory_mb: 1\n  timeout_seconds: 2\n").await;
+    let s = setup("  max_memory_mb: 1\n  timeout_seconds: 10\n").await;
     let (status, v) = hybrid(
         &s.gw,
         json!({"register": {"big": "SELECT * FROM UNNEST(sequence(1, 10000000))"},
