@@ -85,6 +85,13 @@ enum Kind {
     Other,
 }
 
+/// Who submitted a query, as the history records it.
+struct Who {
+    user: Option<String>,
+    source: Option<String>,
+    client_tags: Option<String>,
+}
+
 /// Buffers the submission response until the query id can be read from it.
 struct Learner {
     buf: Vec<u8>,
@@ -142,6 +149,8 @@ pub struct RequestCtx {
     held: Option<Bytes>,
     /// What the held statement touches.
     query: Option<Box<QueryProperties>>,
+    /// A submission's user, source and client tags as routing read them (for the history).
+    who: Option<Who>,
     /// The OAuth2 login leg this request is (resolved to its issuing backend).
     login: Option<Leg>,
     /// A browser's request (`/ui/...`, login pages): the answer pins the browser to its backend
@@ -390,6 +399,15 @@ impl TrinoProxy {
                 if let Ok(p) = route.placement {
                     ctx.key = snap.groups[p.group].selector.key(&facts).to_vec();
                 }
+                if target == Target::Submit {
+                    // The history's identity columns, read here rather than parsed again.
+                    let owned = |v: Option<&str>| v.map(str::to_string);
+                    ctx.who = Some(Who {
+                        user: owned(facts.user),
+                        source: owned(facts.source),
+                        client_tags: owned(facts.client_tags),
+                    });
+                }
                 route
             }
         };
@@ -604,16 +622,25 @@ impl TrinoProxy {
         ctx: &RequestCtx,
         query_id: &str,
         sql: Option<Vec<u8>>,
+        who: Option<Who>,
     ) -> HistoryRecord {
-        // Admission already refused routing headers that are not UTF-8.
-        let facts = crate::routing::RequestFacts::from_headers("", &req.headers).ok();
-        let header = |v: Option<&str>| v.map(str::to_string);
+        // Routing read them (a statement inside a transaction was not routed: read them now;
+        // admission already refused routing headers that are not UTF-8).
+        let who = who.unwrap_or_else(|| {
+            let facts = crate::routing::RequestFacts::from_headers("", &req.headers).ok();
+            let header = |v: Option<&str>| v.map(str::to_string);
+            Who {
+                user: header(facts.as_ref().and_then(|f| f.user)),
+                source: header(facts.as_ref().and_then(|f| f.source)),
+                client_tags: header(facts.as_ref().and_then(|f| f.client_tags)),
+            }
+        });
         HistoryRecord {
             query_id: query_id.to_string(),
             submitted_ms: chrono::Utc::now().timestamp_millis(),
-            user: header(facts.as_ref().and_then(|f| f.user)),
-            source: header(facts.as_ref().and_then(|f| f.source)),
-            client_tags: header(facts.as_ref().and_then(|f| f.client_tags)),
+            user: who.user,
+            source: who.source,
+            client_tags: who.client_tags,
             group: ctx.group.map(|g| ctx.snap.groups[g].name.clone()),
             backend: ctx.backend.as_ref().map(|b| b.name.clone()),
             policy: ctx.reason.map(|r| r.policy_label(&ctx.snap)),
@@ -680,9 +707,9 @@ impl TrinoProxy {
             Ok((finished, Some(id))) => {
                 self.gateway.learn_query(&id, backend);
                 if let Some(h) = &self.gateway.history {
-                    let sql = ctx.sql.take();
+                    let (sql, who) = (ctx.sql.take(), ctx.who.take());
                     h.record(HistoryEvent::Query(Box::new(
-                        self.history_record(req, ctx, &id, sql),
+                        self.history_record(req, ctx, &id, sql, who),
                     )));
                 }
                 ctx.query_id = Some(id.into_owned());
@@ -733,6 +760,7 @@ impl ProxyHttp for TrinoProxy {
             body_bytes: 0,
             held: None,
             query: None,
+            who: None,
             login: None,
             browser: false,
             pin_current: false,
