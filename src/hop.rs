@@ -1,5 +1,6 @@
-//! Loop detection: every request the gateway sends upstream (proxied requests and its own health
-//! probes) carries this process's id in `X-Trino-Edge-Hop`, appended to any ids already there; a
+//! Loop detection: every request the gateway sends upstream (proxied requests — except follow-ups
+//! of a query, which go where the query runs — and its own health probes and hybrid subqueries)
+//! carries this process's id in `X-Trino-Edge-Hop`, appended to any ids already there; a
 //! request that arrives with our own id has gone round a loop (a backend that is this gateway, or
 //! another gateway that leads back here) and is answered `508` instead of being sent round again.
 //! Backends that are one of our own listeners are refused when the config is checked; this

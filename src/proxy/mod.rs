@@ -1024,7 +1024,11 @@ impl ProxyHttp for TrinoProxy {
                 .map_err(|e| Error::because(ErrorType::InternalError, "segment path", e))?;
             upstream.set_uri(uri);
         }
-        upstream.append_header(crate::hop::HOP, crate::hop::ID.clone())?;
+        // A follow-up goes where its query runs, which no loop can be (the submission that
+        // would have started it got its 508), so pages skip the marker.
+        if ctx.kind != Kind::FollowUp {
+            upstream.append_header(crate::hop::HOP, crate::hop::ID.clone())?;
+        }
         ctx.rewrite_mode = rewrite_mode;
         let statement = ctx.kind == Kind::Submit || ctx.statement_page;
         if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
