@@ -87,18 +87,26 @@ pub async fn hold(
         if len - read <= RETRY_BUFFER {
             session.as_mut().enable_retry_buffering();
         }
-        let chunk =
-            match tokio::time::timeout_at(deadline, session.as_mut().read_request_body()).await {
-                Err(_) => return Err(GatewayError::statement_timeout(wait)),
-                Ok(Err(e)) => {
-                    return Err(GatewayError::bad_request(format!(
-                        "the statement could not be read: {}",
-                        e.etype().as_str()
-                    )))
-                }
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => chunk,
-            };
+        // Pingora bounds each read by the session's read timeout (it keeps a timer for that
+        // anyway): set it to what is left of the deadline instead of adding a timer of our own.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(GatewayError::statement_timeout(wait));
+        }
+        session.as_mut().set_read_timeout(Some(left));
+        let chunk = match session.as_mut().read_request_body().await {
+            Err(e) if matches!(e.etype(), pingora_error::ErrorType::ReadTimedout) => {
+                return Err(GatewayError::statement_timeout(wait))
+            }
+            Err(e) => {
+                return Err(GatewayError::bad_request(format!(
+                    "the statement could not be read: {}",
+                    e.etype().as_str()
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk,
+        };
         if read + chunk.len() > len {
             return Err(GatewayError::bad_request(
                 "the request body is longer than its Content-Length",
