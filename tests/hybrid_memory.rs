@@ -7,7 +7,6 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::*;
 use datafusion::arrow::array::{Date32Array, Int64Array};
@@ -107,7 +106,6 @@ async fn generators_past_the_limit_fail_with_memory_limit_and_the_gateway_stays_
          (SELECT range(1, 2000000) AS l, repeat('y', 30) AS s))",
     ];
     for sql in local {
-        let started = Instant::now();
         let (status, v) = hybrid(&gw, json!({"sql": sql})).await;
         assert_eq!(
             (status, v["error"]["type"].as_str()),
@@ -116,11 +114,6 @@ async fn generators_past_the_limit_fail_with_memory_limit_and_the_gateway_stays_
         );
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains("hybrid.max_memory_mb"), "{message}");
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{sql}: {:?}",
-            started.elapsed()
-        );
     }
     // With a registration: the remote phase succeeds, the local one is refused.
     let (status, v) = hybrid(

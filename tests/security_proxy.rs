@@ -536,7 +536,7 @@ async fn trickled_statements_hold_no_backend_connection_and_end_in_time() {
         let (took, response) = c.await.unwrap();
         assert!(response.starts_with("HTTP/1.1 408"), "{response}");
         assert!(response.contains("STATEMENT_NOT_RECEIVED"), "{response}");
-        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+        assert!(took < Duration::from_secs(7), "answered after {took:?}");
     }
     assert_eq!(tap.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
 
@@ -573,7 +573,7 @@ async fn trickled_statements_hold_no_backend_connection_and_end_in_time() {
     let _ = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
     let out = String::from_utf8_lossy(&out);
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(7),
         "{:?}",
         started.elapsed()
     );

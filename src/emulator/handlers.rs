@@ -62,13 +62,13 @@ pub(crate) fn routes(state: Arc<EmulatorState>) -> Router {
         .route("/ui/", get(ui_home))
         .route(
             "/oauth2/token/initiate/{auth_id_hash}",
-            get(super::oauth2::initiate),
+            get(oauth2_initiate),
         )
         .route(
             "/oauth2/token/{auth_id}",
-            get(super::oauth2::token).delete(super::oauth2::forget),
+            get(oauth2_token).delete(oauth2_forget),
         )
-        .route("/oauth2/callback", get(super::oauth2::callback))
+        .route("/oauth2/callback", get(oauth2_callback))
         .route("/v1/info", get(info))
         .route("/v1/info/state", get(info_state))
         .route("/metrics", get(metrics))
@@ -710,6 +710,61 @@ fn html_escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+// The login resources of OAuth2 mode (see `oauth2`); 404 without it.
+
+fn no_oauth2() -> Response {
+    plain(
+        StatusCode::NOT_FOUND,
+        "OAuth2 authentication is not configured",
+    )
+}
+
+async fn oauth2_initiate(
+    State(st): State<Arc<EmulatorState>>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match &st.oauth2 {
+        Some(o) => o.initiate(&hash, &base_uri(&headers, &st)),
+        None => no_oauth2(),
+    }
+}
+
+async fn oauth2_callback(
+    State(st): State<Arc<EmulatorState>>,
+    axum::extract::Query(q): axum::extract::Query<super::oauth2::CallbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match &st.oauth2 {
+        Some(o) => o.callback(q, &headers, &base_uri(&headers, &st)).await,
+        None => no_oauth2(),
+    }
+}
+
+async fn oauth2_token(
+    State(st): State<Arc<EmulatorState>>,
+    Path(auth_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match &st.oauth2 {
+        Some(o) => o.poll(&auth_id, &base_uri(&headers, &st)).await,
+        None => no_oauth2(),
+    }
+}
+
+async fn oauth2_forget(
+    State(st): State<Arc<EmulatorState>>,
+    Path(auth_id): Path<String>,
+) -> Response {
+    match &st.oauth2 {
+        Some(o) => {
+            o.forget(&auth_id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => no_oauth2(),
+    }
 }
 
 /// The Web UI's home page: who is signed in (with OAuth2), on which instance.

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,9 +46,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use super::handlers::base_uri;
 use super::query::lock;
-use super::state::EmulatorState;
 
 /// Longest a token poll waits for its login to finish before answering `nextUri`.
 pub const POLL_WAIT: Duration = Duration::from_secs(5);
@@ -357,7 +355,7 @@ impl Coordinator {
         resp
     }
 
-    fn initiate(&self, hash: &str, base: &str) -> Response {
+    pub(crate) fn initiate(&self, hash: &str, base: &str) -> Response {
         self.counters.initiated.fetch_add(1, Ordering::Relaxed);
         let state = StateClaims {
             exp: now_secs() + LOGIN_LIFETIME.as_secs(),
@@ -367,7 +365,12 @@ impl Coordinator {
         see_other(&self.authorize_url(base, &state))
     }
 
-    async fn callback(&self, q: CallbackQuery, headers: &HeaderMap, base: &str) -> Response {
+    pub(crate) async fn callback(
+        &self,
+        q: CallbackQuery,
+        headers: &HeaderMap,
+        base: &str,
+    ) -> Response {
         let Some(state) = q
             .state
             .as_deref()
@@ -469,7 +472,7 @@ impl Coordinator {
             .ok_or_else(|| "identity provider answer has no access_token".to_string())
     }
 
-    async fn poll(&self, auth_id: &str, base: &str) -> Response {
+    pub(crate) async fn poll(&self, auth_id: &str, base: &str) -> Response {
         let hash = hash_auth_id(auth_id);
         let deadline = tokio::time::Instant::now() + POLL_WAIT;
         loop {
@@ -505,7 +508,7 @@ impl Coordinator {
         }
     }
 
-    fn forget(&self, auth_id: &str) {
+    pub(crate) fn forget(&self, auth_id: &str) {
         lock(&self.logins).map.remove(&hash_auth_id(auth_id));
     }
 
@@ -520,62 +523,6 @@ pub(crate) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
-}
-
-// --- The coordinator's login resources -------------------------------------------------------
-
-fn no_oauth2() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "OAuth2 authentication is not configured",
-    )
-        .into_response()
-}
-
-pub(crate) async fn initiate(
-    State(st): State<Arc<EmulatorState>>,
-    Path(hash): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match &st.oauth2 {
-        Some(o) => o.initiate(&hash, &base_uri(&headers, &st)),
-        None => no_oauth2(),
-    }
-}
-
-pub(crate) async fn callback(
-    State(st): State<Arc<EmulatorState>>,
-    Query(q): Query<CallbackQuery>,
-    headers: HeaderMap,
-) -> Response {
-    match &st.oauth2 {
-        Some(o) => o.callback(q, &headers, &base_uri(&headers, &st)).await,
-        None => no_oauth2(),
-    }
-}
-
-pub(crate) async fn token(
-    State(st): State<Arc<EmulatorState>>,
-    Path(auth_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match &st.oauth2 {
-        Some(o) => o.poll(&auth_id, &base_uri(&headers, &st)).await,
-        None => no_oauth2(),
-    }
-}
-
-pub(crate) async fn forget(
-    State(st): State<Arc<EmulatorState>>,
-    Path(auth_id): Path<String>,
-) -> Response {
-    match &st.oauth2 {
-        Some(o) => {
-            o.forget(&auth_id);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => no_oauth2(),
-    }
 }
 
 // --- The identity provider -------------------------------------------------------------------

@@ -1195,7 +1195,6 @@ impl FunctionRewrite for GuardFunctions {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::{Duration, Instant};
 
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::prelude::SessionContext;
@@ -1222,9 +1221,9 @@ mod tests {
         on_engine(Some(2), q.run()).await?
     }
 
-    /// `sql` fails with `memory_limit` within a few seconds under a 64 MiB pool.
+    /// `sql` fails with `memory_limit` under a 64 MiB pool (how fast is a bench's business, not a
+    /// test's: a loaded CI machine takes many times longer).
     async fn refused(sql: &str) -> HybridError {
-        let started = Instant::now();
         let e = match local(sql, 64 * MB).await {
             Ok(out) => panic!("{sql}: ran, {} rows", out.rows),
             Err(e) => e,
@@ -1234,11 +1233,6 @@ mod tests {
             e.message.contains("hybrid.max_memory_mb"),
             "{sql}: {}",
             e.message
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{sql}: took {:?}",
-            started.elapsed()
         );
         e
     }
