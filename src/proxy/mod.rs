@@ -279,27 +279,48 @@ fn placed(snap: &Snapshot, route: &Route) -> Result<(usize, usize), GatewayError
     }
 }
 
-/// What a client is told of an upstream failure: its kind in words, no addresses.
-fn unreachable_reason(e: &Error) -> &'static str {
-    match upstream_error_kind(e) {
-        "timeout" => "the connection timed out",
-        "connect" => "the connection was refused or failed",
-        "reset" => "the connection was closed or reset",
-        _ => "the request to it failed",
-    }
+/// The kind of an upstream failure: a fixed metric label, and what a client is told of it (in
+/// words, never an address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpstreamFailure {
+    Timeout,
+    Connect,
+    Reset,
+    Other,
 }
 
-/// Fixed metric label for an upstream failure.
-fn upstream_error_kind(e: &Error) -> &'static str {
-    match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            "timeout"
+impl UpstreamFailure {
+    fn of(e: &Error) -> Self {
+        match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                Self::Timeout
+            }
+            ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
+                Self::Connect
+            }
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+                Self::Reset
+            }
+            _ => Self::Other,
         }
-        ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
-            "connect"
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Reset => "reset",
+            Self::Other => "other",
         }
-        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => "reset",
-        _ => "other",
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Timeout => "the connection timed out",
+            Self::Connect => "the connection was refused or failed",
+            Self::Reset => "the connection was closed or reset",
+            Self::Other => "the request to it failed",
+        }
     }
 }
 
@@ -1262,7 +1283,7 @@ impl ProxyHttp for TrinoProxy {
             }
             let retry =
                 !session.as_ref().retry_buffer_truncated() && self.can_retry_submission(ctx);
-            ctx.upstream_error(upstream_error_kind(&e), retry);
+            ctx.upstream_error(UpstreamFailure::of(&e).label(), retry);
             e.set_retry(retry);
             return e;
         }
@@ -1274,7 +1295,7 @@ impl ProxyHttp for TrinoProxy {
             e.retry.decide_reuse(client_reused);
         }
         if e.esource() == &ErrorSource::Upstream {
-            ctx.upstream_error(upstream_error_kind(&e), e.retry());
+            ctx.upstream_error(UpstreamFailure::of(&e).label(), e.retry());
         }
         e
     }
@@ -1293,7 +1314,7 @@ impl ProxyHttp for TrinoProxy {
         // Nothing has been sent yet, so a new query can safely go to another backend of its group.
         // Follow-ups must not: their query lives on this backend only.
         let retry = self.can_retry(ctx);
-        ctx.upstream_error(upstream_error_kind(&e), retry);
+        ctx.upstream_error(UpstreamFailure::of(&e).label(), retry);
         e.set_retry(retry);
         e
     }
@@ -1313,7 +1334,10 @@ impl ProxyHttp for TrinoProxy {
                 // (that goes to the log).
                 _ => {
                     warn!(backend = ctx.backend_name(), "backend unreachable: {e}");
-                    GatewayError::backend_unreachable(ctx.backend_name(), unreachable_reason(e))
+                    GatewayError::backend_unreachable(
+                        ctx.backend_name(),
+                        UpstreamFailure::of(e).reason(),
+                    )
                 }
             }),
             ErrorSource::Downstream => match e.etype() {
