@@ -260,16 +260,22 @@ pub fn redacted_path(path: &str) -> Cow<'_, str> {
     }
 }
 
-/// The backend a browser's [`PIN_COOKIE`] names, from `Cookie` headers.
-pub fn pinned_backend(cookies: http::header::GetAll<'_, http::HeaderValue>) -> Option<&str> {
-    cookies
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             let (k, v) = c.trim().split_once('=')?;
-            (k == PIN_COOKIE).then(|| v.trim_matches('"'))
+            (k == name).then(|| v.trim_matches('"'))
         })
+}
+
+/// The backend a browser's [`PIN_COOKIE`] names.
+pub fn pinned_backend(headers: &http::HeaderMap) -> Option<&str> {
+    cookie(headers, PIN_COOKIE)
 }
 
 /// `Set-Cookie` value pinning a browser to `backend` (whose name is cookie-safe: letters, digits,
@@ -408,11 +414,9 @@ mod tests {
             "cookie",
             "a=1; trino_edge_backend=trino-2; b=2".parse().unwrap(),
         );
-        assert_eq!(pinned_backend(h.get_all("cookie")), Some("trino-2"));
-        assert_eq!(
-            pinned_backend(http::HeaderMap::new().get_all("cookie")),
-            None
-        );
+        assert_eq!(pinned_backend(&h), Some("trino-2"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(pinned_backend(&http::HeaderMap::new()), None);
         assert_eq!(
             pin_cookie("trino-2", true),
             "trino_edge_backend=trino-2; Path=/; HttpOnly; SameSite=Lax; Secure"

@@ -36,17 +36,17 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::query::lock;
+use crate::oauth2::cookie;
 
 /// Longest a token poll waits for its login to finish before answering `nextUri`.
 pub const POLL_WAIT: Duration = Duration::from_secs(5);
@@ -170,9 +170,10 @@ fn random_uuid() -> String {
     )
 }
 
-/// Trino's `authIdHash`: the lowercase hex SHA-256 of the canonical UUID text.
-fn hash_auth_id(auth_id: &str) -> String {
-    hex(&Sha256::digest(auth_id.as_bytes()))
+/// Trino's `authIdHash` (the lowercase hex SHA-256 of the canonical UUID text), as the gateway
+/// computes it; an id that is no canonical UUID names no login.
+fn hash_auth_id(auth_id: &str) -> Option<String> {
+    crate::oauth2::AuthIdHash::of_auth_id(auth_id).map(|h| h.as_str().to_string())
 }
 
 fn sign<T: Serialize>(claims: &T, key: &[u8]) -> String {
@@ -191,18 +192,6 @@ fn verify<T: serde::de::DeserializeOwned>(token: &str, key: &[u8]) -> Option<T> 
     jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(key), &v)
         .ok()
         .map(|d| d.claims)
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
 }
 
 fn see_other(location: &str) -> Response {
@@ -301,7 +290,8 @@ impl Coordinator {
     /// A `401` that starts a client login.
     fn challenge(&self, base: &str) -> Response {
         let auth_id = random_uuid();
-        let hash = hash_auth_id(&auth_id);
+        // `random_uuid` is canonical, so there is always a hash.
+        let hash = hash_auth_id(&auth_id).unwrap_or_default();
         {
             let mut guard = lock(&self.logins);
             let Logins { map, order } = &mut *guard;
@@ -473,7 +463,9 @@ impl Coordinator {
     }
 
     pub(crate) async fn poll(&self, auth_id: &str, base: &str) -> Response {
-        let hash = hash_auth_id(auth_id);
+        let Some(hash) = hash_auth_id(auth_id) else {
+            return (StatusCode::NOT_FOUND, "not a login id").into_response();
+        };
         let deadline = tokio::time::Instant::now() + POLL_WAIT;
         loop {
             let changed = self.changed.notified();
@@ -509,7 +501,9 @@ impl Coordinator {
     }
 
     pub(crate) fn forget(&self, auth_id: &str) {
-        lock(&self.logins).map.remove(&hash_auth_id(auth_id));
+        if let Some(hash) = hash_auth_id(auth_id) {
+            lock(&self.logins).map.remove(&hash);
+        }
     }
 
     /// The Web UI's home page, for a signed-in visitor.
@@ -670,18 +664,20 @@ async fn redeem(State(p): State<Arc<Provider>>, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn uuids_and_hashes_are_trinos() {
         let id = random_uuid();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
-        let h = hash_auth_id(&id);
-        assert_eq!(h.len(), 64);
-        assert_eq!(
-            crate::oauth2::AuthIdHash::of_auth_id(&id).map(|h| h.as_str().to_string()),
-            Some(h)
-        );
+        // Trino's hash: lowercase hex SHA-256 of the text, computed here independently.
+        let want: String = Sha256::digest(id.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hash_auth_id(&id), Some(want));
+        assert_eq!(hash_auth_id(&id.to_uppercase()), None);
     }
 
     #[test]

@@ -445,10 +445,7 @@ impl TrinoProxy {
     /// routable member of the group its request was routed to: a Web UI login started there
     /// finishes there. The cookie only chooses within that group, so policies still decide.
     fn follow_pin(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
-        let (Some(name), Some(g)) = (
-            oauth2::pinned_backend(req.headers.get_all(http::header::COOKIE)),
-            ctx.group,
-        ) else {
+        let (Some(name), Some(g)) = (oauth2::pinned_backend(&req.headers), ctx.group) else {
             return;
         };
         let snap = &ctx.snap;

@@ -15,7 +15,7 @@
 //! each retry on another backend alike.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{EXPECT, TRANSFER_ENCODING};
 use pingora_proxy::Session;
 
 use super::error::GatewayError;
@@ -50,12 +50,7 @@ pub async fn hold(
             "a chunked request body (no Content-Length) is not held",
         ));
     }
-    let declared = req
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let len = match declared {
+    let len = match super::declared_length(req) {
         None | Some(0) => return Ok(Held::Skipped("the request has no statement body")),
         // Refused with 413 by the admission that follows.
         Some(n) if n > snap.max_submission_bytes => {
