@@ -829,7 +829,7 @@ impl ProxyHttp for TrinoProxy {
         }
         match routed {
             Ok(()) => {
-                // A body that streams (not held: chunked, HTTP/2, not a submission) is bounded by
+                // A body that streams (not held: chunked, or not a submission) is bounded by
                 // `proxy.body_timeout` too: each read here, the whole in `request_body_filter`.
                 let req = session.req_header();
                 if ctx.held.is_none()
