@@ -101,26 +101,229 @@ pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
 }
 
 /// Parse and validate configuration text; `file` is only used in messages.
+///
+/// Every problem is reported in one go, not just the first: serde stops at the first key it
+/// cannot read, so each such key is taken out of the document (and noted) and the rest read
+/// again, until it reads; then the cross-reference checks run on what was read. A value that is
+/// missing because it was taken out is not reported again.
 pub fn parse_str(file: &str, text: &str) -> Result<Config, ConfigError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        // serde_yaml_ng prefixes nested errors with its own (shorter) path; ours is the precise one.
-        let message = e.into_inner().to_string();
-        let message = match message.split_once(": ") {
-            Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => {
-                rest.to_string()
-            }
-            _ => message,
-        };
-        ConfigError::single(file, path, message)
-    })?;
-    validate::validate(&config).map_err(|issues| ConfigError {
+    let fail = |issues| ConfigError {
         file: file.to_string(),
         issues,
-    })?;
-    Ok(config)
+    };
+    // The first error comes from the text itself (its messages are the most precise).
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let first = match serde_path_to_error::deserialize::<_, Config>(de) {
+        Ok(config) => return validate::validate(&config).map(|()| config).map_err(fail),
+        Err(e) => e,
+    };
+    let mut issues = vec![issue(&first)];
+    let Ok(mut doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Err(fail(issues)); // not even YAML
+    };
+    if doc.apply_merge().is_err() {
+        return Err(fail(issues));
+    }
+    let mut taken = Taken::default();
+    let mut path = segments(first.path());
+    loop {
+        if issues.len() >= MAX_ISSUES || !taken.take(&mut doc, &path) {
+            return Err(fail(issues));
+        }
+        match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
+            Ok(config) => {
+                if taken.shifted {
+                    issues.push(ConfigIssue {
+                        path: String::new(),
+                        message: "cross-reference checks skipped until the problems above are \
+                                  fixed"
+                            .into(),
+                    });
+                } else if let Err(more) = validate::validate(&config) {
+                    issues.extend(more);
+                }
+                return Err(fail(issues));
+            }
+            Err(e) => {
+                path = taken.original(&segments(e.path()));
+                let found = issue(&e);
+                if !taken.explains(&path, &found.message) {
+                    issues.push(ConfigIssue {
+                        path: render(&path),
+                        message: found.message,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Most problems listed for one file.
+const MAX_ISSUES: usize = 100;
+
+/// One serde error as an issue: the key path, and the message without serde_yaml_ng's own
+/// (shorter) path prefix.
+fn issue<E: fmt::Display>(e: &serde_path_to_error::Error<E>) -> ConfigIssue {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let message = e.inner().to_string();
+    let message = match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_string(),
+        _ => message,
+    };
+    ConfigIssue { path, message }
+}
+
+/// A step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn segments(path: &serde_path_to_error::Path) -> Vec<Step> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(Step::Key(key.clone())),
+            Segment::Seq { index } => Some(Step::Index(*index)),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// A path as the issues write it: `backends[0].url`.
+fn render(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// What was taken out of the document, in the file's own coordinates.
+#[derive(Default)]
+struct Taken {
+    keys: Vec<Vec<Step>>,
+    /// List entries taken out (list path, index): later entries moved up by one.
+    entries: Vec<(Vec<Step>, usize)>,
+    /// Some list entry was taken out, so paths the checks report would not match the file.
+    shifted: bool,
+}
+
+impl Taken {
+    /// Take the node at `path` (the file's coordinates) out of `doc`; false when there is none.
+    fn take(&mut self, doc: &mut serde_yaml_ng::Value, path: &[Step]) -> bool {
+        let Some((last, parent)) = path.split_last() else {
+            return false;
+        };
+        let here = self.current(parent);
+        let mut node = &mut *doc;
+        for step in &here {
+            node = match (step, node) {
+                (Step::Key(k), serde_yaml_ng::Value::Mapping(m)) => match m.get_mut(k.as_str()) {
+                    Some(n) => n,
+                    None => return false,
+                },
+                (Step::Index(i), serde_yaml_ng::Value::Sequence(s)) => match s.get_mut(*i) {
+                    Some(n) => n,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        match (last, node) {
+            (Step::Key(k), serde_yaml_ng::Value::Mapping(m)) => {
+                if m.remove(k.as_str()).is_none() {
+                    return false;
+                }
+                self.keys.push(path.to_vec());
+            }
+            (Step::Index(i), serde_yaml_ng::Value::Sequence(s)) => {
+                let at = self.current_index(parent, *i);
+                if at >= s.len() {
+                    return false;
+                }
+                s.remove(at);
+                self.entries.push((parent.to_vec(), *i));
+                self.shifted = true;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// A path of the document as it is now, in the file's coordinates.
+    fn original(&self, path: &[Step]) -> Vec<Step> {
+        let mut out: Vec<Step> = Vec::with_capacity(path.len());
+        for step in path {
+            let step = match step {
+                Step::Index(i) => {
+                    let mut gone: Vec<usize> = self
+                        .entries
+                        .iter()
+                        .filter(|(list, _)| *list == out)
+                        .map(|(_, j)| *j)
+                        .collect();
+                    gone.sort_unstable();
+                    let mut i = *i;
+                    for g in gone {
+                        if g <= i {
+                            i += 1;
+                        }
+                    }
+                    Step::Index(i)
+                }
+                Step::Key(k) => Step::Key(k.clone()),
+            };
+            out.push(step);
+        }
+        out
+    }
+
+    /// A path in the file's coordinates as the document is now.
+    fn current(&self, path: &[Step]) -> Vec<Step> {
+        let mut out = Vec::with_capacity(path.len());
+        for (n, step) in path.iter().enumerate() {
+            out.push(match step {
+                Step::Index(i) => Step::Index(self.current_index(&path[..n], *i)),
+                Step::Key(k) => Step::Key(k.clone()),
+            });
+        }
+        out
+    }
+
+    fn current_index(&self, list: &[Step], i: usize) -> usize {
+        let before = self
+            .entries
+            .iter()
+            .filter(|(l, j)| l.as_slice() == list && *j < i)
+            .count();
+        i - before
+    }
+
+    /// Whether an error only repeats what was taken out: a field reported missing because it
+    /// was removed for its bad value.
+    fn explains(&self, path: &[Step], message: &str) -> bool {
+        let Some(rest) = message.split("missing field `").nth(1) else {
+            return false;
+        };
+        let Some(field) = rest.split('`').next() else {
+            return false;
+        };
+        self.keys.iter().any(|k| {
+            k.split_last()
+                .is_some_and(|(last, parent)| parent == path && *last == Step::Key(field.into()))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -263,5 +466,61 @@ backends:
         let msg = parse_str("t.yaml", &text).unwrap_err().to_string();
         assert!(msg.contains("groups[1].strategy"), "{msg}");
         assert!(msg.contains("unknown variant `fastest`"), "{msg}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_one_run() {
+        // A bad duration used to hide the unknown key after it (and everything else).
+        let text = GOOD
+            .replace(
+                "admin:\n  address: \"127.0.0.1:8090\"",
+                "admin:\n  address: \"127.0.0.1:8090\"\n  idle_timeout: 5 parsecs\n  max_conections: 10",
+            )
+            .replace("strategy: random", "strategy: fastest")
+            .replace("group: etl, enabled: false", "group: etl, enabled: maybe, colour: red")
+            .replace("group: etl\ngroups:", "group: nowhere\ngroups:");
+        let err = parse_str("t.yaml", &text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "admin.idle_timeout",
+                "admin.max_conections",
+                "groups[1].strategy",
+                "backends[1].enabled",
+                "backends[1].colour",
+                "routing.policies[0].group",
+            ],
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `max_conections`"), "{msg}");
+        assert!(msg.contains("unknown variant `fastest`"), "{msg}");
+        assert!(msg.contains("nowhere"), "{msg}");
+    }
+
+    #[test]
+    fn a_list_entry_taken_out_keeps_the_paths_of_the_others() {
+        // The first listener lacks its (required) name: it is taken out whole, and the second
+        // one's problem still carries its own index.
+        let text = GOOD.replace(
+            "    - { name: main, address: \"127.0.0.1:8080\" }",
+            "    - { address: \"127.0.0.1:8080\" }\n    - { name: b, address: \"127.0.0.1:8081\", tls: 3 }",
+        );
+        let err = parse_str("t.yaml", &text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths[..2],
+            ["proxy.listeners[0]", "proxy.listeners[1].tls"],
+            "{err}"
+        );
+        assert!(err.to_string().contains("missing field `name`"), "{err}");
+        // References are not checked against a document with an entry missing.
+        assert!(
+            err.issues[2]
+                .message
+                .contains("cross-reference checks skipped"),
+            "{err}"
+        );
     }
 }
