@@ -1012,6 +1012,21 @@ impl ProxyHttp for TrinoProxy {
         let rewrite_mode = backend
             .as_ref()
             .is_some_and(|b| b.forwarding == Forwarding::Rewrite);
+        // Headers are removed before any is added, so the header maps grow only when the
+        // additions need it.
+        let statement = ctx.kind == Kind::Submit || ctx.statement_page;
+        if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
+            // Keep the (small) submission answer uncompressed so its query id can be read, and a
+            // rewriting backend's pages so their URIs can be.
+            upstream.remove_header(&ACCEPT_ENCODING);
+        }
+        if ctx.kind == Kind::Submit
+            && self.inline_spooling(ctx)
+            && upstream.headers.contains_key(QUERY_DATA_ENCODING)
+        {
+            // The cluster answers inline when the client asks for no encoding.
+            upstream.remove_header(&QUERY_DATA_ENCODING);
+        }
         if rewrite_mode {
             forwarded::strip(upstream);
         } else {
@@ -1048,19 +1063,6 @@ impl ProxyHttp for TrinoProxy {
             upstream.append_header(crate::hop::HOP, crate::hop::ID.clone())?;
         }
         ctx.rewrite_mode = rewrite_mode;
-        let statement = ctx.kind == Kind::Submit || ctx.statement_page;
-        if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
-            // Keep the (small) submission answer uncompressed so its query id can be read, and a
-            // rewriting backend's pages so their URIs can be.
-            upstream.remove_header(&ACCEPT_ENCODING);
-        }
-        if ctx.kind == Kind::Submit
-            && self.inline_spooling(ctx)
-            && upstream.headers.contains_key(QUERY_DATA_ENCODING)
-        {
-            // The cluster answers inline when the client asks for no encoding.
-            upstream.remove_header(&QUERY_DATA_ENCODING);
-        }
         Ok(())
     }
 

@@ -78,7 +78,9 @@ pub async fn hold(
     let mut first: Option<Bytes> = None;
     let mut body = BytesMut::new();
     let mut read = 0usize;
-    loop {
+    // Pingora marks the body complete with its last byte, so the loop stops there without
+    // another read (and another timer) just to be told so.
+    while read < len {
         if len - read <= RETRY_BUFFER {
             session.as_mut().enable_retry_buffering();
         }
@@ -126,7 +128,7 @@ pub async fn hold(
             "the request body ended after {read} of {len} bytes"
         )));
     }
-    if session.as_ref().get_retry_buffer().is_none() {
+    if session.as_ref().retry_buffer_truncated() {
         // Pingora would have nothing to replay: the body could not be sent on.
         return Err(GatewayError::internal(
             "the held statement cannot be forwarded (the retry buffer overflowed)",
