@@ -10,6 +10,7 @@ use tracing::warn;
 
 use crate::database::Database;
 use crate::history::{HistoryEvent, HistorySink};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::oauth2::{AuthIdHash, Leg};
 use crate::query_id::{coordinator_id, CoordinatorId};
@@ -38,6 +39,8 @@ pub struct Gateway {
     lookup_permits: tokio::sync::Semaphore,
     /// This instance's name in the history (shared by every record, not copied).
     pub instance: Arc<str>,
+    /// Draining and requests in flight ([`crate::lifecycle`]).
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Gateway {
@@ -56,6 +59,7 @@ impl Gateway {
             database,
             lookup_permits: tokio::sync::Semaphore::new(LOOKUP_PERMITS),
             instance: instance.into(),
+            lifecycle: Lifecycle::new(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod history;
 pub mod hop;
 pub mod hybrid;
 pub mod latency_probe;
+pub mod lifecycle;
 pub mod metrics;
 pub mod oauth2;
 pub mod passthrough;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::Server;
+use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use tracing::{info, warn};
 
@@ -15,6 +15,7 @@ use crate::database::{self, Database};
 use crate::gateway::Gateway;
 use crate::health::HealthService;
 use crate::history;
+use crate::lifecycle::{self, Drain, Signals};
 use crate::proxy::client_connection::ClientConnections;
 use crate::proxy::TrinoProxy;
 use crate::reload::Reloader;
@@ -47,8 +48,16 @@ fn server_conf(config: &Config) -> ServerConf {
                 .map(|n| n.get())
                 .unwrap_or(2)
         }),
-        grace_period_seconds: Some(s.grace_period.get().as_secs()),
-        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.get().as_secs()),
+        // `server.grace_period` runs before Pingora hears of a SIGTERM, and the drain ends the
+        // process itself once the requests in flight are done and the history is written
+        // (`lifecycle`); Pingora's own timers are only the fallback, past both.
+        grace_period_seconds: Some(
+            (s.graceful_shutdown_timeout.get() + lifecycle::HISTORY_FLUSH).as_secs() + 2,
+        ),
+        graceful_shutdown_timeout_seconds: Some(1),
+        // A successor asks for the sockets after its first health pass; the old process may get
+        // its SIGQUIT before or after that (one retry per second).
+        upgrade_sock_connect_accept_max_retries: Some(lifecycle::UPGRADE_WAIT.as_secs() as usize),
         ..ServerConf::default()
     };
     let tmp = std::env::temp_dir();
@@ -118,7 +127,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     }
     let (store, routing_config, version) = (opened.store, opened.config, opened.version);
     let snapshots = SnapshotHandle::new(&routing_config).map_err(|e| e.to_string())?;
-    let database = Database::new(store, rt);
+    let database = Database::new(store, rt.clone());
     let sync = StateSync::new(
         opts.source,
         database.clone(),
@@ -126,7 +135,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         config.clone(),
         version,
     );
-    let (history, history_writer) = history::channel(database.clone());
+    let (history, history_writer, history_stop) = history::channel(database.clone());
     let gateway = Arc::new(Gateway::new(
         snapshots.clone(),
         Stickiness::new(config.proxy.sticky_capacity, config.proxy.sticky_ttl.get()),
@@ -161,24 +170,25 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         crate::admin::port_is_free(&config.admin.address)
             .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
     }
-    let admin = AdminService::bind(
-        &config.admin.address,
-        gateway.clone(),
-        sync.clone(),
-        admin_cert,
-    )
-    .map_err(|e| format!("cannot listen on {} (admin): {e}", config.admin.address))?;
+    // The router starts loading the hybrid endpoint's local tables at once (so a broken file
+    // shows at start): on the database runtime, the one running before Pingora's.
+    let admin = {
+        let _runtime = rt.enter();
+        AdminService::new(gateway.clone(), sync.clone(), admin_cert.clone())?
+    };
 
     let opt = Opt {
         upgrade: opts.upgrade,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&config));
-    server.bootstrap();
+    let conf = server_conf(&config);
+    let upgrade_sock = conf.upgrade_sock.clone();
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
 
-    // The proxy listeners open (and, after `--upgrade`, start taking connections from the old
-    // process) only once the first health pass has decided every backend and host names are
-    // resolved: no client sees a 503 because the gateway has not looked yet.
+    // The proxy listeners open only once the first health pass has decided every backend and
+    // host names are resolved: no client sees a 503 because the gateway has not looked yet.
+    // After `--upgrade`, the sockets are asked for (by the bootstrap) only then too, so the old
+    // process serves until this one is ready; and every listener waits for them.
     let health = server.add_service(background_service("health checks", health));
     let resolver = server.add_service(background_service(
         "resolver",
@@ -186,6 +196,10 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             snapshots: snapshots.clone(),
         },
     ));
+    let bootstrap = server.bootstrap_as_a_service();
+    if opts.upgrade {
+        bootstrap.add_dependencies([&health, &resolver]);
+    }
     for (index, l) in config.proxy.listeners.iter().enumerate() {
         let proxy = TrinoProxy {
             listener: l.name.as_str().into(),
@@ -197,7 +211,7 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         app.handle_init_modules();
         let mut service = pingora_core::services::listening::Service::new(
             format!("proxy {}", l.name),
-            ClientConnections::new(app, snapshots.clone()),
+            ClientConnections::new(app, snapshots.clone(), gateway.lifecycle.clone()),
         );
         let read_buffer = if l.tls.is_some() { TLS_READ_BUFFER } else { 0 };
         let endpoint = ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings::new(
@@ -218,9 +232,28 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
             }
         }
         let handle = server.add_service(service);
-        handle.add_dependencies([&health, &resolver]);
+        handle.add_dependencies([&health, &resolver, &bootstrap]);
     }
-    server.add_service(background_service("admin", admin));
+    let mut admin = pingora_core::services::listening::Service::new("admin".to_string(), admin);
+    let read_buffer = if admin_cert.is_some() {
+        TLS_READ_BUFFER
+    } else {
+        0
+    };
+    admin.add_listener(
+        ListenerConfig::tcp(config.admin.address.as_str()).l4_buffer(L4BufferSettings::new(
+            read_buffer,
+            DEFAULT_L4_WRITE_BUFFER_SIZE,
+        )),
+    );
+    admin.threads = Some(1);
+    let scheme = if admin_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!("admin listener on {scheme}://{}", config.admin.address);
+    server.add_service(admin).add_dependencies([&bootstrap]);
     server.add_service(background_service(
         "config sync",
         SyncService {
@@ -229,6 +262,14 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         },
     ));
     server.add_service(background_service("history writer", history_writer));
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            lifecycle: gateway.lifecycle.clone(),
+            history: history_stop,
+            timeout: config.server.graceful_shutdown_timeout.get(),
+        },
+    ));
     server.add_service(background_service(
         "config reload",
         Reloader {
@@ -244,5 +285,12 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
         snapshots.load().version,
         snapshots.load().describe()
     );
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            lifecycle: gateway.lifecycle.clone(),
+            grace_period: config.server.grace_period.get(),
+            upgrade_sock,
+        }),
+    });
+    Ok(())
 }

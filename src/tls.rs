@@ -174,10 +174,10 @@ impl ServerCert {
 
     /// The server side of a TLS handshake on `tcp` with the current certificate (the admin
     /// listener; its caller puts the deadline on it).
-    pub async fn accept(
-        &self,
-        tcp: tokio::net::TcpStream,
-    ) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, HandshakeError> {
+    pub async fn accept<S>(&self, tcp: S) -> Result<tokio_openssl::SslStream<S>, HandshakeError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let acceptor = self.acceptor();
         let ssl = openssl::ssl::Ssl::new(acceptor.context()).map_err(HandshakeError::Session)?;
         let mut stream =

@@ -1,15 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Health checks and backend selection on pingora-load-balancing: consistent hashing, backends in
 //! several groups, retry bookkeeping, startup without 503s, probing of new backends, live reload
-//! of every setting (and refusal of restart-only ones), and the SIGQUIT upgrade.
+//! of every setting (and refusal of restart-only ones). The SIGQUIT upgrade is in `lifecycle.rs`.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,44 +108,6 @@ async fn backends_serving(
         );
     }
     out
-}
-
-/// A gateway process spawned by the test itself (no readiness wait); killed on drop.
-struct Proc {
-    child: Child,
-    log_path: PathBuf,
-}
-
-impl Proc {
-    fn spawn(config: &Path, extra: &[&str], log_path: PathBuf) -> Proc {
-        let child = spawn_serve(config, "file", extra, &log_path);
-        Proc { child, log_path }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The last `n` lines of a log.
-fn tail(log: &str, n: usize) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn signal(pid: i32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {sig} {pid}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,123 +828,4 @@ async fn sighup_applies_each_live_setting_and_refuses_restart_only_ones_by_name(
     }
     // The admin listener did not move.
     assert_eq!(Api::new(&gw).get("/livez").await.0, 200);
-}
-
-// ---------------------------------------------------------------------------------------------
-// 7. SIGQUIT upgrade
-// ---------------------------------------------------------------------------------------------
-
-/// When a submission was answered, and its HTTP status or the client's error.
-type Answer = (Instant, Result<u16, String>);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_hands_over_without_a_failed_submission() {
-    let b1 = backend(100).await;
-    let b2 = backend(100).await;
-    let port = free_port();
-    let admin = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = config_yaml(
-        &[("main", port)],
-        admin,
-        &[("adhoc", "round_robin")],
-        &[("b1", b1.url(), "adhoc"), ("b2", b2.url(), "adhoc")],
-        "",
-    );
-    // pid file and upgrade socket in this test's own directory; a grace period in which A
-    // finishes what it is serving and answers its keep-alive clients with `Connection: close`
-    // (with 0 s, Pingora drops A's runtimes, and the requests in them, at once).
-    let yaml = edit(
-        &yaml,
-        "server:\n  grace_period: 0s\n",
-        &format!(
-            "server:\n  grace_period: 2s\n  pid_file: \"{0}/gw.pid\"\n  upgrade_sock: \"{0}/gw.sock\"\n",
-            dir.path().display()
-        ),
-    );
-    let mut a = Gateway::start(&yaml, port, admin).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let results: Arc<Mutex<Vec<Answer>>> = Arc::default();
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let (stop, results) = (stop.clone(), results.clone());
-        let url = format!("{}/v1/statement", a.url);
-        workers.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                let r = http
-                    .post(&url)
-                    .header("X-Trino-User", "tester")
-                    .body("SELECT 1")
-                    .send()
-                    .await;
-                let r = match r {
-                    Ok(r) => Ok(r.status().as_u16()),
-                    Err(e) => Err(format!("{e:?}")),
-                };
-                results.lock().unwrap().push((Instant::now(), r));
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let b = Proc::spawn(&a.config_path, &["--upgrade"], dir.path().join("b.log"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    signal(a.pid(), "-QUIT");
-    let quit = Instant::now();
-    // Pingora's old process keeps serving for its fixed 5 s close timeout after handing the
-    // sockets over, then runs its grace period (2 s here) and a shutdown of at most 1 s: keep
-    // submitting until it is gone, then 1.5 s more on B alone.
-    let a_exited = loop {
-        if a.exited().is_some() {
-            break Instant::now();
-        }
-        if quit.elapsed() > Duration::from_secs(10) {
-            stop.store(true, Ordering::Relaxed);
-            panic!(
-                "A did not exit within 10 s of SIGQUIT\nA:\n{}\nB:\n{}",
-                tail(&a.log(), 40),
-                tail(&b.log(), 40)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let results = std::mem::take(&mut *results.lock().unwrap());
-    let failed: Vec<_> = results
-        .iter()
-        .filter(|(_, r)| *r != Ok(200))
-        .map(|(t, r)| (t.saturating_duration_since(quit), r))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} submissions failed during the upgrade (times after SIGQUIT): {:?}\nA:\n{}\nB:\n{}",
-        failed.len(),
-        results.len(),
-        &failed[..failed.len().min(20)],
-        tail(&a.log(), 60),
-        tail(&b.log(), 60)
-    );
-    let after = results.iter().filter(|(t, _)| *t > a_exited).count();
-    assert!(
-        after >= 10,
-        "only {after} submissions after A exited\nB:\n{}",
-        tail(&b.log(), 60)
-    );
-    // B is the one serving now.
-    let r = Client::new(&a.url).run("SELECT 1", &[]).await;
-    assert!(r.error.is_none());
-    assert!(
-        b.log().contains("query submitted"),
-        "B:\n{}",
-        tail(&b.log(), 60)
-    );
 }

@@ -1,6 +1,7 @@
 //! The admin listener's connections, served here rather than by `axum::serve`, which has no
 //! deadlines and no cap: idle or trickling clients could hold any number of connections (and the
-//! file descriptors the proxy shares) before a single request was authenticated.
+//! file descriptors the proxy shares) before a single request was authenticated. Pingora accepts
+//! them (see [`super::AdminService`]); this serves each one.
 //!
 //! - At most `admin.max_connections` are open at once, TLS handshakes included; a connection
 //!   beyond that is closed as soon as it is accepted, so it costs a file descriptor for an
@@ -10,7 +11,8 @@
 //! - A kept-alive connection with no request in progress is closed after `admin.idle_timeout`.
 //!
 //! All three are read from the current snapshot when a connection is accepted, so a reload
-//! changes them for new connections.
+//! changes them for new connections. On shutdown a connection finishes the request in progress
+//! and closes; requests count as in flight for the drain ([`crate::lifecycle`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,13 +30,14 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use pingora_core::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::model::AdminConfig;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::ServerCert;
@@ -80,50 +83,29 @@ struct Deadlines {
     idle: Duration,
 }
 
-/// Serve `app` on `listener` until `shutdown` completes, then let the open connections finish
-/// their requests.
-pub(super) async fn serve(
-    listener: TcpListener,
+/// Serve one accepted connection: closed at once beyond `admin.max_connections`, otherwise
+/// served until done, under its deadlines; `shutdown` (Pingora's) lets its request in progress
+/// finish, then closes it.
+pub(super) async fn accepted(
+    stream: Stream,
+    open: &Arc<AtomicUsize>,
     app: Router,
     tls: Option<Arc<ServerCert>>,
-    snapshots: Arc<SnapshotHandle>,
-    shutdown: impl Future<Output = ()>,
+    snapshots: &SnapshotHandle,
+    shutdown: watch::Receiver<bool>,
+    lifecycle: &Arc<Lifecycle>,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
-    // Every connection holds a receiver: `true` asks it to finish, and once all are dropped the
-    // sender's `closed()` says they have.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = &mut shutdown => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors, most likely: back off instead of spinning.
-                warn!("admin listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let (deadlines, max) = limits(&snapshots.load().config.admin);
-        let Some(slot) = Slot::take(&open, max) else {
-            Closed::MaxConnections.count();
-            debug!(%peer, max, "admin connection closed: admin.max_connections are open");
-            drop(tcp);
-            continue;
-        };
-        let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            connection(tcp, tls, app, deadlines, stop).await;
-            drop(slot);
-        });
-    }
-    let _ = stop_tx.send(true);
-    drop(stop_rx);
-    stop_tx.closed().await;
+    let (deadlines, max) = limits(&snapshots.load().config.admin);
+    let Some(slot) = Slot::take(open, max) else {
+        Closed::MaxConnections.count();
+        debug!(
+            max,
+            "admin connection closed: admin.max_connections are open"
+        );
+        return;
+    };
+    connection(stream, tls, app, deadlines, shutdown, lifecycle).await;
+    drop(slot);
 }
 
 fn limits(c: &AdminConfig) -> (Deadlines, usize) {
@@ -156,19 +138,20 @@ impl Drop for Slot {
 }
 
 async fn connection(
-    tcp: TcpStream,
+    stream: Stream,
     tls: Option<Arc<ServerCert>>,
     app: Router,
     deadlines: Deadlines,
     stop: watch::Receiver<bool>,
+    lifecycle: &Arc<Lifecycle>,
 ) {
     // The header deadline runs from here, through the TLS handshake.
     let activity = Arc::new(Activity::new());
     let Some(cert) = tls else {
-        return http(tcp, app, activity, deadlines, stop).await;
+        return http(stream, app, activity, deadlines, stop, lifecycle).await;
     };
-    match tokio::time::timeout(deadlines.header, cert.accept(tcp)).await {
-        Ok(Ok(stream)) => http(stream, app, activity, deadlines, stop).await,
+    match tokio::time::timeout(deadlines.header, cert.accept(stream)).await {
+        Ok(Ok(stream)) => http(stream, app, activity, deadlines, stop, lifecycle).await,
         Ok(Err(e)) => debug!("admin connection closed: {e}"),
         Err(_) => {
             Closed::HeaderTimeout.count();
@@ -186,12 +169,14 @@ async fn http<S>(
     activity: Arc<Activity>,
     deadlines: Deadlines,
     mut stop: watch::Receiver<bool>,
+    lifecycle: &Arc<Lifecycle>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = Tracked {
         app: TowerToHyperService::new(app),
         activity: activity.clone(),
+        lifecycle: lifecycle.clone(),
     };
     let watched = Watched {
         io,
@@ -354,6 +339,8 @@ impl Drop for Busy {
 struct Tracked {
     app: TowerToHyperService<Router>,
     activity: Arc<Activity>,
+    /// Admin requests count as in flight for a draining process too (a hybrid query, say).
+    lifecycle: Arc<Lifecycle>,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -364,7 +351,7 @@ impl Service<hyper::Request<Incoming>> for Tracked {
     type Future = Answer;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Answer {
-        let busy = self.activity.busy();
+        let busy = (self.activity.busy(), self.lifecycle.request_owned());
         let answer = self.app.call(req);
         Box::pin(async move {
             let response = answer.await?;

@@ -1,9 +1,10 @@
 //! The admin listener: health endpoints and the backend status API; the rest of the REST API and
 //! `/metrics` build on this router.
 //!
-//! It runs as a Pingora background service on its own port, so an overloaded proxy listener never
-//! starves the operator's view of the gateway; `listener` serves its connections under deadlines
-//! and a connection cap.
+//! It runs as its own Pingora listening service (own port, own threads), so an overloaded proxy
+//! listener never starves the operator's view of the gateway, and an upgrade hands its socket
+//! over like the proxies'; `listener` serves its connections under deadlines and a connection
+//! cap.
 
 pub mod auth;
 pub mod config_api;
@@ -22,10 +23,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
-use pingora_core::services::background::BackgroundService;
 use serde_json::json;
-use tracing::{error, info};
 
 use crate::health::state::Health;
 use crate::proxy::Gateway;
@@ -210,7 +211,7 @@ async fn livez() -> Json<serde_json::Value> {
 
 /// Ready when the current snapshot can route a query: some backend is enabled and (when health
 /// checks run) the first probe pass is done — the proxy listeners open then — and found one
-/// healthy.
+/// healthy; and the process is not shutting down (from SIGTERM on, see [`crate::lifecycle`]).
 async fn readyz(State(st): State<AdminState>) -> Response {
     let snap = st.gateway.snapshots.load();
     let enabled = snap.backends.iter().filter(|b| b.enabled).count();
@@ -220,7 +221,10 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         .filter(|b| strategy::is_routable(&snap, b))
         .count();
     let warm = st.gateway.is_warm();
-    let status = if enabled == 0 {
+    let draining = st.gateway.lifecycle.is_draining();
+    let status = if draining {
+        "not ready: shutting down"
+    } else if enabled == 0 {
         "not ready: no enabled backend"
     } else if snap.health.enabled && !warm {
         "not ready: first health check still running"
@@ -236,6 +240,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         "enabledBackends": enabled,
         "healthyBackends": routable,
         "firstHealthPassDone": warm,
+        "draining": draining,
         "knownCoordinators": st.gateway.sticky.known_coordinators(),
     });
     let code = if status == "ready" {
@@ -349,97 +354,62 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         .into_response()
 }
 
-/// Serves [`router`] on a listener bound before the server starts (so a taken port is reported at
-/// startup, not lost in a background task).
+/// Serves [`router`] on the admin listener: a Pingora listening service like the proxies, so a
+/// SIGQUIT upgrade hands its socket to the new process with theirs, and it stops accepting with
+/// them on shutdown. [`listener`] serves each connection under deadlines and a cap.
 pub struct AdminService {
-    listener: std::sync::Mutex<Option<StdTcpListener>>,
-    gateway: Arc<Gateway>,
-    sync: Arc<StateSync>,
-    /// HTTPS certificate (`admin.tls`).
+    app: Router,
+    snapshots: Arc<crate::snapshot::SnapshotHandle>,
+    /// HTTPS certificate (`admin.tls`); the handshake is done per connection, under the header
+    /// deadline.
     tls: Option<Arc<ServerCert>>,
+    /// Connections open now (capped by `admin.max_connections`).
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 impl AdminService {
-    /// Listen on `address`. The socket is bound with `SO_REUSEPORT`, so that a process started
-    /// with `--upgrade` can open the admin listener beside the one it replaces; the caller checks
-    /// first, outside upgrades, that no other process holds the port (see [`port_is_free`]).
-    pub fn bind(
-        address: &str,
+    pub fn new(
         gateway: Arc<Gateway>,
         sync: Arc<StateSync>,
         tls: Option<Arc<ServerCert>>,
-    ) -> std::io::Result<Self> {
-        let listener = reusable_listener(address)?;
-        listener.set_nonblocking(true)?;
+    ) -> Result<Self, String> {
+        let snapshots = gateway.snapshots.clone();
+        let lifecycle = gateway.lifecycle.clone();
+        let app = router(gateway, sync).map_err(|e| format!("admin listener: {e}"))?;
         Ok(AdminService {
-            listener: std::sync::Mutex::new(Some(listener)),
-            gateway,
-            sync,
+            app,
+            snapshots,
             tls,
+            open: Arc::default(),
+            lifecycle,
         })
     }
 }
 
 #[async_trait]
-impl BackgroundService for AdminService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(std_listener) = self
-            .listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
-            return;
-        };
-        let listener = match tokio::net::TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                error!("admin listener unusable: {e}");
-                return;
-            }
-        };
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        if let Ok(addr) = listener.local_addr() {
-            info!("admin listener on {scheme}://{addr}");
-        }
-        let app = match router(self.gateway.clone(), self.sync.clone()) {
-            Ok(app) => app,
-            Err(e) => {
-                error!("admin listener cannot start: {e}");
-                return;
-            }
-        };
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        let snapshots = self.gateway.snapshots.clone();
-        listener::serve(listener, app, self.tls.clone(), snapshots, stop).await;
+impl ServerApp for AdminService {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        listener::accepted(
+            stream,
+            &self.open,
+            self.app.clone(),
+            self.tls.clone(),
+            &self.snapshots,
+            shutdown.clone(),
+            &self.lifecycle,
+        )
+        .await;
+        None
     }
 }
 
-/// A listening socket with `SO_REUSEADDR` and `SO_REUSEPORT` (see [`AdminService::bind`]).
-fn reusable_listener(address: &str) -> std::io::Result<StdTcpListener> {
-    use std::net::ToSocketAddrs;
-    let addr = address.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "address resolves to nothing",
-        )
-    })?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-/// Whether nothing listens on `address` yet (a plain bind, which fails even against a socket
-/// bound with `SO_REUSEPORT`).
+/// Whether nothing listens on `address` yet (checked before Pingora binds it, which would only
+/// panic in a thread).
 pub fn port_is_free(address: &str) -> std::io::Result<()> {
     StdTcpListener::bind(address).map(drop)
 }

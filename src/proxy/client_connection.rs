@@ -35,6 +35,7 @@ use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::snapshot::SnapshotHandle;
 
@@ -75,13 +76,16 @@ pub struct ClientConnections<A> {
     /// `proxy.header_timeout` and `proxy.client_idle_timeout` are read from the current
     /// snapshot for every connection and wait, so a reload applies them.
     snapshots: Arc<SnapshotHandle>,
+    /// Counts the requests in flight, which a draining process waits for.
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl<A> ClientConnections<A> {
-    pub fn new(inner: A, snapshots: Arc<SnapshotHandle>) -> Self {
+    pub fn new(inner: A, snapshots: Arc<SnapshotHandle>, lifecycle: Arc<Lifecycle>) -> Self {
         ClientConnections {
             inner: Arc::new(inner),
             snapshots,
+            lifecycle,
         }
     }
 
@@ -189,6 +193,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ClientConnections<A> {
         header_read: &Arc<AtomicBool>,
     ) -> Option<(Stream, Option<HttpPersistentSettings>)> {
         header_read.store(false, Ordering::Relaxed);
+        let _in_flight = self.lifecycle.request();
         let mut work = pin!(HEADER_READ.scope(
             header_read.clone(),
             self.inner.process_new_http(session, shutdown),
@@ -231,6 +236,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A
                 Some(ALPN::H2 | ALPN::Custom(_))
             )
         {
+            // An HTTP/2 connection counts as one request in flight while it lasts (Pingora
+            // sends it GOAWAY on shutdown).
+            let _in_flight = self.lifecycle.request();
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
         let reuse_limit = options.and_then(|o| o.keepalive_request_limit);

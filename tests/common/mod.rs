@@ -570,3 +570,52 @@ impl Api {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 }
+
+/// A gateway process spawned by the test itself (no readiness wait); killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(config: &std::path::Path, extra: &[&str], log_path: PathBuf) -> Proc {
+        let child = spawn_serve(config, "file", extra, &log_path);
+        Proc { child, log_path }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The exit status if the process has ended (reaps it), else `None`.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `n` lines of a log.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn signal(pid: i32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
