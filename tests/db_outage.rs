@@ -9,60 +9,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 use sqlx::Connection;
-use tokio::task::AbortHandle;
-
-/// A switchable TCP relay in front of the database.
-struct DbLink {
-    port: u16,
-    target: SocketAddr,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl DbLink {
-    fn new(target: SocketAddr) -> DbLink {
-        DbLink {
-            port: free_port(),
-            target,
-            tasks: Arc::default(),
-        }
-    }
-
-    /// Open the port and relay every connection to the database.
-    async fn up(&self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("relay port");
-        let (target, tasks) = (self.target, self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(conn.abort_handle());
-            }
-        });
-        self.tasks.lock().unwrap().push(accept.abort_handle());
-    }
-
-    /// Close the port (connection refused) and cut every open connection.
-    fn down(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-}
 
 async fn metric(gw: &Gateway, name: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", gw.admin))
@@ -88,23 +39,7 @@ async fn in_history(gw: &Gateway, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_fails_no_client_request_and_history_resumes() {
     // A database of its own on the test server, so no other test's tables are touched.
-    let server = std::env::var("TRINO_EDGE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut conn = sqlx::PgConnection::connect(&server)
-        .await
-        .expect("PostgreSQL must be running (see .ci/run)");
-    let _ = sqlx::query("DROP DATABASE IF EXISTS te_outage WITH (FORCE)")
-        .execute(&mut conn)
-        .await;
-    sqlx::query("CREATE DATABASE te_outage")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let server_url = url::Url::parse(&server).unwrap();
-    let target = SocketAddr::new(
-        server_url.host_str().unwrap().parse().unwrap(),
-        server_url.port().unwrap_or(5432),
-    );
+    let (server_url, target) = fresh_database("te_outage").await;
     let link = DbLink::new(target);
     link.up().await;
 
@@ -256,6 +191,9 @@ async fn a_database_outage_fails_no_client_request_and_history_resumes() {
     assert_eq!(r.status(), 201);
     drop(gw);
     link.down();
+    let mut conn = sqlx::PgConnection::connect(&postgres_server())
+        .await
+        .unwrap();
     let _ = sqlx::query("DROP DATABASE IF EXISTS te_outage WITH (FORCE)")
         .execute(&mut conn)
         .await;

@@ -8,11 +8,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,34 +22,6 @@ use tokio::task::AbortHandle;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The test PostgreSQL server.
-fn postgres_server() -> String {
-    std::env::var("TRINO_EDGE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh database of this name on the test server (no other test's tables are touched); its
-/// URL through `port` (the server's own, or a relay's).
-async fn fresh_database(name: &str) -> (url::Url, SocketAddr) {
-    let server = postgres_server();
-    let mut conn = sqlx::PgConnection::connect(&server)
-        .await
-        .expect("PostgreSQL must be running (see .ci/run)");
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = url::Url::parse(&server).unwrap();
-    let addr = SocketAddr::new(
-        url.host_str().unwrap().parse().unwrap(),
-        url.port().unwrap_or(5432),
-    );
-    (url, addr)
-}
 
 fn database_yaml(server: &url::Url, port: u16, name: &str) -> String {
     format!(
@@ -243,45 +214,6 @@ impl Balancer {
 impl Drop for Balancer {
     fn drop(&mut self) {
         for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// A switchable TCP relay in front of the database ("the database goes away").
-struct DbLink {
-    port: u16,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl DbLink {
-    async fn up(target: SocketAddr) -> DbLink {
-        let port = free_port();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let conns = tasks.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                conns.lock().unwrap().push(conn.abort_handle());
-            }
-        });
-        tasks.lock().unwrap().push(accept.abort_handle());
-        DbLink { port, tasks }
-    }
-
-    /// Close the port (connection refused) and cut every open connection.
-    fn down(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
             t.abort();
         }
     }
@@ -506,7 +438,12 @@ async fn sigterm_drains_one_of_two_instances_behind_a_balancer_and_loses_no_quer
     let b1 = backend(4).await;
     let b2 = backend(4).await;
     let (pa, aa, pb, ab) = (free_port(), free_port(), free_port(), free_port());
-    let lb_port_placeholder = "LB_PORT";
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lb = Balancer::start(&[
+        (pa, format!("http://127.0.0.1:{aa}")),
+        (pb, format!("http://127.0.0.1:{ab}")),
+    ])
+    .await;
     let instance = |port: u16, admin: u16, dir: &Path| {
         let yaml = config_yaml(
             &[("main", port)],
@@ -517,27 +454,16 @@ async fn sigterm_drains_one_of_two_instances_behind_a_balancer_and_loses_no_quer
         )
         .replacen(
             "proxy:\n",
-            &format!("proxy:\n  external_url: \"http://127.0.0.1:{lb_port_placeholder}\"\n"),
+            &format!("proxy:\n  external_url: \"{}\"\n", lb.url()),
             1,
         );
         with_server(&yaml, &server_yaml(dir, "2s", "15s"))
             + &database_yaml(&server, pg.port(), "te_life_term")
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let lb = Balancer::start(&[
-        (pa, format!("http://127.0.0.1:{aa}")),
-        (pb, format!("http://127.0.0.1:{ab}")),
-    ])
-    .await;
-    let lb_port = lb.port.to_string();
     let mut procs = Vec::new();
     for (port, admin, dir, name) in [(pa, aa, &dir_a, "a"), (pb, ab, &dir_b, "b")] {
         let config = dir.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            instance(port, admin, dir.path()).replace(lb_port_placeholder, &lb_port),
-        )
-        .unwrap();
+        std::fs::write(&config, instance(port, admin, dir.path())).unwrap();
         let p = Proc::spawn(&config, &[], dir.path().join(format!("{name}.log")));
         wait_live(
             &format!("http://127.0.0.1:{admin}"),
@@ -656,7 +582,8 @@ async fn run_queries(url: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_writes_the_queued_history_or_counts_what_it_cannot() {
     let (server, pg) = fresh_database("te_life_history").await;
-    let link = DbLink::up(pg).await;
+    let link = DbLink::new(pg);
+    link.up().await;
     let b1 = backend(5).await;
     let b2 = backend(5).await;
     let (port, admin) = (free_port(), free_port());

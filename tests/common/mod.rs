@@ -619,3 +619,78 @@ pub fn signal(pid: i32, sig: &str) {
         .unwrap();
     assert!(status.success(), "kill {sig} {pid}");
 }
+
+/// The test PostgreSQL server (`TRINO_EDGE_TEST_POSTGRES`, else the CI one).
+pub fn postgres_server() -> String {
+    std::env::var("TRINO_EDGE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh database of this name on the test server (no other test's tables are touched): the
+/// server's URL and its address (for a [`DbLink`] in front of it).
+pub async fn fresh_database(name: &str) -> (url::Url, std::net::SocketAddr) {
+    use sqlx::Connection;
+    let server = postgres_server();
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("PostgreSQL must be running (see .ci/run)");
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = url::Url::parse(&server).unwrap();
+    let addr = std::net::SocketAddr::new(
+        url.host_str().unwrap().parse().unwrap(),
+        url.port().unwrap_or(5432),
+    );
+    (url, addr)
+}
+
+/// A switchable TCP relay in front of the database.
+pub struct DbLink {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl DbLink {
+    pub fn new(target: std::net::SocketAddr) -> DbLink {
+        DbLink {
+            port: free_port(),
+            target,
+            tasks: std::sync::Arc::default(),
+        }
+    }
+
+    /// Open the port and relay every connection to the database.
+    pub async fn up(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("relay port");
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// Close the port (connection refused) and cut every open connection.
+    pub fn down(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
