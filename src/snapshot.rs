@@ -511,7 +511,7 @@ impl Snapshot {
             // Probes and hybrid subqueries carry the loop marker too: a backend that leads
             // back to this gateway answers them 508 and is never taken for healthy.
             let mut marked = http::HeaderMap::new();
-            marked.insert(crate::hop::HOP, crate::hop::ID.clone());
+            marked.insert(http::header::VIA, crate::hop::ELEMENT.clone());
             let builder = reqwest::Client::builder()
                 .default_headers(marked.clone())
                 .pool_idle_timeout(std::time::Duration::from_secs(30))

@@ -11,6 +11,10 @@
 #   COUNT=2000 benches/load/run.sh                        (instructions per submission instead,
 #                                                          with callgrind; needs valgrind)
 #   PROFILE=submit|page benches/load/run.sh               (a perf profile of the gateway instead)
+#   BIN=/path/to/trino-edge COUNT=2000 benches/load/run.sh
+#                                                         (a binary built earlier instead of building:
+#                                                          two builds counted back to back)
+#   CG_OUT=FILE COUNT=2000 benches/load/run.sh            (keeps the gateway's callgrind profile)
 #   SQL_BYTES=100000 CONTENT=1 COUNT=2000 benches/load/run.sh
 #                                                         (submissions of a statement padded to
 #                                                          SQL_BYTES; CONTENT=1 adds a policy on
@@ -30,8 +34,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-4}
 rounds=${2:-3}
 
-cargo build --release --quiet
-bin=$PWD/target/release/trino-edge
+[ -n "${BIN:-}" ] || cargo build --release --quiet
+bin=${BIN:-$PWD/target/release/trino-edge}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }

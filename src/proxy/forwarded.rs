@@ -4,16 +4,18 @@
 use std::borrow::Cow;
 
 use http::header::HOST;
-use http::HeaderValue;
-use pingora_http::RequestHeader;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::upstream_head::UpstreamHead;
 
 use crate::routing::facts::strip_port;
 use crate::snapshot::Snapshot;
 
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-pub const X_FORWARDED_PORT: &str = "x-forwarded-port";
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 /// The client address as text. IPv4 is written by hand: `Display` goes through the formatting
 /// machinery, about 1,400 instructions on every request.
@@ -112,7 +114,7 @@ pub fn valid_authority(h: &[u8]) -> bool {
 /// one is an error); finally the listener address.
 pub fn public<'a>(
     snap: &'a Snapshot,
-    req: &'a RequestHeader,
+    req: &'a Parts,
     listener_addr: Option<std::net::SocketAddr>,
     listener_tls: bool,
 ) -> Result<Option<Public<'a>>, InvalidHost> {
@@ -129,7 +131,7 @@ pub fn public<'a>(
         ("http", "80")
     };
     if snap.trust_forwarded_headers {
-        let header = |name: &str| {
+        let header = |name: HeaderName| {
             req.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -212,18 +214,17 @@ fn is_forwarding_family(name: &str) -> bool {
 }
 
 /// Remove the headers `remove` picks (one pass; nothing allocated when none is there).
-fn remove_where(req: &mut RequestHeader, remove: impl Fn(&str) -> bool) {
-    if !req.headers.keys().any(|n| remove(n.as_str())) {
+fn remove_where(headers: &mut HeaderMap, remove: impl Fn(&str) -> bool) {
+    if !headers.keys().any(|n| remove(n.as_str())) {
         return;
     }
-    let names: Vec<http::HeaderName> = req
-        .headers
+    let names: Vec<HeaderName> = headers
         .keys()
         .filter(|n| remove(n.as_str()))
         .cloned()
         .collect();
     for n in names {
-        req.remove_header(&n);
+        headers.remove(&n);
     }
 }
 
@@ -242,18 +243,20 @@ pub enum ForwardError {
 /// trusted.
 pub fn apply(
     snap: &Snapshot,
-    req: &mut RequestHeader,
+    head: &mut UpstreamHead<'_>,
     client_ip: Option<std::net::IpAddr>,
     listener_addr: Option<std::net::SocketAddr>,
     listener_tls: bool,
 ) -> Result<(), ForwardError> {
-    let header_error = |e: Box<pingora_error::Error>| ForwardError::Header(e.to_string());
+    let invalid = |_| ForwardError::Header("the public address is not a valid header value".into());
     if !snap.trust_forwarded_headers {
-        remove_where(req, is_forwarding_family);
+        remove_where(head.headers(), is_forwarding_family);
     }
+    // Room for the four at once.
+    head.reserve(4);
     if let Some(ip) = client_ip {
-        let xff = match req
-            .headers
+        let xff = match head
+            .headers()
             .get(X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
         {
@@ -262,13 +265,13 @@ pub fn apply(
             }
             _ => ip_text(ip),
         };
-        req.insert_header(X_FORWARDED_FOR, xff)
-            .map_err(header_error)?;
+        let xff = HeaderValue::try_from(xff).map_err(invalid)?;
+        head.headers().insert(X_FORWARDED_FOR, xff);
     }
-    if snap.trust_forwarded_headers && req.headers.contains_key(X_FORWARDED_HOST) {
+    if snap.trust_forwarded_headers && head.headers().contains_key(X_FORWARDED_HOST) {
         return Ok(());
     }
-    let Some(p) = public(snap, req, listener_addr, listener_tls)? else {
+    let Some(p) = public(snap, head.parts(), listener_addr, listener_tls)? else {
         return Ok(());
     };
     let value = |v: Cow<'_, str>| match v {
@@ -276,25 +279,22 @@ pub fn apply(
         Cow::Owned(s) => HeaderValue::try_from(s),
     };
     let (proto, host, port) = (value(p.proto), value(p.host), value(p.port));
-    let invalid = |_| ForwardError::Header("the public address is not a valid header value".into());
     let (proto, host, port) = (
         proto.map_err(invalid)?,
         host.map_err(invalid)?,
         port.map_err(invalid)?,
     );
-    req.insert_header(X_FORWARDED_PROTO, proto)
-        .map_err(header_error)?;
-    req.insert_header(X_FORWARDED_HOST, host)
-        .map_err(header_error)?;
-    req.insert_header(X_FORWARDED_PORT, port)
-        .map_err(header_error)?;
+    let headers = head.headers();
+    headers.insert(X_FORWARDED_PROTO, proto);
+    headers.insert(X_FORWARDED_HOST, host);
+    headers.insert(X_FORWARDED_PORT, port);
     Ok(())
 }
 
 /// `forwarding: rewrite`: the backend must see no forwarding header at all (a Trino without
 /// `http-server.process-forwarded` refuses every request that has one, with 406).
-pub fn strip(req: &mut RequestHeader) {
-    remove_where(req, |n| {
+pub fn strip(head: &mut UpstreamHead<'_>) {
+    remove_where(head.headers(), |n| {
         n.starts_with("x-forwarded-") || is_forwarding_family(n)
     });
 }

@@ -20,6 +20,7 @@ pub mod page_scan;
 pub mod submission_body;
 pub mod submitted;
 pub mod target;
+pub mod upstream_head;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -52,6 +53,7 @@ use error::GatewayError;
 use page_scan::{PageScan, Verdict};
 pub use submitted::Submitted;
 use target::{classify, Target};
+use upstream_head::UpstreamHead;
 
 /// The submission response is small (no result rows); cap what we hold of it to learn the query id.
 const MAX_SUBMISSION_RESPONSE: usize = 1 << 20;
@@ -1012,26 +1014,27 @@ impl ProxyHttp for TrinoProxy {
         let rewrite_mode = backend
             .as_ref()
             .is_some_and(|b| b.forwarding == Forwarding::Rewrite);
-        // Headers are removed before any is added, so the header maps grow only when the
-        // additions need it.
+        // Edited as plain parts (see `upstream_head`); put back when `head` goes. Headers are
+        // removed before any is added, and room is made once for what is added.
+        let mut head = UpstreamHead::open(upstream);
         let statement = ctx.kind == Kind::Submit || ctx.statement_page;
         if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
             // Keep the (small) submission answer uncompressed so its query id can be read, and a
             // rewriting backend's pages so their URIs can be.
-            upstream.remove_header(&ACCEPT_ENCODING);
+            head.headers().remove(ACCEPT_ENCODING);
         }
         if ctx.kind == Kind::Submit
             && self.inline_spooling(ctx)
-            && upstream.headers.contains_key(QUERY_DATA_ENCODING)
+            && head.headers().contains_key(QUERY_DATA_ENCODING)
         {
             // The cluster answers inline when the client asks for no encoding.
-            upstream.remove_header(&QUERY_DATA_ENCODING);
+            head.headers().remove(QUERY_DATA_ENCODING);
         }
         if rewrite_mode {
-            forwarded::strip(upstream);
+            forwarded::strip(&mut head);
         } else {
             if let Err(e) =
-                forwarded::apply(&ctx.snap, upstream, client_ip, listener_addr, self.tls)
+                forwarded::apply(&ctx.snap, &mut head, client_ip, listener_addr, self.tls)
             {
                 let (status, failure) = match e {
                     forwarded::ForwardError::Host(h) => {
@@ -1049,18 +1052,22 @@ impl ProxyHttp for TrinoProxy {
         if let Some(b) = &backend {
             // A rewriting backend builds its URIs on its own address, which is what gets replaced.
             if b.rewrite_host || rewrite_mode {
-                upstream.insert_header(HOST, b.authority.as_str())?;
+                let host = HeaderValue::from_str(&b.authority).map_err(|e| {
+                    Error::because(ErrorType::InternalError, "backend authority", e)
+                })?;
+                head.headers().insert(HOST, host);
             }
         }
         if let Some(path) = &ctx.upstream_path {
             let uri = http::Uri::try_from(path.as_str())
                 .map_err(|e| Error::because(ErrorType::InternalError, "segment path", e))?;
-            upstream.set_uri(uri);
+            head.set_uri(uri);
         }
         // A follow-up goes where its query runs, which no loop can be (the submission that
         // would have started it got its 508), so pages skip the marker.
         if ctx.kind != Kind::FollowUp {
-            upstream.append_header(crate::hop::HOP, crate::hop::ID.clone())?;
+            head.headers()
+                .append(http::header::VIA, crate::hop::ELEMENT.clone());
         }
         ctx.rewrite_mode = rewrite_mode;
         Ok(())
