@@ -141,6 +141,7 @@ hybrid:
         r#"
 trino-edge demo
   gateway   {gw}   (point any Trino client here)
+  console   http://127.0.0.1:{admin}/   (web console; API docs at /docs)
   admin     http://127.0.0.1:{admin}/api/v1/backends
   backends  trino-1 {b1}, trino-2 {b2}  (emulated Trino, group `adhoc`, round robin)
 

@@ -253,6 +253,16 @@ async fn every_documented_operation_answers_as_documented() {
         .unwrap()
         .contains("trino_edge_snapshot_version"));
     assert_eq!(api.call("openapi", "/openapi.json", None).await.0, 200);
+    let (s, info) = api.call("consoleInfo", "/console/info", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(info["auth"]["enabled"], false);
+    assert_eq!(info["readOnly"], false);
+    assert_eq!(info["proxy"]["listeners"][0]["port"], port);
+    let (s, me) = api.call("whoami", "/api/v1/whoami", None).await;
+    assert_eq!(
+        (s, &me["authenticated"], &me["role"]),
+        (200, &json!(false), &json!("admin"))
+    );
 
     // Backends.
     let (s, list) = api.call("listBackends", "/api/v1/backends", None).await;

@@ -47,6 +47,10 @@ pub fn required(method: &Method, template: &str, cfg: &AdminAuthConfig) -> Acces
         "/livez" | "/readyz" if cfg.public_health => Access::Public,
         "/metrics" if cfg.public_metrics => Access::Public,
         "/openapi.json" => Access::Public,
+        // The console's pages and files hold no data; what they show comes from calls that carry
+        // the user's token. Its info says only whether a token is needed and where the proxy is.
+        "/console/info" => Access::Public,
+        t if super::console::is_asset(t) => Access::Public,
         _ if method == Method::GET || method == Method::HEAD => Access::Needs(Role::Viewer),
         // A dry run changes nothing.
         "/api/v1/route" => Access::Needs(Role::Viewer),
@@ -55,6 +59,18 @@ pub fn required(method: &Method, template: &str, cfg: &AdminAuthConfig) -> Acces
         }
         _ => Access::Needs(Role::Admin),
     }
+}
+
+/// `GET /api/v1/whoami`: the caller as the API sees it — the token's name or the JWT's subject,
+/// and its role. Without `admin.auth` nobody is authenticated and every call is allowed (the
+/// listener is on loopback), which is the admin role.
+pub async fn whoami(caller: Option<axum::Extension<Principal>>) -> Json<Value> {
+    Json(match caller {
+        Some(axum::Extension(p)) => {
+            json!({ "authenticated": true, "name": p.name, "role": p.role.as_str() })
+        }
+        None => json!({ "authenticated": false, "name": null, "role": Role::Admin.as_str() }),
+    })
 }
 
 /// Why a call was refused; the label of `trino_edge_admin_auth_failures_total`.
@@ -523,6 +539,18 @@ mod tests {
         assert_eq!(
             required(&Method::POST, "/api/v1/anything-new", &c),
             Access::Needs(Role::Admin)
+        );
+        // The console's pages and files are public, what they call is not.
+        for page in ["/", "/docs", "/console/app.js", "/console/info"] {
+            assert_eq!(required(&Method::GET, page, &c), Access::Public, "{page}");
+        }
+        assert_eq!(
+            required(&Method::GET, "/api/v1/whoami", &c),
+            Access::Needs(Role::Viewer)
+        );
+        assert_eq!(
+            required(&Method::GET, "/console/not-a-file.js", &c),
+            Access::Needs(Role::Viewer)
         );
     }
 

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config_api;
+pub mod console;
 pub mod history_api;
 pub mod hybrid_api;
 mod listener;
@@ -47,8 +48,9 @@ pub struct AdminState {
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Every route of the admin listener. `openapi.yaml` documents each one; a unit test keeps the
-/// paths in step and `tests/openapi.rs` the methods, statuses and bodies.
+/// Every API route of the admin listener. `openapi.yaml` documents each one; a unit test keeps the
+/// paths in step and `tests/openapi.rs` the methods, statuses and bodies. The console's pages and
+/// files (`console::routes`) are served next to them but are no part of the API.
 fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
     use config_api as api;
     vec![
@@ -56,6 +58,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ("/readyz", get(readyz)),
         ("/metrics", get(metrics)),
         ("/openapi.json", get(openapi)),
+        ("/console/info", get(console::info)),
+        ("/api/v1/whoami", get(auth::whoami)),
         (
             "/api/v1/backends",
             get(list_backends).post(api::create_backend),
@@ -121,6 +125,7 @@ pub fn router(gateway: Arc<Gateway>, sync: Arc<StateSync>) -> Result<Router, Str
     };
     Ok(routes()
         .into_iter()
+        .chain(console::routes())
         .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(read_whole_body))
