@@ -147,8 +147,8 @@ trino-edge demo
 
 Try it:
   curl -s -X POST -H 'X-Trino-User: demo' --data 'SELECT 1' {gw}/v1/statement
-  python3 -c "import trino; c = trino.dbapi.connect(host='127.0.0.1', port={port}, user='demo').cursor(); c.execute('SELECT * FROM UNNEST(sequence(1, 5))'); print(c.fetchall())"
-  java -jar trino-cli.jar --server {gw} --user demo --execute 'SELECT * FROM UNNEST(sequence(1, 5))'
+  python3 -c "import trino; c = trino.dbapi.connect(host='127.0.0.1', port={port}, user='demo').cursor(); c.execute('SELECT count(*) FROM tpch.tiny.lineitem'); print(c.fetchall())"
+  java -jar trino-cli.jar --server {gw} --user demo --execute 'SELECT name, regionkey FROM tpch.tiny.nation ORDER BY 1 LIMIT 5'
 
 Operate it (state lives in {db}):
   curl -s http://127.0.0.1:{admin}/api/v1/backends

@@ -14,9 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
+use super::engine;
 use super::exec;
 use super::protocol::Protocol;
-use super::query::{PageOutcome, PathKind, QueryEntry, RenderContext, Session};
+use super::query::{PageOutcome, PathKind, Plan, QueryEntry, RenderContext, Session};
 use super::spooling::{Access, DownloadError, SIGNATURE_PARAM};
 use super::state::{random_slug, Counters, EmulatorState};
 use super::{FailureMode, RetrievalMode};
@@ -390,7 +391,18 @@ async fn post_statement(
     // The Python client sends `NONE` when it is not in a transaction.
     let transaction =
         request_header(&headers, TRANSACTION).filter(|t| !t.eq_ignore_ascii_case("none"));
-    let new = exec::plan(&st, session, transaction.as_deref(), sql.to_string());
+    let mut new = exec::plan(&st, session, transaction.as_deref(), sql.to_string());
+    // What the emulator's own statements do not know runs on its SQL engine; when the engine
+    // cannot run it either, the more telling of the two errors stands.
+    if let Plan::Fail(e) = &new.plan {
+        if engine::falls_through(e) {
+            match st.engine.run(sql, &new.session).await {
+                Ok(plan) => new.plan = plan,
+                Err(theirs) if engine::better_error(e, &theirs) => new.plan = Plan::Fail(theirs),
+                Err(_) => {}
+            }
+        }
+    }
     let now = Instant::now();
     let encoding = st.spooler.select(&headers);
     let entry = Arc::new(

@@ -99,6 +99,7 @@
 //! `reset` or a status code). Control-plane requests under `/v1/emulator/` are neither counted,
 //! nor failed on purpose, nor refused for forwarded headers.
 
+mod engine;
 mod exec;
 mod handlers;
 pub mod oauth2;

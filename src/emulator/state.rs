@@ -45,6 +45,8 @@ pub struct EmulatorState {
     pub(crate) spooler: Spooler,
     /// OAuth2 external authentication (`EmulatorConfig::oauth2`).
     pub(crate) oauth2: Option<super::oauth2::Coordinator>,
+    /// Runs the SQL the emulator's own statements do not cover (`emulator::engine`).
+    pub(crate) engine: super::engine::Engine,
     shutdown: watch::Sender<bool>,
 }
 
@@ -106,6 +108,7 @@ impl EmulatorState {
             counters: Counters::default(),
             spooler,
             oauth2,
+            engine: super::engine::Engine::new(),
             shutdown: watch::Sender::new(false),
         }
     }

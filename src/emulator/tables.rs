@@ -35,6 +35,13 @@ static DATE: CannedType = simple("date", r#"{"rawType":"date","arguments":[]}"#)
 static VARBINARY: CannedType = simple("varbinary", r#"{"rawType":"varbinary","arguments":[]}"#);
 static JSON: CannedType = simple("json", r#"{"rawType":"json","arguments":[]}"#);
 
+/// Types the SQL engine's results use (`emulator::engine`).
+pub(crate) const BOOLEAN_TYPE: SqlType = SqlType::Canned(&BOOLEAN);
+pub(crate) const TINYINT_TYPE: SqlType = SqlType::Canned(&TINYINT);
+pub(crate) const SMALLINT_TYPE: SqlType = SqlType::Canned(&SMALLINT);
+pub(crate) const REAL_TYPE: SqlType = SqlType::Canned(&REAL);
+pub(crate) const DATE_TYPE: SqlType = SqlType::Canned(&DATE);
+
 /// `(name, column type, values per row)`.
 fn all_types() -> (Vec<Column>, Vec<Vec<Value>>) {
     let columns = vec![

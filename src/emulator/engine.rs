@@ -1,0 +1,496 @@
+//! Real SQL for the emulated coordinators, on DataFusion.
+//!
+//! The emulator's own statements (`sql.rs`/`exec.rs`: session and transaction statements, the
+//! test-control functions such as `sleep()` and `fail()`, the canned tables) come first; a
+//! statement they do not know — a syntax or a function they lack, a table they do not have — is
+//! run here instead, so that the demo's clusters answer ordinary SQL: arithmetic and functions,
+//! aggregates, `UNNEST(sequence(..))`, and these catalogs:
+//! - `tpch`, schemas `tiny` (scale 0.01) and `sf1`: TPC-H data from `tpchgen-arrow`, generated
+//!   the first time a table is read and kept, with Trino's column names (`orderkey`, not
+//!   `l_orderkey`) and types (prices and quantities `double`, as Trino's tpch connector has them);
+//! - `memory`, schema `default`: `CREATE TABLE [AS]`, `INSERT`, `DROP TABLE` (per emulated
+//!   coordinator, in memory, like Trino's memory connector);
+//! - `information_schema` in each catalog (DataFusion's: `tables`, `columns`, `schemata`, ...).
+//!
+//! Results are typed with Trino's type names; values are written as Trino writes them (numbers as
+//! numbers, decimals and dates as strings), by the hybrid endpoint's converter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::catalog::{MemTable, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tokio::sync::OnceCell;
+
+use super::protocol::{Column, ErrorCode, QueryError, SqlType};
+use super::query::{Plan, Session};
+use super::tables;
+
+/// Rows per generated batch.
+const BATCH_ROWS: usize = 8192;
+
+/// The TPC-H tables, as Trino's tpch connector names them.
+const TPCH_TABLES: [&str; 8] = [
+    "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
+];
+
+/// One emulated coordinator's SQL engine and its catalogs.
+pub(crate) struct Engine {
+    ctx: SessionContext,
+}
+
+impl Engine {
+    pub(crate) fn new() -> Engine {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("memory", "default")
+            .with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        let tpch = MemoryCatalogProvider::new();
+        for (schema, scale) in [("tiny", 0.01), ("sf1", 1.0)] {
+            // Registering into a fresh in-memory catalog cannot clash.
+            let _ = tpch.register_schema(schema, Arc::new(TpchSchema::new(scale)));
+        }
+        ctx.register_catalog("tpch", Arc::new(tpch));
+        let memory = MemoryCatalogProvider::new();
+        let _ = memory.register_schema("default", Arc::new(MemorySchemaProvider::new()));
+        ctx.register_catalog("memory", Arc::new(memory));
+        // Trino's `sequence(start, stop)` is DataFusion's inclusive `generate_series`.
+        if let Ok(series) = ctx.udf("generate_series") {
+            ctx.register_udf(series.as_ref().clone().with_aliases(["sequence"]));
+        }
+        Engine { ctx }
+    }
+
+    /// Run `sql` for `session` (its catalog and schema are the defaults for unqualified names).
+    pub(crate) async fn run(&self, sql: &str, session: &Session) -> Result<Plan, QueryError> {
+        let mut state = self.ctx.state();
+        if let Some(catalog) = &session.catalog {
+            let options = state.config_mut().options_mut();
+            options.catalog.default_catalog = catalog.clone();
+            if let Some(schema) = &session.schema {
+                options.catalog.default_schema = schema.clone();
+            }
+        }
+        let ctx = SessionContext::new_with_state(state);
+        // Planned first: a DDL statement runs when executed and leaves an empty plan behind.
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql.trim().trim_end_matches(';'))
+            .await
+            .map_err(error)?;
+        let ddl = match &plan {
+            // The emulator keeps its data in memory: nothing here may read or write a file of
+            // the machine it runs on, nor change the engine's own settings.
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_))
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_) => return Err(QueryError::new(
+                ErrorCode::NotSupported,
+                "the emulator runs no statement that reads or writes files or changes its settings",
+            )),
+            LogicalPlan::Ddl(d) => Some(ddl_update_type(d)),
+            _ => None,
+        };
+        let frame = ctx.execute_logical_plan(plan).await.map_err(error)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(error)?;
+        if let Some(update_type) = ddl {
+            return Ok(Plan::Update { update_type });
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| Column::new(f.name().clone(), trino_type(f.data_type())))
+            .collect();
+        let batches = batches
+            .iter()
+            .map(trino_values)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(error)?;
+        let rows = crate::hybrid::output::rows(&batches)
+            .map_err(|e| QueryError::new(ErrorCode::GenericUserError, e.to_string()))?
+            .into_iter()
+            .map(|row| match row {
+                serde_json::Value::Array(values) => values,
+                other => vec![other],
+            })
+            .collect();
+        Ok(Plan::Rows { columns, rows })
+    }
+}
+
+/// Trino's `updateType` of a DDL statement.
+fn ddl_update_type(d: &DdlStatement) -> &'static str {
+    match d {
+        DdlStatement::CreateMemoryTable(_) => "CREATE TABLE",
+        DdlStatement::CreateView(_) => "CREATE VIEW",
+        DdlStatement::CreateCatalogSchema(_) => "CREATE SCHEMA",
+        DdlStatement::DropTable(_) => "DROP TABLE",
+        DdlStatement::DropView(_) => "DROP VIEW",
+        DdlStatement::DropCatalogSchema(_) => "DROP SCHEMA",
+        _ => "DDL",
+    }
+}
+
+/// A DataFusion failure as Trino would report it (by its kind; a missing table or function is a
+/// planning error without a kind of its own, so `GENERIC_USER_ERROR`).
+fn error(e: DataFusionError) -> QueryError {
+    let message = e.strip_backtrace();
+    let code = match e.find_root() {
+        DataFusionError::SQL(..) => ErrorCode::SyntaxError,
+        DataFusionError::SchemaError(e, _) if matches!(**e, SchemaError::FieldNotFound { .. }) => {
+            ErrorCode::ColumnNotFound
+        }
+        DataFusionError::NotImplemented(_) => ErrorCode::NotSupported,
+        _ => ErrorCode::GenericUserError,
+    };
+    QueryError::new(code, message)
+}
+
+/// The Trino type of an Arrow column (as `trino_values` writes it).
+fn trino_type(t: &DataType) -> SqlType {
+    match t {
+        DataType::Boolean => tables::BOOLEAN_TYPE,
+        DataType::Int8 => tables::TINYINT_TYPE,
+        DataType::Int16 | DataType::UInt8 => tables::SMALLINT_TYPE,
+        DataType::Int32 | DataType::UInt16 => SqlType::Integer,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::Bigint,
+        DataType::Float16 | DataType::Float32 => tables::REAL_TYPE,
+        DataType::Float64 => SqlType::Double,
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => SqlType::Decimal {
+            precision: u32::from(*p),
+            scale: u32::try_from(*s).unwrap_or(0),
+        },
+        DataType::Date32 | DataType::Date64 => tables::DATE_TYPE,
+        DataType::Null => SqlType::Unknown,
+        _ => SqlType::Varchar(None),
+    }
+}
+
+/// Columns whose Arrow type has no Trino counterpart the emulator writes are sent as text.
+fn trino_values(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
+    let as_text = |t: &DataType| matches!(trino_type(t), SqlType::Varchar(_)) && !is_text(t);
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| as_text(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if as_text(f.data_type()) {
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            columns.push(cast(c, &DataType::Utf8)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// One TPC-H schema: its tables are generated when first read, then kept.
+#[derive(Debug)]
+struct TpchSchema {
+    scale: f64,
+    tables: HashMap<&'static str, OnceCell<Arc<dyn TableProvider>>>,
+}
+
+impl TpchSchema {
+    fn new(scale: f64) -> TpchSchema {
+        TpchSchema {
+            scale,
+            tables: TPCH_TABLES.iter().map(|&t| (t, OnceCell::new())).collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for TpchSchema {
+    fn table_names(&self) -> Vec<String> {
+        TPCH_TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some((&table, cell)) = self.tables.get_key_value(name) else {
+            return Ok(None);
+        };
+        let scale = self.scale;
+        let provider = cell
+            .get_or_try_init(|| async move {
+                let batches = tokio::task::spawn_blocking(move || generate(table, scale))
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))??;
+                let schema = batches
+                    .first()
+                    .map(RecordBatch::schema)
+                    .ok_or_else(|| DataFusionError::Internal(format!("tpch {table} is empty")))?;
+                let mem = MemTable::try_new(schema, vec![batches])?;
+                Ok::<Arc<dyn TableProvider>, DataFusionError>(Arc::new(mem))
+            })
+            .await?;
+        Ok(Some(provider.clone()))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+}
+
+/// Generate one TPC-H table at `scale`, with Trino's column names and types.
+fn generate(table: &str, scale: f64) -> Result<Vec<RecordBatch>, DataFusionError> {
+    use tpchgen::generators as g;
+    use tpchgen_arrow as a;
+    let reader: Box<dyn Iterator<Item = Result<RecordBatch, _>> + Send> = match table {
+        "customer" => Box::new(
+            a::CustomerArrow::new(g::CustomerGenerator::new(scale, 1, 1))
+                .with_batch_size(BATCH_ROWS),
+        ),
+        "lineitem" => Box::new(
+            a::LineItemArrow::new(g::LineItemGenerator::new(scale, 1, 1))
+                .with_batch_size(BATCH_ROWS),
+        ),
+        "nation" => Box::new(
+            a::NationArrow::new(g::NationGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
+        ),
+        "orders" => Box::new(
+            a::OrderArrow::new(g::OrderGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
+        ),
+        "part" => Box::new(
+            a::PartArrow::new(g::PartGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
+        ),
+        "partsupp" => Box::new(
+            a::PartSuppArrow::new(g::PartSuppGenerator::new(scale, 1, 1))
+                .with_batch_size(BATCH_ROWS),
+        ),
+        "region" => Box::new(
+            a::RegionArrow::new(g::RegionGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
+        ),
+        "supplier" => Box::new(
+            a::SupplierArrow::new(g::SupplierGenerator::new(scale, 1, 1))
+                .with_batch_size(BATCH_ROWS),
+        ),
+        other => return Err(DataFusionError::Plan(format!("no tpch table {other}"))),
+    };
+    reader
+        .map(|b| trino_shape(&b?))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+/// `l_orderkey decimal` → `orderkey double`: the prefix dropped and decimals as `double`, as
+/// Trino's tpch connector shows the tables.
+fn trino_shape(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = f
+            .name()
+            .split_once('_')
+            .map_or(f.name().as_str(), |(_, n)| n);
+        let (ty, column) = match f.data_type() {
+            DataType::Decimal128(..) => (DataType::Float64, cast(c, &DataType::Float64)?),
+            DataType::Utf8View | DataType::LargeUtf8 => (DataType::Utf8, cast(c, &DataType::Utf8)?),
+            t => (t.clone(), c.clone()),
+        };
+        fields.push(Field::new(name, ty, f.is_nullable()));
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Whether a failure of the emulator's own statements should be tried on the engine: the
+/// statement is one the emulator does not know, not one it refused on purpose (`fail()`, a
+/// transaction that is not there, a bad literal).
+pub(crate) fn falls_through(e: &QueryError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::SyntaxError
+            | ErrorCode::NotSupported
+            | ErrorCode::TableNotFound
+            | ErrorCode::ColumnNotFound
+            | ErrorCode::MissingCatalogName
+    )
+}
+
+/// When both failed, which error the client sees: the engine's, where the emulator only said it
+/// does not know the statement (a syntax or a feature it lacks) and the engine got further than
+/// parsing it; otherwise the emulator's own (its syntax errors carry Trino's locations, and its
+/// missing tables list what it has).
+pub(crate) fn better_error(emulator: &QueryError, engine: &QueryError) -> bool {
+    matches!(
+        emulator.code,
+        ErrorCode::SyntaxError | ErrorCode::NotSupported
+    ) && !matches!(engine.code, ErrorCode::SyntaxError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::query::Session;
+
+    fn session(catalog: Option<&str>, schema: Option<&str>) -> Session {
+        Session {
+            user: "t".into(),
+            source: None,
+            catalog: catalog.map(String::from),
+            schema: schema.map(String::from),
+            protocol: crate::emulator::protocol::Protocol::Trino,
+            parametric_datetime: false,
+        }
+    }
+
+    fn rows(plan: Plan) -> (Vec<String>, Vec<Vec<serde_json::Value>>) {
+        match plan {
+            Plan::Rows { columns, rows } => {
+                (columns.iter().map(|c| c.ty.display()).collect(), rows)
+            }
+            _ => panic!("not rows"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ordinary_sql_runs() {
+        let e = Engine::new();
+        let s = session(None, None);
+        let (types, data) = rows(e.run("SELECT 1+1 AS two, upper('x')", &s).await.unwrap());
+        assert_eq!(types, ["bigint", "varchar"]);
+        assert_eq!(data, [[serde_json::json!(2), serde_json::json!("X")]]);
+        let (_, data) = rows(
+            e.run(
+                "SELECT count(*), sum(x) FROM UNNEST(sequence(1, 100000)) AS t(x)",
+                &s,
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(
+            data,
+            [[serde_json::json!(100000), serde_json::json!(5000050000i64)]]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tpch_has_trino_names_and_counts() {
+        let e = Engine::new();
+        let s = session(None, None);
+        let (_, data) = rows(
+            e.run("SELECT count(*) FROM tpch.tiny.lineitem", &s)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(data, [[serde_json::json!(60175)]]);
+        let (types, data) = rows(
+            e.run(
+                "SELECT orderkey, quantity, shipdate FROM lineitem ORDER BY orderkey, linenumber LIMIT 1",
+                &session(Some("tpch"), Some("tiny")),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(types, ["bigint", "double", "date"]);
+        assert_eq!(
+            data,
+            [[
+                serde_json::json!(1),
+                serde_json::json!(17.0),
+                serde_json::json!("1996-03-13")
+            ]]
+        );
+        let (_, data) = rows(
+            e.run("SELECT count(*) FROM tpch.tiny.nation", &s)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(data, [[serde_json::json!(25)]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_tables_are_created_filled_and_dropped() {
+        let e = Engine::new();
+        let s = session(None, None);
+        let created = e
+            .run("CREATE TABLE memory.default.t AS SELECT 1 AS x", &s)
+            .await
+            .unwrap();
+        assert!(matches!(
+            created,
+            Plan::Update {
+                update_type: "CREATE TABLE"
+            }
+        ));
+        let _ = rows(
+            e.run("INSERT INTO memory.default.t VALUES (2)", &s)
+                .await
+                .unwrap(),
+        );
+        let (_, data) = rows(
+            e.run("SELECT sum(x) FROM memory.default.t", &s)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(data, [[serde_json::json!(3)]]);
+        let (_, data) = rows(
+            e.run(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'memory' AND table_schema = 'default'",
+                &s,
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(data, [[serde_json::json!("t")]]);
+        assert!(matches!(
+            e.run("DROP TABLE memory.default.t", &s).await.unwrap(),
+            Plan::Update {
+                update_type: "DROP TABLE"
+            }
+        ));
+        assert!(e.run("SELECT * FROM memory.default.t", &s).await.is_err());
+        let missing = e
+            .run("SELECT nope FROM tpch.tiny.region", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(missing.code, ErrorCode::ColumnNotFound),
+            "{}",
+            missing.message
+        );
+        for files in [
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/hostname'",
+            "COPY (SELECT 1) TO '/tmp/trino-edge-emulator-copy.csv'",
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let refused = e.run(files, &s).await.err().unwrap();
+            assert!(matches!(refused.code, ErrorCode::NotSupported), "{files}");
+        }
+        assert!(!std::path::Path::new("/tmp/trino-edge-emulator-copy.csv").exists());
+        let unparsed = e.run("SELEC 1", &s).await.err().unwrap();
+        assert!(
+            matches!(unparsed.code, ErrorCode::SyntaxError),
+            "{}",
+            unparsed.message
+        );
+    }
+}
