@@ -1015,7 +1015,7 @@ impl ProxyHttp for TrinoProxy {
             .as_ref()
             .is_some_and(|b| b.forwarding == Forwarding::Rewrite);
         // Edited as plain parts (see `upstream_head`); put back when `head` goes. Headers are
-        // removed before any is added, and room is made once for what is added.
+        // removed before any is added, and room is made once for the forwarding headers.
         let mut head = UpstreamHead::open(upstream);
         let statement = ctx.kind == Kind::Submit || ctx.statement_page;
         if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
