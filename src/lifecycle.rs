@@ -44,6 +44,10 @@ pub struct Lifecycle {
     draining: AtomicBool,
     /// The listeners stopped accepting: the request that ends the last one in flight says so.
     stopping: AtomicBool,
+    /// The requests in flight are done and the history is about to close: a request arriving
+    /// now on a kept-alive connection is not taken (its connection closes unanswered, which
+    /// clients retry), so every query answered is in the history.
+    closed: AtomicBool,
     in_flight: AtomicUsize,
     quiet: Notify,
 }
@@ -71,6 +75,19 @@ impl Lifecycle {
     pub fn request(&self) -> InFlight<&Lifecycle> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self)
+    }
+
+    /// A request on the proxy begins, unless the process is past taking requests (`None`; see
+    /// `closed`). Counted first and checked after, so the drain either waits for it or it is
+    /// refused.
+    pub fn admit(&self) -> Option<InFlight<&Lifecycle>> {
+        let guard = self.request();
+        (!self.closed.load(Ordering::SeqCst)).then_some(guard)
+    }
+
+    /// No request is taken from now on (see [`Lifecycle::admit`]).
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// [`Lifecycle::request`] for a guard that must own its count (moved into a response body).
@@ -263,6 +280,7 @@ impl BackgroundService for Drain {
         if shutdown.changed().await.is_err() {
             return;
         }
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let waiting = self.lifecycle.in_flight();
         info!(
             in_flight = waiting,
@@ -279,13 +297,15 @@ impl BackgroundService for Drain {
                 "server.graceful_shutdown_timeout passed with requests in flight; they are cut off"
             );
         }
+        // A kept-alive client may have sent a request meanwhile: no more are taken, and those
+        // taken before get what is left of the timeout, so that their queries are in the history
+        // it writes next.
+        self.lifecycle.close();
+        let _ = tokio::time::timeout_at(deadline, self.lifecycle.quiet()).await;
         let flushed = self
             .history
             .finish(tokio::time::Instant::now() + HISTORY_FLUSH)
             .await;
-        // A kept-alive client may have sent its last request (answered with `Connection:
-        // close`) meanwhile: let it finish too, within what is left of the timeout.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.lifecycle.quiet()).await;
         info!(
             history_written = flushed.queries_written,
             history_dropped = flushed.dropped + self.history.late(),

@@ -193,7 +193,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ClientConnections<A> {
         header_read: &Arc<AtomicBool>,
     ) -> Option<(Stream, Option<HttpPersistentSettings>)> {
         header_read.store(false, Ordering::Relaxed);
-        let _in_flight = self.lifecycle.request();
+        // Past the drain (see `Lifecycle::admit`), the connection closes without an answer.
+        let _in_flight = self.lifecycle.admit()?;
         let mut work = pin!(HEADER_READ.scope(
             header_read.clone(),
             self.inner.process_new_http(session, shutdown),
