@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The emulated coordinators answer ordinary SQL (`emulator::engine`, on DataFusion): TPC-H's
-//! `tpch.tiny`, arithmetic and functions, `memory` tables — through the gateway, with the real
-//! Python client (default settings, spooled results), the Trino CLI jar and npm `trino-client`.
+//! `tpch.tiny`, arithmetic and functions, `memory` tables, `information_schema` — through the
+//! gateway, with the real Python client (default settings, spooled results), SQLAlchemy's
+//! inspector, the Trino CLI jar and npm `trino-client`.
 
 mod common;
 
@@ -116,4 +117,46 @@ async fn the_cli_and_the_npm_client_count_lineitem() {
         let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
         assert_eq!(v["rows"], json!([[15000, "1992-01-01"]]), "{v}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_inspector_lists_schemas_tables_and_columns() {
+    let Some(python) = tool("TRINO_EDGE_PYTHON") else {
+        return;
+    };
+    let b1 = backend(1000).await;
+    let gw = simple_gateway(&[&b1], "round_robin").await;
+    let port = gw.url.rsplit(':').next().unwrap().to_string();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/python_inspector.py"
+    );
+    let stdout = tokio::task::spawn_blocking(move || {
+        run(Command::new(python).args([script, "127.0.0.1", &port, "tpch", "tiny", "nation"]))
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(
+        v["schemas"],
+        json!(["information_schema", "sf1", "tiny"]),
+        "{v}"
+    );
+    assert_eq!(
+        v["tables"],
+        json!([
+            "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"
+        ]),
+        "{v}"
+    );
+    assert_eq!(
+        v["columns"],
+        json!([
+            ["nationkey", "BIGINT", false],
+            ["name", "VARCHAR", false],
+            ["regionkey", "BIGINT", false],
+            ["comment", "VARCHAR", false]
+        ]),
+        "{v}"
+    );
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
@@ -29,6 +29,9 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use tokio::sync::OnceCell;
 
 use super::protocol::{Column, ErrorCode, QueryError, SqlType};
@@ -51,19 +54,24 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn new() -> Engine {
         let config = SessionConfig::new()
-            .with_information_schema(true)
             .with_default_catalog_and_schema("memory", "default")
             .with_target_partitions(2);
         let ctx = SessionContext::new_with_config(config);
-        let tpch = MemoryCatalogProvider::new();
+        let tpch = Arc::new(MemoryCatalogProvider::new());
         for (schema, scale) in [("tiny", 0.01), ("sf1", 1.0)] {
             // Registering into a fresh in-memory catalog cannot clash.
             let _ = tpch.register_schema(schema, Arc::new(TpchSchema::new(scale)));
         }
-        ctx.register_catalog("tpch", Arc::new(tpch));
-        let memory = MemoryCatalogProvider::new();
+        let memory = Arc::new(MemoryCatalogProvider::new());
         let _ = memory.register_schema("default", Arc::new(MemorySchemaProvider::new()));
-        ctx.register_catalog("memory", Arc::new(memory));
+        for (name, catalog) in [("tpch", tpch), ("memory", memory)] {
+            let info = InformationSchema {
+                name: name.to_string(),
+                catalog: Arc::downgrade(&catalog),
+            };
+            let _ = catalog.register_schema(INFORMATION_SCHEMA, Arc::new(info));
+            ctx.register_catalog(name, catalog);
+        }
         // Trino's `sequence(start, stop)` is DataFusion's inclusive `generate_series`.
         if let Ok(series) = ctx.udf("generate_series") {
             ctx.register_udf(series.as_ref().clone().with_aliases(["sequence"]));
@@ -73,6 +81,20 @@ impl Engine {
 
     /// Run `sql` for `session` (its catalog and schema are the defaults for unqualified names).
     pub(crate) async fn run(&self, sql: &str, session: &Session) -> Result<Plan, QueryError> {
+        let bound = immediate(sql)?;
+        let sql = bound.as_deref().unwrap_or(sql);
+        if let Some((query, table)) = show(sql, session)? {
+            let plan = Box::pin(self.run(&query, session)).await?;
+            if let Some(table) = table {
+                if matches!(&plan, Plan::Rows { rows, .. } if rows.is_empty()) {
+                    return Err(QueryError::new(
+                        ErrorCode::TableNotFound,
+                        format!("Table '{table}' does not exist"),
+                    ));
+                }
+            }
+            return Ok(plan);
+        }
         let mut state = self.ctx.state();
         if let Some(catalog) = &session.catalog {
             let options = state.config_mut().options_mut();
@@ -298,26 +320,390 @@ fn generate(table: &str, scale: f64) -> Result<Vec<RecordBatch>, DataFusionError
 
 /// `l_orderkey decimal` → `orderkey double`: the prefix dropped and decimals as `double`, as
 /// Trino's tpch connector shows the tables.
+fn trino_field(f: &Field) -> Field {
+    let name = f
+        .name()
+        .split_once('_')
+        .map_or(f.name().as_str(), |(_, n)| n);
+    let ty = match f.data_type() {
+        DataType::Decimal128(..) => DataType::Float64,
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        t => t.clone(),
+    };
+    Field::new(name, ty, f.is_nullable())
+}
+
 fn trino_shape(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        let name = f
-            .name()
-            .split_once('_')
-            .map_or(f.name().as_str(), |(_, n)| n);
-        let (ty, column) = match f.data_type() {
-            DataType::Decimal128(..) => (DataType::Float64, cast(c, &DataType::Float64)?),
-            DataType::Utf8View | DataType::LargeUtf8 => (DataType::Utf8, cast(c, &DataType::Utf8)?),
-            t => (t.clone(), c.clone()),
-        };
-        fields.push(Field::new(name, ty, f.is_nullable()));
-        columns.push(column);
+        let field = trino_field(f);
+        columns.push(if field.data_type() == c.data_type() {
+            c.clone()
+        } else {
+            cast(c, field.data_type())?
+        });
+        fields.push(field);
     }
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// A TPC-H table's schema as Trino shows it, without generating the table.
+fn tpch_schema(table: &str) -> Option<SchemaRef> {
+    use tpchgen_arrow as a;
+    let raw = match table {
+        "customer" => a::CustomerArrow::schema_ref(),
+        "lineitem" => a::LineItemArrow::schema_ref(),
+        "nation" => a::NationArrow::schema_ref(),
+        "orders" => a::OrderArrow::schema_ref(),
+        "part" => a::PartArrow::schema_ref(),
+        "partsupp" => a::PartSuppArrow::schema_ref(),
+        "region" => a::RegionArrow::schema_ref(),
+        "supplier" => a::SupplierArrow::schema_ref(),
+        _ => return None,
+    };
+    let fields: Vec<Field> = raw.fields().iter().map(|f| trino_field(f)).collect();
+    Some(Arc::new(Schema::new(fields)))
+}
+
+/// The tables of Trino's `information_schema`, in each catalog.
+const INFORMATION_SCHEMA: &str = "information_schema";
+const INFO_TABLES: [&str; 3] = ["columns", "schemata", "tables"];
+
+/// A catalog's `information_schema` as Trino has it: `schemata (catalog_name, schema_name)`,
+/// `tables (table_catalog, table_schema, table_name, table_type)` and `columns (table_catalog,
+/// table_schema, table_name, column_name, ordinal_position, column_default, is_nullable,
+/// data_type, comment, extra_info)`, with Trino's type names in `data_type`; computed when read.
+#[derive(Debug)]
+struct InformationSchema {
+    name: String,
+    catalog: std::sync::Weak<MemoryCatalogProvider>,
+}
+
+impl InformationSchema {
+    /// `(schema, table, columns)` of every table of the catalog, in name order.
+    async fn tables(&self) -> Result<Vec<(String, String, SchemaRef)>, DataFusionError> {
+        let Some(catalog) = self.catalog.upgrade() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut schemas = catalog.schema_names();
+        schemas.sort();
+        for schema_name in schemas {
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
+            let mut names = schema.table_names();
+            names.sort();
+            for table in names {
+                let columns = if schema.is::<TpchSchema>() {
+                    tpch_schema(&table)
+                } else if schema.is::<InformationSchema>() {
+                    info_schema(&table)
+                } else {
+                    schema.table(&table).await?.map(|t| t.schema())
+                };
+                if let Some(columns) = columns {
+                    out.push((schema_name.clone(), table, columns));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The columns of one `information_schema` table.
+fn info_schema(table: &str) -> Option<SchemaRef> {
+    let text = |n: &str| Field::new(n, DataType::Utf8, true);
+    let fields = match table {
+        "schemata" => vec![text("catalog_name"), text("schema_name")],
+        "tables" => vec![
+            text("table_catalog"),
+            text("table_schema"),
+            text("table_name"),
+            text("table_type"),
+        ],
+        "columns" => vec![
+            text("table_catalog"),
+            text("table_schema"),
+            text("table_name"),
+            text("column_name"),
+            Field::new("ordinal_position", DataType::Int64, true),
+            text("column_default"),
+            text("is_nullable"),
+            text("data_type"),
+            text("comment"),
+            text("extra_info"),
+        ],
+        _ => return None,
+    };
+    Some(Arc::new(Schema::new(fields)))
+}
+
+#[async_trait]
+impl SchemaProvider for InformationSchema {
+    fn table_names(&self) -> Vec<String> {
+        INFO_TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(schema) = info_schema(name) else {
+            return Ok(None);
+        };
+        let catalog = self.name.as_str();
+        let text = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let tables = self.tables().await?;
+        let columns: Vec<ArrayRef> = match name {
+            "schemata" => {
+                let mut names: Vec<String> = tables.iter().map(|t| t.0.clone()).collect();
+                names.dedup();
+                vec![
+                    text(names.iter().map(|_| Some(catalog.to_string())).collect()),
+                    text(names.into_iter().map(Some).collect()),
+                ]
+            }
+            "tables" => vec![
+                text(tables.iter().map(|_| Some(catalog.to_string())).collect()),
+                text(tables.iter().map(|t| Some(t.0.clone())).collect()),
+                text(tables.iter().map(|t| Some(t.1.clone())).collect()),
+                text(
+                    tables
+                        .iter()
+                        .map(|_| Some("BASE TABLE".to_string()))
+                        .collect(),
+                ),
+            ],
+            _ => {
+                let rows: Vec<(&str, &str, usize, &Field)> = tables
+                    .iter()
+                    .flat_map(|(s, t, cols)| {
+                        cols.fields()
+                            .iter()
+                            .enumerate()
+                            .map(move |(i, f)| (s.as_str(), t.as_str(), i + 1, f.as_ref()))
+                    })
+                    .collect();
+                let nullable = |f: &Field| if f.is_nullable() { "YES" } else { "NO" };
+                vec![
+                    text(rows.iter().map(|_| Some(catalog.to_string())).collect()),
+                    text(rows.iter().map(|r| Some(r.0.to_string())).collect()),
+                    text(rows.iter().map(|r| Some(r.1.to_string())).collect()),
+                    text(rows.iter().map(|r| Some(r.3.name().clone())).collect()),
+                    Arc::new(Int64Array::from(
+                        rows.iter()
+                            .map(|r| i64::try_from(r.2).unwrap_or(i64::MAX))
+                            .collect::<Vec<_>>(),
+                    )),
+                    text(rows.iter().map(|_| None).collect()),
+                    text(
+                        rows.iter()
+                            .map(|r| Some(nullable(r.3).to_string()))
+                            .collect(),
+                    ),
+                    text(
+                        rows.iter()
+                            .map(|r| Some(trino_type(r.3.data_type()).display()))
+                            .collect(),
+                    ),
+                    text(rows.iter().map(|_| None).collect()),
+                    text(rows.iter().map(|_| None).collect()),
+                ]
+            }
+        };
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Some(Arc::new(MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        INFO_TABLES.contains(&name)
+    }
+}
+
+/// `EXECUTE IMMEDIATE 'statement' [USING value, ...]` — how Trino's clients send a statement
+/// with parameters — as the statement with each `?` replaced by its value; `None` when `sql` is
+/// something else.
+fn immediate(sql: &str) -> Result<Option<String>, QueryError> {
+    let dialect = GenericDialect {};
+    let syntax = |m: String| QueryError::new(ErrorCode::SyntaxError, m);
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| syntax(e.to_string()))?;
+    let mut words = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_)));
+    let is = |t: Option<(usize, &Token)>, k: Keyword| matches!(t, Some((_, Token::Word(w))) if w.keyword == k);
+    if !is(words.next(), Keyword::EXECUTE) || !is(words.next(), Keyword::IMMEDIATE) {
+        return Ok(None);
+    }
+    let Some((_, Token::SingleQuotedString(statement))) = words.next() else {
+        return Err(syntax(
+            "EXECUTE IMMEDIATE takes the statement as a string".into(),
+        ));
+    };
+    // The values after USING, split at the commas outside parentheses.
+    let mut values: Vec<Vec<&Token>> = Vec::new();
+    match words.next() {
+        None | Some((_, Token::SemiColon)) => {}
+        Some((i, Token::Word(w))) if w.keyword == Keyword::USING => {
+            let mut depth = 0usize;
+            let mut value: Vec<&Token> = Vec::new();
+            for t in &tokens[i + 1..] {
+                match t {
+                    Token::LParen => depth += 1,
+                    Token::RParen => depth = depth.saturating_sub(1),
+                    Token::Comma if depth == 0 => {
+                        values.push(std::mem::take(&mut value));
+                        continue;
+                    }
+                    Token::SemiColon if depth == 0 => break,
+                    _ => {}
+                }
+                value.push(t);
+            }
+            values.push(value);
+        }
+        Some((_, t)) => return Err(syntax(format!("unexpected {t} after the statement"))),
+    }
+    let inner = Tokenizer::new(&dialect, statement)
+        .tokenize()
+        .map_err(|e| syntax(e.to_string()))?;
+    let mut values = values.into_iter();
+    let mut out = String::with_capacity(statement.len());
+    for t in &inner {
+        match t {
+            Token::Placeholder(p) if p == "?" => {
+                let value = values.next().ok_or_else(|| {
+                    syntax("the statement has more parameters than values given".into())
+                })?;
+                for v in value {
+                    out.push_str(&sql_text(v));
+                }
+            }
+            other => out.push_str(&sql_text(other)),
+        }
+    }
+    if values.next().is_some() {
+        return Err(syntax(
+            "more values given than the statement has parameters".into(),
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// `SHOW TABLES [FROM|IN [catalog.]schema]`, `SHOW COLUMNS FROM|IN table` and `DESCRIBE table`
+/// as the query on `information_schema` that answers them the way Trino does (`Table`; `Column`,
+/// `Type`, `Extra`, `Comment`); `None` for any other statement. For a table's columns, also the
+/// table's full name: an empty answer means it does not exist.
+fn show(sql: &str, session: &Session) -> Result<Option<(String, Option<String>)>, QueryError> {
+    let dialect = GenericDialect {};
+    let syntax = |m: String| QueryError::new(ErrorCode::SyntaxError, m);
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| syntax(e.to_string()))?;
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let keyword = |i: usize| match words.get(i) {
+        Some(Token::Word(w)) => Some(w.keyword),
+        _ => None,
+    };
+    // A dotted name from `words[from..]`: its parts, unquoted.
+    let name = |from: usize| -> Result<Vec<String>, QueryError> {
+        let mut parts = Vec::new();
+        for (i, t) in words[from.min(words.len())..].iter().enumerate() {
+            match (i % 2, t) {
+                (0, Token::Word(w)) => parts.push(w.value.clone()),
+                (1, Token::Period) => {}
+                _ => return Err(syntax(format!("unexpected {t} in a name"))),
+            }
+        }
+        if parts.is_empty() {
+            return Err(syntax("a name is missing".into()));
+        }
+        Ok(parts)
+    };
+    let default_catalog = session.catalog.clone().unwrap_or_else(|| "memory".into());
+    let default_schema = session.schema.clone().unwrap_or_else(|| "default".into());
+    let quoted = |s: &str| s.replace('\'', "''");
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    match (keyword(0), keyword(1)) {
+        (Some(Keyword::SHOW), Some(Keyword::TABLES)) => {
+            let (catalog, schema) = match keyword(2) {
+                None => (default_catalog, default_schema),
+                Some(Keyword::FROM | Keyword::IN) => match name(3)?.as_slice() {
+                    [s] => (default_catalog, s.clone()),
+                    [c, s] => (c.clone(), s.clone()),
+                    _ => return Err(syntax("SHOW TABLES FROM takes [catalog.]schema".into())),
+                },
+                _ => return Ok(None),
+            };
+            Ok(Some((
+                format!(
+                    "SELECT table_name AS \"Table\" FROM {}.information_schema.tables \
+                     WHERE table_schema = '{}' ORDER BY 1",
+                    ident(&catalog),
+                    quoted(&schema)
+                ),
+                None,
+            )))
+        }
+        (Some(Keyword::SHOW), Some(Keyword::COLUMNS))
+            if matches!(keyword(2), Some(Keyword::FROM | Keyword::IN)) =>
+        {
+            columns_of(&name(3)?, &default_catalog, &default_schema).map(Some)
+        }
+        (Some(Keyword::DESCRIBE | Keyword::DESC), _) => {
+            columns_of(&name(1)?, &default_catalog, &default_schema).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The `DESCRIBE` query for a `[[catalog.]schema.]table` name.
+fn columns_of(
+    parts: &[String],
+    catalog: &str,
+    schema: &str,
+) -> Result<(String, Option<String>), QueryError> {
+    let (c, s, t) = match parts {
+        [t] => (catalog, schema, t.as_str()),
+        [s, t] => (catalog, s.as_str(), t.as_str()),
+        [c, s, t] => (c.as_str(), s.as_str(), t.as_str()),
+        _ => {
+            return Err(QueryError::new(
+                ErrorCode::SyntaxError,
+                "a table name has at most three parts",
+            ))
+        }
+    };
+    let quoted = |s: &str| s.replace('\'', "''");
+    Ok((
+        format!(
+            "SELECT column_name AS \"Column\", data_type AS \"Type\", '' AS \"Extra\", \
+             '' AS \"Comment\" FROM \"{}\".information_schema.columns \
+             WHERE table_schema = '{}' AND table_name = '{}' ORDER BY ordinal_position",
+            c.replace('"', "\"\""),
+            quoted(s),
+            quoted(t)
+        ),
+        Some(format!("{c}.{s}.{t}")),
+    ))
+}
+
+/// A token as SQL text (a string literal with its quotes doubled again).
+fn sql_text(t: &Token) -> String {
+    match t {
+        Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
+        other => other.to_string(),
+    }
 }
 
 /// Whether a failure of the emulator's own statements should be tried on the engine: the
@@ -424,6 +810,84 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(data, [[serde_json::json!(25)]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn information_schema_has_trino_shape_and_parameters_bind() {
+        let e = Engine::new();
+        let s = session(Some("tpch"), Some("tiny"));
+        let (_, data) = rows(
+            e.run(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+                 WHERE table_schema = 'tiny' AND table_name = 'nation' ORDER BY ordinal_position",
+                &s,
+            )
+            .await
+            .unwrap(),
+        );
+        let want = serde_json::json!([
+            ["nationkey", "bigint", "NO"],
+            ["name", "varchar", "NO"],
+            ["regionkey", "bigint", "NO"],
+            ["comment", "varchar", "NO"]
+        ]);
+        assert_eq!(serde_json::json!(data), want);
+        let (_, data) = rows(
+            e.run(
+                "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
+                &s,
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["information_schema"], ["sf1"], ["tiny"]])
+        );
+        let (_, data) = rows(
+            e.run(
+                "EXECUTE IMMEDIATE 'SELECT name FROM nation WHERE nationkey = ? AND name <> ?' \
+                 USING 7, 'it''s'",
+                &s,
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(serde_json::json!(data), serde_json::json!([["GERMANY"]]));
+        let (_, data) = rows(e.run("SHOW TABLES FROM tpch.tiny", &s).await.unwrap());
+        assert_eq!(data.len(), 8);
+        assert_eq!(data[0], [serde_json::json!("customer")]);
+        let (_, data) = rows(e.run("DESCRIBE region", &s).await.unwrap());
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([
+                ["regionkey", "bigint", "", ""],
+                ["name", "varchar", "", ""],
+                ["comment", "varchar", "", ""]
+            ])
+        );
+        let (_, same) = rows(
+            e.run("SHOW COLUMNS FROM tpch.tiny.region", &s)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(same, data);
+        let missing = e.run("DESCRIBE tiny.nope", &s).await.err().unwrap();
+        assert!(
+            matches!(missing.code, ErrorCode::TableNotFound),
+            "{}",
+            missing.message
+        );
+        let short = e
+            .run("EXECUTE IMMEDIATE 'SELECT ?, ?' USING 1", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(short.code, ErrorCode::SyntaxError),
+            "{}",
+            short.message
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
