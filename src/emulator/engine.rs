@@ -10,18 +10,20 @@
 //!   `l_orderkey`) and types (prices and quantities `double`, as Trino's tpch connector has them);
 //! - `memory`, schema `default`: `CREATE TABLE [AS]`, `INSERT`, `DROP TABLE` (per emulated
 //!   coordinator, in memory, like Trino's memory connector);
-//! - `information_schema` in each catalog (DataFusion's: `tables`, `columns`, `schemata`, ...).
+//! - `information_schema` in each catalog, as Trino has it (`schemata`, `tables`, `columns` with
+//!   Trino's type names), which `SHOW TABLES`, `SHOW COLUMNS` and `DESCRIBE` read;
+//! - `EXECUTE IMMEDIATE ... USING`, how clients send a statement with parameters.
 //!
 //! Results are typed with Trino's type names; values are written as Trino writes them (numbers as
 //! numbers, decimals and dates as strings), by the hybrid endpoint's converter.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::catalog::{MemTable, MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::common::SchemaError;
@@ -41,10 +43,111 @@ use super::tables;
 /// Rows per generated batch.
 const BATCH_ROWS: usize = 8192;
 
-/// The TPC-H tables, as Trino's tpch connector names them.
-const TPCH_TABLES: [&str; 8] = [
-    "customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier",
-];
+/// Generated TPC-H rows, as `tpchgen-arrow` produces them.
+type TpchRows = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
+
+/// One TPC-H table: its name as Trino's tpch connector has it, its `tpchgen-arrow` schema, and
+/// its rows at a scale.
+struct TpchTable {
+    name: &'static str,
+    schema: fn() -> SchemaRef,
+    rows: fn(f64) -> TpchRows,
+}
+
+/// Every TPC-H table, in name order.
+static TPCH: [TpchTable; 8] = {
+    use tpchgen::generators as g;
+    use tpchgen_arrow as a;
+    [
+        TpchTable {
+            name: "customer",
+            schema: a::CustomerArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::CustomerGenerator::new(scale, 1, 1);
+                Box::new(a::CustomerArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "lineitem",
+            schema: a::LineItemArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::LineItemGenerator::new(scale, 1, 1);
+                Box::new(a::LineItemArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "nation",
+            schema: a::NationArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::NationGenerator::new(scale, 1, 1);
+                Box::new(a::NationArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "orders",
+            schema: a::OrderArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::OrderGenerator::new(scale, 1, 1);
+                Box::new(a::OrderArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "part",
+            schema: a::PartArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::PartGenerator::new(scale, 1, 1);
+                Box::new(a::PartArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "partsupp",
+            schema: a::PartSuppArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::PartSuppGenerator::new(scale, 1, 1);
+                Box::new(a::PartSuppArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "region",
+            schema: a::RegionArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::RegionGenerator::new(scale, 1, 1);
+                Box::new(a::RegionArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+        TpchTable {
+            name: "supplier",
+            schema: a::SupplierArrow::schema_ref,
+            rows: |scale| {
+                let rows = g::SupplierGenerator::new(scale, 1, 1);
+                Box::new(a::SupplierArrow::new(rows).with_batch_size(BATCH_ROWS))
+            },
+        },
+    ]
+};
+
+impl TpchTable {
+    fn named(name: &str) -> Option<&'static TpchTable> {
+        TPCH.iter().find(|t| t.name == name)
+    }
+
+    /// The schema as Trino shows it, without generating the table.
+    fn trino_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = (self.schema)()
+            .fields()
+            .iter()
+            .map(|f| trino_field(f))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The whole table at `scale`, with Trino's column names and types.
+    fn generate(&self, scale: f64) -> Result<Vec<RecordBatch>, DataFusionError> {
+        (self.rows)(scale)
+            .map(|b| trino_shape(&b?))
+            .collect::<Result<Vec<_>, _>>()
+    }
+}
 
 /// One emulated coordinator's SQL engine and its catalogs.
 pub(crate) struct Engine {
@@ -230,18 +333,19 @@ fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-/// One TPC-H schema: its tables are generated when first read, then kept.
+/// One TPC-H schema: its tables are generated when first read, then kept (one cell per table
+/// of [`TPCH`], in its order).
 #[derive(Debug)]
 struct TpchSchema {
     scale: f64,
-    tables: HashMap<&'static str, OnceCell<Arc<dyn TableProvider>>>,
+    tables: Vec<OnceCell<Arc<dyn TableProvider>>>,
 }
 
 impl TpchSchema {
     fn new(scale: f64) -> TpchSchema {
         TpchSchema {
             scale,
-            tables: TPCH_TABLES.iter().map(|&t| (t, OnceCell::new())).collect(),
+            tables: TPCH.iter().map(|_| OnceCell::new()).collect(),
         }
     }
 }
@@ -249,24 +353,21 @@ impl TpchSchema {
 #[async_trait]
 impl SchemaProvider for TpchSchema {
     fn table_names(&self) -> Vec<String> {
-        TPCH_TABLES.iter().map(|t| t.to_string()).collect()
+        TPCH.iter().map(|t| t.name.to_string()).collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let Some((&table, cell)) = self.tables.get_key_value(name) else {
+        let Some((table, cell)) = TPCH.iter().zip(&self.tables).find(|(t, _)| t.name == name)
+        else {
             return Ok(None);
         };
         let scale = self.scale;
         let provider = cell
             .get_or_try_init(|| async move {
-                let batches = tokio::task::spawn_blocking(move || generate(table, scale))
+                let batches = tokio::task::spawn_blocking(move || table.generate(scale))
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))??;
-                let schema = batches
-                    .first()
-                    .map(RecordBatch::schema)
-                    .ok_or_else(|| DataFusionError::Internal(format!("tpch {table} is empty")))?;
-                let mem = MemTable::try_new(schema, vec![batches])?;
+                let mem = MemTable::try_new(table.trino_schema(), vec![batches])?;
                 Ok::<Arc<dyn TableProvider>, DataFusionError>(Arc::new(mem))
             })
             .await?;
@@ -274,48 +375,8 @@ impl SchemaProvider for TpchSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.contains_key(name)
+        TpchTable::named(name).is_some()
     }
-}
-
-/// Generate one TPC-H table at `scale`, with Trino's column names and types.
-fn generate(table: &str, scale: f64) -> Result<Vec<RecordBatch>, DataFusionError> {
-    use tpchgen::generators as g;
-    use tpchgen_arrow as a;
-    let reader: Box<dyn Iterator<Item = Result<RecordBatch, _>> + Send> = match table {
-        "customer" => Box::new(
-            a::CustomerArrow::new(g::CustomerGenerator::new(scale, 1, 1))
-                .with_batch_size(BATCH_ROWS),
-        ),
-        "lineitem" => Box::new(
-            a::LineItemArrow::new(g::LineItemGenerator::new(scale, 1, 1))
-                .with_batch_size(BATCH_ROWS),
-        ),
-        "nation" => Box::new(
-            a::NationArrow::new(g::NationGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
-        ),
-        "orders" => Box::new(
-            a::OrderArrow::new(g::OrderGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
-        ),
-        "part" => Box::new(
-            a::PartArrow::new(g::PartGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
-        ),
-        "partsupp" => Box::new(
-            a::PartSuppArrow::new(g::PartSuppGenerator::new(scale, 1, 1))
-                .with_batch_size(BATCH_ROWS),
-        ),
-        "region" => Box::new(
-            a::RegionArrow::new(g::RegionGenerator::new(scale, 1, 1)).with_batch_size(BATCH_ROWS),
-        ),
-        "supplier" => Box::new(
-            a::SupplierArrow::new(g::SupplierGenerator::new(scale, 1, 1))
-                .with_batch_size(BATCH_ROWS),
-        ),
-        other => return Err(DataFusionError::Plan(format!("no tpch table {other}"))),
-    };
-    reader
-        .map(|b| trino_shape(&b?))
-        .collect::<Result<Vec<_>, _>>()
 }
 
 /// `l_orderkey decimal` → `orderkey double`: the prefix dropped and decimals as `double`, as
@@ -351,24 +412,6 @@ fn trino_shape(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
     )?)
 }
 
-/// A TPC-H table's schema as Trino shows it, without generating the table.
-fn tpch_schema(table: &str) -> Option<SchemaRef> {
-    use tpchgen_arrow as a;
-    let raw = match table {
-        "customer" => a::CustomerArrow::schema_ref(),
-        "lineitem" => a::LineItemArrow::schema_ref(),
-        "nation" => a::NationArrow::schema_ref(),
-        "orders" => a::OrderArrow::schema_ref(),
-        "part" => a::PartArrow::schema_ref(),
-        "partsupp" => a::PartSuppArrow::schema_ref(),
-        "region" => a::RegionArrow::schema_ref(),
-        "supplier" => a::SupplierArrow::schema_ref(),
-        _ => return None,
-    };
-    let fields: Vec<Field> = raw.fields().iter().map(|f| trino_field(f)).collect();
-    Some(Arc::new(Schema::new(fields)))
-}
-
 /// The tables of Trino's `information_schema`, in each catalog.
 const INFORMATION_SCHEMA: &str = "information_schema";
 const INFO_TABLES: [&str; 3] = ["columns", "schemata", "tables"];
@@ -383,24 +426,27 @@ struct InformationSchema {
     catalog: std::sync::Weak<MemoryCatalogProvider>,
 }
 
+/// A catalog's schemas and its tables' `(schema, table, columns)`, in name order.
+type Contents = (Vec<String>, Vec<(String, String, SchemaRef)>);
+
 impl InformationSchema {
-    /// `(schema, table, columns)` of every table of the catalog, in name order.
-    async fn tables(&self) -> Result<Vec<(String, String, SchemaRef)>, DataFusionError> {
+    /// What the catalog holds now (its schemas, those without tables too).
+    async fn contents(&self) -> Result<Contents, DataFusionError> {
         let Some(catalog) = self.catalog.upgrade() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let mut out = Vec::new();
         let mut schemas = catalog.schema_names();
         schemas.sort();
-        for schema_name in schemas {
-            let Some(schema) = catalog.schema(&schema_name) else {
+        for schema_name in &schemas {
+            let Some(schema) = catalog.schema(schema_name) else {
                 continue;
             };
             let mut names = schema.table_names();
             names.sort();
             for table in names {
                 let columns = if schema.is::<TpchSchema>() {
-                    tpch_schema(&table)
+                    TpchTable::named(&table).map(TpchTable::trino_schema)
                 } else if schema.is::<InformationSchema>() {
                     info_schema(&table)
                 } else {
@@ -411,7 +457,7 @@ impl InformationSchema {
                 }
             }
         }
-        Ok(out)
+        Ok((schemas, out))
     }
 }
 
@@ -455,16 +501,12 @@ impl SchemaProvider for InformationSchema {
         };
         let catalog = self.name.as_str();
         let text = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
-        let tables = self.tables().await?;
+        let (schemas, tables) = self.contents().await?;
         let columns: Vec<ArrayRef> = match name {
-            "schemata" => {
-                let mut names: Vec<String> = tables.iter().map(|t| t.0.clone()).collect();
-                names.dedup();
-                vec![
-                    text(names.iter().map(|_| Some(catalog.to_string())).collect()),
-                    text(names.into_iter().map(Some).collect()),
-                ]
-            }
+            "schemata" => vec![
+                text(schemas.iter().map(|_| Some(catalog.to_string())).collect()),
+                text(schemas.into_iter().map(Some).collect()),
+            ],
             "tables" => vec![
                 text(tables.iter().map(|_| Some(catalog.to_string())).collect()),
                 text(tables.iter().map(|t| Some(t.0.clone())).collect()),
@@ -632,8 +674,6 @@ fn show(sql: &str, session: &Session) -> Result<Option<(String, Option<String>)>
     };
     let default_catalog = session.catalog.clone().unwrap_or_else(|| "memory".into());
     let default_schema = session.schema.clone().unwrap_or_else(|| "default".into());
-    let quoted = |s: &str| s.replace('\'', "''");
-    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     match (keyword(0), keyword(1)) {
         (Some(Keyword::SHOW), Some(Keyword::TABLES)) => {
             let (catalog, schema) = match keyword(2) {
@@ -648,9 +688,9 @@ fn show(sql: &str, session: &Session) -> Result<Option<(String, Option<String>)>
             Ok(Some((
                 format!(
                     "SELECT table_name AS \"Table\" FROM {}.information_schema.tables \
-                     WHERE table_schema = '{}' ORDER BY 1",
-                    ident(&catalog),
-                    quoted(&schema)
+                     WHERE table_schema = {} ORDER BY 1",
+                    sql_ident(&catalog),
+                    sql_string(&schema)
                 ),
                 None,
             )))
@@ -684,15 +724,14 @@ fn columns_of(
             ))
         }
     };
-    let quoted = |s: &str| s.replace('\'', "''");
     Ok((
         format!(
             "SELECT column_name AS \"Column\", data_type AS \"Type\", '' AS \"Extra\", \
-             '' AS \"Comment\" FROM \"{}\".information_schema.columns \
-             WHERE table_schema = '{}' AND table_name = '{}' ORDER BY ordinal_position",
-            c.replace('"', "\"\""),
-            quoted(s),
-            quoted(t)
+             '' AS \"Comment\" FROM {}.information_schema.columns \
+             WHERE table_schema = {} AND table_name = {} ORDER BY ordinal_position",
+            sql_ident(c),
+            sql_string(s),
+            sql_string(t)
         ),
         Some(format!("{c}.{s}.{t}")),
     ))
@@ -701,9 +740,19 @@ fn columns_of(
 /// A token as SQL text (a string literal with its quotes doubled again).
 fn sql_text(t: &Token) -> String {
     match t {
-        Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
+        Token::SingleQuotedString(s) => sql_string(s),
         other => other.to_string(),
     }
+}
+
+/// `s` as an SQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a quoted SQL identifier.
+fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Whether a failure of the emulator's own statements should be tried on the engine: the
@@ -894,6 +943,19 @@ mod tests {
     async fn memory_tables_are_created_filled_and_dropped() {
         let e = Engine::new();
         let s = session(None, None);
+        // A schema without tables is a schema all the same.
+        let (_, data) = rows(
+            e.run(
+                "SELECT schema_name FROM memory.information_schema.schemata ORDER BY 1",
+                &s,
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["default"], ["information_schema"]])
+        );
         let created = e
             .run("CREATE TABLE memory.default.t AS SELECT 1 AS x", &s)
             .await
