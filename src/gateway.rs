@@ -14,6 +14,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::METRICS;
 use crate::oauth2::{AuthIdHash, Leg};
 use crate::query_id::{coordinator_id, CoordinatorId};
+use crate::queue::Queue;
 use crate::snapshot::{Backend, SnapshotHandle};
 use crate::stickiness::{Resolution, Stickiness};
 
@@ -41,6 +42,8 @@ pub struct Gateway {
     pub instance: Arc<str>,
     /// Draining and requests in flight ([`crate::lifecycle`]).
     pub lifecycle: Arc<Lifecycle>,
+    /// Queries held while their clusters are full, and running limits ([`crate::queue`]).
+    pub queue: Arc<Queue>,
 }
 
 impl Gateway {
@@ -60,6 +63,7 @@ impl Gateway {
             lookup_permits: tokio::sync::Semaphore::new(LOOKUP_PERMITS),
             instance: instance.into(),
             lifecycle: Lifecycle::new(),
+            queue: Arc::new(Queue::new()),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod bookkeeping;
 pub mod config;
 pub mod database;
 pub mod demo;
@@ -24,6 +25,7 @@ pub mod oauth2;
 pub mod passthrough;
 pub mod proxy;
 pub mod query_id;
+pub mod queue;
 pub mod reload;
 pub mod resolver;
 pub mod routing;

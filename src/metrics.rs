@@ -41,6 +41,10 @@ pub struct Metrics {
     pub statements_analyzed: IntCounterVec,
     pub login_legs: IntCounterVec,
     pub logins_pinned: IntCounter,
+    pub queue_length: IntGaugeVec,
+    pub queue_held: IntCounterVec,
+    pub queue_rejections: IntCounterVec,
+    pub queue_wait: HistogramVec,
 }
 
 /// A metric the registry refused: an invalid definition (name, help, labels, buckets), or a name
@@ -147,6 +151,28 @@ impl Metrics {
                 "OAuth2 login requests (leg: token|initiate|callback) and how their backend was \
                  found (source: memory|database|miss)",
                 &["leg", "source"],
+            )?,
+            queue_length: r.gauge_vec(
+                "trino_edge_queue_length",
+                "Queries held at the gateway waiting for a backend of the group",
+                &["group"],
+            )?,
+            queue_held: r.counter_vec(
+                "trino_edge_queue_held_total",
+                "Submissions the gateway held in the group's queue",
+                &["group"],
+            )?,
+            queue_rejections: r.counter_vec(
+                "trino_edge_queue_rejections_total",
+                "Held or holdable queries that left the queue without a backend, by reason \
+                 (full|timeout|abandoned|canceled|group_removed|shutdown)",
+                &["group", "reason"],
+            )?,
+            queue_wait: r.histogram_vec(
+                "trino_edge_queue_wait_seconds",
+                "Time a held query waited at the gateway before its hand-over",
+                &["group"],
+                exponential_buckets(0.01, 2.0, 18),
             )?,
             logins_pinned: r.counter(
                 "trino_edge_logins_pinned_total",

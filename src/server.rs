@@ -263,6 +263,14 @@ pub fn serve(config: Config, opts: ServeOptions) -> Result<(), String> {
     ));
     server.add_service(background_service("history writer", history_writer));
     server.add_service(background_service(
+        "queue dispatcher",
+        crate::queue::Dispatcher {
+            queue: gateway.queue.clone(),
+            snapshots: snapshots.clone(),
+            lifecycle: gateway.lifecycle.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "drain",
         Drain {
             lifecycle: gateway.lifecycle.clone(),

@@ -20,7 +20,7 @@ use tracing::warn;
 use crate::balance::{probe_view, Member, Selector};
 use crate::config::validate::check_backend_url;
 use crate::config::{
-    Config, ConfigError, Forwarding, HealthConfig, ListenerConfig, Spooling, Strategy,
+    Config, ConfigError, Forwarding, HealthConfig, ListenerConfig, QueueConfig, Spooling, Strategy,
 };
 pub use crate::health::state::BackendRuntime;
 use crate::health::state::Health;
@@ -183,6 +183,8 @@ pub struct Group {
     /// Never fall back to another group.
     pub strict: bool,
     pub spooling: Option<Spooling>,
+    /// The gateway's queue for this group and its running limits (defaults where unset).
+    pub queue: QueueConfig,
     /// Indexes into [`Snapshot::backends`], in config order.
     pub members: Vec<usize>,
     /// The group's pingora-load-balancing selector over its view of the shared health registry.
@@ -224,6 +226,9 @@ pub struct Snapshot {
     /// Some policy reads the statement (`match.statement`, `catalogs_any`, ...): the proxy then
     /// holds each submission body to analyze it. Without one, submissions pay nothing for this.
     pub content_routing: bool,
+    /// Some group or policy limits the queries running per user or per source: the proxy then
+    /// counts them (see [`crate::queue`]). Without one, submissions pay nothing for this.
+    pub running_limits: bool,
     pub health: HealthConfig,
     /// Keeps every backend of this snapshot in the health registry (probed) while it is current.
     _probe_view: pingora_load_balancing::Backends,
@@ -366,6 +371,7 @@ impl Snapshot {
                 strategy: g.strategy,
                 strict: g.strict,
                 spooling: g.spooling,
+                queue: g.queue.unwrap_or_default(),
                 members,
                 selector,
             });
@@ -424,6 +430,8 @@ impl Snapshot {
             .map(|(i, b)| (b.target, i))
             .collect();
         let content_routing = policies.iter().any(CompiledPolicy::reads_content);
+        let running_limits = groups.iter().any(|g| g.queue.limits_running())
+            || policies.iter().any(|p| p.queue.limits_running());
         let snap = Snapshot {
             version,
             config: Arc::new(config.clone()),
@@ -442,6 +450,7 @@ impl Snapshot {
             trust_forwarded_headers: config.proxy.trust_forwarded_headers,
             max_submission_bytes: config.proxy.max_submission_bytes,
             content_routing,
+            running_limits,
             health: config.health.clone(),
             upstream_tls,
             upstream_client: OnceLock::new(),

@@ -128,6 +128,8 @@ fn needs(method: &str, template: &str) -> Option<Role> {
         ("post", t) if t.ends_with("/activate") || t.ends_with("/deactivate") => {
             Some(Role::Operator)
         }
+        // Canceling a held query is an operator's call, like draining a backend.
+        ("delete", "/api/v1/queue/{id}") => Some(Role::Operator),
         _ => Some(Role::Admin),
     }
 }

@@ -141,11 +141,7 @@ async fn a_database_outage_fails_no_client_request_and_history_resumes() {
     for w in workers {
         during.extend(w.await.unwrap());
     }
-    assert!(
-        (8..1000).contains(&during.len()),
-        "{} queries ran",
-        during.len()
-    );
+    assert!(during.len() >= 8, "{} queries ran", during.len());
     assert!(
         metric(&gw, "trino_edge_db_errors_total").await > 0.0,
         "the outage is visible in the metrics"
@@ -162,17 +158,25 @@ async fn a_database_outage_fails_no_client_request_and_history_resumes() {
     // Nothing was lost: every query of the outage waited in the queue and is recorded now.
     let mut missing: HashSet<String> = during.iter().cloned().collect();
     while !missing.is_empty() {
-        let page: Value = reqwest::get(format!(
-            "{}/api/v1/queries?source=outage&limit=1000",
-            gw.admin
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        for q in page["queries"].as_array().unwrap() {
-            missing.remove(q["queryId"].as_str().unwrap());
+        // Every page of the history (a fast machine runs thousands of queries in the outage).
+        let mut cursor = String::new();
+        loop {
+            let page: Value = reqwest::get(format!(
+                "{}/api/v1/queries?source=outage&limit=1000{cursor}",
+                gw.admin
+            ))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+            for q in page["queries"].as_array().unwrap() {
+                missing.remove(q["queryId"].as_str().unwrap());
+            }
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={}", urlencode(next)),
+                None => break,
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -197,4 +201,9 @@ async fn a_database_outage_fails_no_client_request_and_history_resumes() {
     let _ = sqlx::query("DROP DATABASE IF EXISTS te_outage WITH (FORCE)")
         .execute(&mut conn)
         .await;
+}
+
+/// A history cursor (`<ms>:<query id>`) as a query-string value.
+fn urlencode(s: &str) -> String {
+    s.replace(':', "%3A")
 }

@@ -411,7 +411,7 @@ async fn submissions_fail_over_on_502_503_504_and_resets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_backends_get_no_new_queries_and_a_full_group_answers_503() {
+async fn full_backends_get_no_new_queries_and_a_full_group_without_a_queue_answers_503() {
     let b1 = backend(100).await;
     let b2 = backend(100).await;
     let port = free_port();
@@ -427,6 +427,11 @@ async fn full_backends_get_no_new_queries_and_a_full_group_answers_503() {
         .replace(
             "group: adhoc }",
             "group: adhoc, max_running_queries: 2, max_queued_queries: 2 }",
+        )
+        // Held at the gateway by default (tests/queue.rs); without a queue, the 503.
+        .replace(
+            "{ name: adhoc, strategy: round_robin }",
+            "{ name: adhoc, strategy: round_robin, queue: { max_queued: 0 } }",
         ),
         "interval: 100ms, timeout: 2s",
     );

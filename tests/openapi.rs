@@ -497,6 +497,55 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     assert_eq!(s, 400);
 
+    // The gateway's queue: a user at a running limit waits (the dry run says so), is listed,
+    // and is canceled.
+    let (s, _) = api
+        .call(
+            "replaceGroup",
+            "/api/v1/groups/adhoc",
+            Some(json!({"name": "adhoc", "queue": {"max_running_per_user": 1}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let r = client
+        .submit("SELECT * FROM UNNEST(sequence(1, 100000))", &[])
+        .await;
+    assert_eq!(r.status(), 200);
+    let (s, d) = api
+        .call(
+            "routeDryRun",
+            "/api/v1/route",
+            Some(json!({"headers": {"X-Trino-User": "tester"}})),
+        )
+        .await;
+    assert_eq!((s, &d["queue"]["group"]), (200, &json!("adhoc")), "{d}");
+    assert!(d["backend"].is_null() && d["error"].is_null(), "{d}");
+    let held: Value = client.submit("SELECT 2", &[]).await.json().await.unwrap();
+    assert_eq!(held["stats"]["state"], "QUEUED", "{held}");
+    let held_id = held["id"].as_str().unwrap();
+    let (s, q) = api.call("listQueue", "/api/v1/queue", None).await;
+    assert_eq!(
+        (s, &q["queued"][0]["queryId"]),
+        (200, &json!(held_id)),
+        "{q}"
+    );
+    assert_eq!(q["queued"][0]["position"], 1);
+    assert_eq!(q["running"][0]["name"], "tester", "{q}");
+    let path = format!("/api/v1/queue/{held_id}");
+    assert_eq!(api.call("cancelQueued", &path, None).await.0, 204);
+    assert_eq!(
+        api.call("cancelQueued", "/api/v1/queue/nope", None).await.0,
+        404
+    );
+    let (s, _) = api
+        .call(
+            "replaceGroup",
+            "/api/v1/groups/adhoc",
+            Some(json!({"name": "adhoc"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+
     // Deletes, in reference order; a group still in use is refused.
     let (s, _) = api.call("deleteGroup", "/api/v1/groups/etl", None).await;
     assert_eq!(s, 409, "the policy still uses `etl`");

@@ -207,6 +207,7 @@ proptest! {
             },
             group: "g".into(),
             fallback_group: None,
+            queue: None,
         };
         let compiled = CompiledPolicy::compile(&policy, 0, None).unwrap();
         let mut headers = HeaderMap::new();

@@ -452,6 +452,9 @@ fn record(i: usize) -> HistoryRecord {
         sql: Some(format!("SELECT {i}, 'ünïcode ☃', ? FROM t -- \"quoted\"")),
         statement_type: i.is_multiple_of(3).then(|| "select".into()),
         catalogs: (i % 4 == 1).then(|| "hive,iceberg".into()),
+        // Some were held in the gateway's queue first (read back as written on every database).
+        queued_ms: (i % 3 == 2).then_some(i as i64 * 1_234),
+        queued_id: (i % 3 == 2).then(|| format!("20251109_{:06}_{:05}_0abcd", i / 2, i)),
     }
 }
 

@@ -54,9 +54,9 @@ pub fn required(method: &Method, template: &str, cfg: &AdminAuthConfig) -> Acces
         _ if method == Method::GET || method == Method::HEAD => Access::Needs(Role::Viewer),
         // A dry run changes nothing.
         "/api/v1/route" => Access::Needs(Role::Viewer),
-        "/api/v1/backends/{name}/activate" | "/api/v1/backends/{name}/deactivate" => {
-            Access::Needs(Role::Operator)
-        }
+        "/api/v1/backends/{name}/activate"
+        | "/api/v1/backends/{name}/deactivate"
+        | "/api/v1/queue/{id}" => Access::Needs(Role::Operator),
         _ => Access::Needs(Role::Admin),
     }
 }

@@ -12,6 +12,7 @@ pub mod console;
 pub mod history_api;
 pub mod hybrid_api;
 mod listener;
+pub mod queue_api;
 pub mod route_api;
 
 use std::net::TcpListener as StdTcpListener;
@@ -100,6 +101,11 @@ fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ),
         ("/api/v1/queries", get(history_api::list)),
         ("/api/v1/queries/{id}", get(history_api::get)),
+        ("/api/v1/queue", get(queue_api::list)),
+        (
+            "/api/v1/queue/{id}",
+            axum::routing::delete(queue_api::cancel),
+        ),
         ("/api/v1/route", post(route_api::dry_run)),
         ("/api/query/hybrid", post(hybrid_api::hybrid_query)),
     ]

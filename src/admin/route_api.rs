@@ -266,6 +266,36 @@ pub async fn dry_run(State(st): State<AdminState>, body: Bytes) -> ApiResult {
     o.insert("decision".into(), json!(decision));
     o.insert("policy".into(), policy);
     o.insert("chosenGroup".into(), json!(&*snap.groups[group].name));
+    let admitted = admission::admit(
+        &snap,
+        &st.gateway.queue,
+        &route,
+        facts.user,
+        facts.source,
+        false,
+    );
+    if let admission::Admitted::Hold(g, hold) = admitted {
+        let name = &*snap.groups[g].name;
+        why.push(format!(
+            "the gateway holds the query in group `{name}`'s queue: {}; the client sees QUEUED \
+             until a backend can take it",
+            hold.text()
+        ));
+        o.insert(
+            "queue".into(),
+            json!({"group": name, "reason": hold.text(), "waiting": st.gateway.queue.waiting()}),
+        );
+        o.insert("group".into(), json!(name));
+        o.insert("strategy".into(), json!(snap.groups[g].strategy.as_str()));
+        o.insert("selection".into(), selection_json(&snap, g, &facts, None));
+        o.insert("candidates".into(), json!(eligible(&snap, g)));
+        o.insert("fallback".into(), Value::Null);
+        o.insert("backend".into(), Value::Null);
+        o.insert("error".into(), Value::Null);
+        o.insert("explanation".into(), json!(why));
+        return Ok(Json(out).into_response());
+    }
+    o.insert("queue".into(), Value::Null);
     match route.placement {
         Ok(p) => {
             let g = &snap.groups[p.group];

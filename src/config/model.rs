@@ -461,6 +461,10 @@ pub struct PolicyConfig {
     /// Where to go when `group` has no available backend (default: `routing.default_group`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_group: Option<String>,
+    /// Admission of this policy's queries: their `priority` in the gateway's queue and per-user
+    /// and per-source running limits (see [`QueueConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueConfig>,
 }
 
 /// Conditions of a policy; every condition given must hold, an empty match always holds.
@@ -586,6 +590,66 @@ pub struct GroupConfig {
     /// What `strategy: consistent` hashes (default `user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_key: Option<HashKey>,
+    /// The gateway's queue for this group: how many queries it holds while every backend is full
+    /// and for how long, and per-user and per-source running limits (see [`QueueConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueConfig>,
+}
+
+/// Admission control at the gateway (`queue:` on a group or a policy). When no backend of a
+/// query's group (nor of its fallback) can take it, or its user or source is at a running limit,
+/// the gateway holds the query itself and hands it to a backend when one can take it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Group only: queries held at once (default 1000); beyond it a submission fails with
+    /// `QUERY_QUEUE_FULL`. `0` holds nothing: a full group answers 503, as without a queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u32>,
+    /// Group only: longest wait in the queue (default 1h); then the query fails with
+    /// `EXCEEDED_TIME_LIMIT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_time: Option<HumanDuration>,
+    /// Group only: a queued query whose client has not polled for this long is dropped, and
+    /// nothing is submitted for it (default 5m, as Trino's `query.client.timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_timeout: Option<HumanDuration>,
+    /// Queries of one user running at once through this gateway, in the group (or for the
+    /// policy's queries); more wait in the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running_per_user: Option<u32>,
+    /// The same for one `X-Trino-Source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running_per_source: Option<u32>,
+    /// Policy only: queries of a higher priority leave the queue first (default 0); within one
+    /// priority, users take turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+impl QueueConfig {
+    pub const DEFAULT_MAX_QUEUED: u32 = 1000;
+    pub const DEFAULT_MAX_QUEUE_TIME: Duration = Duration::from_secs(3600);
+    pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    pub fn max_queued(&self) -> u32 {
+        self.max_queued.unwrap_or(Self::DEFAULT_MAX_QUEUED)
+    }
+
+    pub fn max_queue_time(&self) -> Duration {
+        self.max_queue_time
+            .map_or(Self::DEFAULT_MAX_QUEUE_TIME, HumanDuration::get)
+    }
+
+    pub fn client_timeout(&self) -> Duration {
+        self.client_timeout
+            .map_or(Self::DEFAULT_CLIENT_TIMEOUT, HumanDuration::get)
+    }
+
+    /// Sets a per-user or per-source running limit.
+    pub fn limits_running(&self) -> bool {
+        self.max_running_per_user.is_some() || self.max_running_per_source.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -214,6 +214,55 @@ pub fn check_files(c: &Config) -> Result<(), Vec<ConfigIssue>> {
     }
 }
 
+/// Where a `queue:` block is written: some of its keys belong to one side only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QueueOwner {
+    Group,
+    Policy,
+}
+
+/// A `queue:` block: keys on the side they belong to, limits and durations above zero.
+fn check_queue(is: &mut Issues, at: &str, q: &crate::config::QueueConfig, owner: QueueOwner) {
+    if owner == QueueOwner::Policy {
+        for (key, set) in [
+            ("max_queued", q.max_queued.is_some()),
+            ("max_queue_time", q.max_queue_time.is_some()),
+            ("client_timeout", q.client_timeout.is_some()),
+        ] {
+            if set {
+                is.push(
+                    format!("{at}.{key}"),
+                    "is a setting of the group's queue: set it on the group",
+                );
+            }
+        }
+    } else if q.priority.is_some() {
+        is.push(
+            format!("{at}.priority"),
+            "a queue priority is given by a policy: set it in the policy's `queue`",
+        );
+    }
+    for (key, d) in [
+        ("max_queue_time", q.max_queue_time),
+        ("client_timeout", q.client_timeout),
+    ] {
+        if d.is_some_and(|d| d.get().is_zero()) {
+            is.push(format!("{at}.{key}"), "must be longer than 0");
+        }
+    }
+    for (key, n) in [
+        ("max_running_per_user", q.max_running_per_user),
+        ("max_running_per_source", q.max_running_per_source),
+    ] {
+        if n == Some(0) {
+            is.push(
+                format!("{at}.{key}"),
+                "must be at least 1 (leave it out for no limit)",
+            );
+        }
+    }
+}
+
 /// A backend's groups: at least one, each defined, none twice. A single group is reported at
 /// `backends[i].group` (how it is written back), several at `backends[i].groups[j]`.
 fn check_backend_groups(is: &mut Issues, i: usize, names: &[String], defined: &HashSet<String>) {
@@ -453,6 +502,9 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
                 ),
             );
         }
+        if let Some(q) = &g.queue {
+            check_queue(&mut is, &format!("groups[{i}].queue"), q, QueueOwner::Group);
+        }
     }
     if !groups.contains(&c.routing.default_group) {
         is.push(
@@ -524,6 +576,9 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
                     format!("group `{fb}` is not defined in `groups`"),
                 );
             }
+        }
+        if let Some(q) = &p.queue {
+            check_queue(&mut is, &format!("{at}.queue"), q, QueueOwner::Policy);
         }
         let m = &p.match_;
         if let Some(l) = &m.listener {

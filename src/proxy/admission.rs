@@ -7,6 +7,8 @@ use http::{HeaderMap, HeaderValue};
 
 use super::error::GatewayError;
 use crate::config::ListenerConfig;
+use crate::queue::running::{limits_of, Slot};
+use crate::queue::Queue;
 use crate::routing::facts::RequestFacts;
 use crate::routing::query::QueryProperties;
 use crate::routing::strategy::Unavailable;
@@ -66,6 +68,81 @@ pub fn decide<'h>(
     }
     let r = route(snap, &facts, advance);
     Ok(Decision::Route(facts, r))
+}
+
+/// Why a routed submission waits in the gateway's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldReason {
+    /// Every backend of the group (and of its fallback) is at its concurrency limit.
+    AllFull,
+    /// Queries of the group already wait: it waits behind them.
+    Behind,
+    /// Its user or source is at a running limit.
+    AtLimit,
+}
+
+impl HoldReason {
+    pub fn text(self) -> &'static str {
+        match self {
+            HoldReason::AllFull => "every backend of the group is at its concurrency limit",
+            HoldReason::Behind => "queries of the group already wait: it waits behind them",
+            HoldReason::AtLimit => "its user or source is at a running limit",
+        }
+    }
+}
+
+/// After routing, whether a submission goes on or waits in the gateway's queue.
+pub enum Admitted {
+    /// It goes to the backend routing placed it on, holding its place under any running limit.
+    Go(Option<Slot>),
+    /// It waits in this group's queue.
+    Hold(usize, HoldReason),
+}
+
+/// The one admission decision for a routed submission, made by the proxy and (with `advance`
+/// false: no running slot is taken) the dry run alike. Nothing waiting and no running limit
+/// configured anywhere: two loads, nothing else.
+pub fn admit(
+    snap: &Snapshot,
+    queue: &Queue,
+    route: &Route,
+    user: Option<&str>,
+    source: Option<&str>,
+    advance: bool,
+) -> Admitted {
+    match route.placement {
+        Ok(_) if queue.waiting() == 0 && !snap.running_limits => Admitted::Go(None),
+        // A draining gateway holds nothing more: clients retry the 503 elsewhere.
+        _ if queue.is_closed() => Admitted::Go(None),
+        Err((g, Unavailable::AllFull)) if snap.groups[g].queue.max_queued() > 0 => {
+            Admitted::Hold(g, HoldReason::AllFull)
+        }
+        Err(_) => Admitted::Go(None),
+        Ok(_) => {
+            let g = route.group;
+            if snap.groups[g].queue.max_queued() > 0 && queue.group_waiting(&snap.groups[g].name) {
+                return Admitted::Hold(g, HoldReason::Behind);
+            }
+            if !snap.running_limits {
+                return Admitted::Go(None);
+            }
+            let limits = limits_of(snap, g, route.reason, user, source);
+            if limits.is_empty() {
+                return Admitted::Go(None);
+            }
+            if !advance {
+                return match queue.running.may_start(&limits) {
+                    true => Admitted::Go(None),
+                    false => Admitted::Hold(g, HoldReason::AtLimit),
+                };
+            }
+            match queue.running.try_start(limits) {
+                Some(slot) => Admitted::Go(Some(slot)),
+                // At a limit: it waits (with `max_queued: 0` the queue refuses it as full).
+                None => Admitted::Hold(g, HoldReason::AtLimit),
+            }
+        }
+    }
 }
 
 /// The answer when group `group` cannot take a new query.

@@ -11,10 +11,10 @@
 //!   rewritten on the fly ([`page_rewrite`]).
 
 pub mod admission;
-pub mod bookkeeping;
 pub mod client_connection;
 pub mod error;
 pub mod forwarded;
+pub mod held;
 pub mod page_rewrite;
 pub mod page_scan;
 pub mod submission_body;
@@ -36,11 +36,13 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tracing::{debug, info, warn};
 
+use crate::bookkeeping::{InFlight, Started};
 use crate::config::{Forwarding, Spooling};
 pub use crate::gateway::Gateway;
 use crate::history::HistoryEvent;
 use crate::metrics::{status_label, METRICS};
 use crate::oauth2::{self, Leg};
+use crate::queue::running::Slot;
 use crate::routing::facts::TRANSACTION_ID;
 use crate::routing::query::QueryProperties;
 use crate::routing::strategy;
@@ -48,7 +50,6 @@ use crate::routing::{Route, RouteReason};
 use crate::snapshot::{Backend, Snapshot};
 use crate::store::HistoryRecord;
 use admission::Decision;
-use bookkeeping::{InFlight, Started};
 use error::GatewayError;
 use page_scan::{PageScan, Verdict};
 pub use submitted::Submitted;
@@ -122,6 +123,12 @@ pub struct RequestCtx {
     response_started: bool,
     /// This request's count in its backend's in-flight requests.
     inflight: Option<InFlight>,
+    /// Routing put the submission on hold in this group (the gateway's queue answers it).
+    hold: Option<usize>,
+    /// The submission's place under its user's and source's running limits.
+    slot: Option<Slot>,
+    /// This poll of a held query hands it over: it goes to the backend as the submission.
+    handover: Option<Box<held::HandOver>>,
     /// A submission's count in its backend's started queries (taken back unless accepted).
     submission: Option<Started>,
     /// What a `consistent` group hashed for this submission (a retry hashes it again).
@@ -419,9 +426,9 @@ impl TrinoProxy {
                 return Ok(());
             }
             Decision::Route(facts, route) => {
-                if let Ok(p) = route.placement {
-                    ctx.key = snap.groups[p.group].selector.key(&facts).to_vec();
-                }
+                // The group it goes to, or (held) the one it waits in, hashes the key.
+                let keyed = route.placement.map_or(route.group, |p| p.group);
+                ctx.key = snap.groups[keyed].selector.key(&facts).to_vec();
                 if target == Target::Submit {
                     // The history's identity columns, read here rather than parsed again.
                     let owned = |v: Option<&str>| v.map(str::to_string);
@@ -436,6 +443,26 @@ impl TrinoProxy {
         };
         ctx.reason = Some(route.reason);
         ctx.retryable = true;
+        if target == Target::Submit {
+            let who = ctx.who.as_ref();
+            let admitted = admission::admit(
+                &snap,
+                &self.gateway.queue,
+                &route,
+                who.and_then(|w| w.user.as_deref()),
+                who.and_then(|w| w.source.as_deref()),
+                true,
+            );
+            match admitted {
+                admission::Admitted::Go(slot) => ctx.slot = slot,
+                admission::Admitted::Hold(g, why) => {
+                    debug!(group = %snap.groups[g].name, reason = why.text(), "submission held");
+                    ctx.hold = Some(g);
+                    ctx.group = Some(g);
+                    return Ok(());
+                }
+            }
+        }
         let (group, bi) = placed(&snap, &route)?;
         ctx.group = Some(group);
         ctx.picked = Some(bi);
@@ -632,6 +659,9 @@ impl TrinoProxy {
                     .finished_since_probe
                     .fetch_add(1, Ordering::Relaxed);
             }
+            // Its room (and its place under a running limit) may go to a held query.
+            self.gateway.queue.running.finished(id);
+            self.gateway.queue.kick();
         }
     }
 
@@ -689,6 +719,11 @@ impl TrinoProxy {
                         .collect::<Vec<_>>()
                         .join(",")
                 }),
+            queued_ms: ctx
+                .handover
+                .as_ref()
+                .map(|h| i64::try_from(h.waited.as_millis()).unwrap_or(i64::MAX)),
+            queued_id: ctx.handover.as_ref().map(|h| h.held_id.to_string()),
         }
     }
 
@@ -726,6 +761,14 @@ impl TrinoProxy {
         match Submitted::parse(&learner.buf).map(|a| (a.finished(), a.id)) {
             Ok((finished, Some(id))) => {
                 self.gateway.learn_query(&id, backend);
+                if let Some(slot) = ctx.slot.take() {
+                    let idle = ctx
+                        .group
+                        .map_or(crate::config::QueueConfig::DEFAULT_CLIENT_TIMEOUT, |g| {
+                            ctx.snap.groups[g].queue.client_timeout()
+                        });
+                    slot.accepted(&id, idle);
+                }
                 if let Some(h) = &self.gateway.history {
                     let (sql, who) = (ctx.sql.take(), ctx.who.take());
                     h.record(HistoryEvent::Query(Box::new(
@@ -765,6 +808,9 @@ impl ProxyHttp for TrinoProxy {
             retryable: false,
             response_started: false,
             inflight: None,
+            hold: None,
+            slot: None,
+            handover: None,
             submission: None,
             key: Vec::new(),
             learner: None,
@@ -817,8 +863,27 @@ impl ProxyHttp for TrinoProxy {
                 None => routed = Err(GatewayError::login_not_found(leg, ttl)),
             }
         }
+        if let (Ok(()), Some(g)) = (&routed, ctx.hold) {
+            match self.hold_submission(session, ctx, g).await {
+                Ok(()) => return Ok(true),
+                Err(e) => routed = Err(e),
+            }
+        }
+        let held = ctx
+            .query_id
+            .as_deref()
+            .filter(|_| ctx.kind == Kind::FollowUp)
+            .and_then(|id| self.gateway.queue.key_of(id));
+        if let (Ok(()), Some(key)) = (&routed, held) {
+            match self.follow_held(session, ctx, key).await {
+                Ok(held::Followed::Answered) => return Ok(true),
+                Ok(held::Followed::HandOver) => {}
+                Err(e) => routed = Err(e),
+            }
+        }
         if routed.is_ok() && ctx.kind == Kind::FollowUp && ctx.backend.is_none() {
             if let Some(id) = &ctx.query_id {
+                self.gateway.queue.running.seen(id);
                 let owner = self.gateway.resolve_owner(id).await;
                 match owner.backend() {
                     Some(b) => {
@@ -963,7 +1028,8 @@ impl ProxyHttp for TrinoProxy {
                 ctx.sql = Some(held[..head].to_vec());
                 ctx.sql_complete = true;
             }
-            if body.is_some() {
+            // A hand-over's request (its client's poll) has no body of its own.
+            if body.is_some() || ctx.handover.is_some() {
                 *body = Some(held.clone());
             }
             return Ok(());
@@ -1017,6 +1083,9 @@ impl ProxyHttp for TrinoProxy {
         // Edited as plain parts (see `upstream_head`); put back when `head` goes. Headers are
         // removed before any is added, and room is made once for the forwarding headers.
         let mut head = UpstreamHead::open(upstream);
+        if let Some(h) = &ctx.handover {
+            held::rewrite_head(&mut head, h, ctx.held.as_ref().map_or(0, Bytes::len));
+        }
         let statement = ctx.kind == Kind::Submit || ctx.statement_page;
         if ctx.kind == Kind::Submit || (rewrite_mode && statement) {
             // Keep the (small) submission answer uncompressed so its query id can be read, and a

@@ -61,6 +61,10 @@ impl<'a> UpstreamHead<'a> {
         self.parts.headers.reserve(n);
     }
 
+    pub fn set_method(&mut self, method: http::Method) {
+        self.parts.method = method;
+    }
+
     /// Replace the request target: the URI now says it all.
     pub fn set_uri(&mut self, uri: Uri) {
         self.parts.uri = uri;

@@ -101,9 +101,39 @@ pub fn place(
     facts: &RequestFacts<'_>,
     advance: bool,
 ) -> Result<Placement, (usize, Unavailable)> {
+    place_with(
+        snap,
+        group,
+        fallback_of(snap, group, reason),
+        |g| g.selector.key(facts),
+        advance,
+    )
+}
+
+/// Where a query of `group`, chosen for `reason`, may go when the group has no room: the policy's
+/// `fallback_group`, else the default group; `None` for a strict group (or one that is its own
+/// fallback).
+pub fn fallback_of(snap: &Snapshot, group: usize, reason: RouteReason) -> Option<usize> {
+    let fallback = match reason {
+        RouteReason::Policy(i) => snap.policies[i].fallback_group,
+        _ => None,
+    }
+    .unwrap_or(snap.default_group);
+    (!snap.groups[group].strict && fallback != group).then_some(fallback)
+}
+
+/// [`place`] with the fallback given and the hashed key per group given by `key` (the gateway's
+/// queue places a held query with what it kept of the submission).
+pub fn place_with<'k>(
+    snap: &Snapshot,
+    group: usize,
+    fallback: Option<usize>,
+    key: impl Fn(&crate::snapshot::Group) -> &'k [u8],
+    advance: bool,
+) -> Result<Placement, (usize, Unavailable)> {
     let pick = |g: usize| {
         let group = &snap.groups[g];
-        strategy::select(snap, group, group.selector.key(facts), &[], advance)
+        strategy::select(snap, group, key(group), &[], advance)
     };
     let why = match pick(group) {
         Ok(backend) => {
@@ -115,14 +145,9 @@ pub fn place(
         }
         Err(why) => why,
     };
-    let fallback = match reason {
-        RouteReason::Policy(i) => snap.policies[i].fallback_group,
-        _ => None,
-    }
-    .unwrap_or(snap.default_group);
-    if snap.groups[group].strict || fallback == group {
+    let Some(fallback) = fallback else {
         return Err((group, why));
-    }
+    };
     match pick(fallback) {
         Ok(backend) => Ok(Placement {
             group: fallback,

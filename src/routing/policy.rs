@@ -27,6 +27,8 @@ pub struct CompiledPolicy {
     headers: Vec<(HeaderName, String)>,
     /// Conditions on the statement itself; `None` when the policy has none (most do).
     content: Option<Box<Content>>,
+    /// The queue priority and running limits of this policy's queries.
+    pub queue: crate::config::QueueConfig,
 }
 
 /// A policy's conditions on query content ([`QueryProperties`]).
@@ -155,6 +157,7 @@ impl CompiledPolicy {
             host: m.host.as_ref().map(|h| h.to_ascii_lowercase()),
             headers,
             content: Content::compile(m)?,
+            queue: p.queue.unwrap_or_default(),
         })
     }
 

@@ -30,6 +30,12 @@ pub struct HistoryRecord {
     /// The catalogs the statement names, comma-separated (same condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalogs: Option<String>,
+    /// How long the gateway held the query in its queue before handing it over (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_ms: Option<i64>,
+    /// The id its client saw while the gateway held it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_id: Option<String>,
 }
 
 /// Which history to list. Every condition given must hold.
@@ -84,7 +90,8 @@ const LOOKUP_CHUNK: usize = 200;
 const INSERT_ATTEMPTS: usize = 3;
 
 const COLUMNS: &str = "query_id, submitted_ms, user_name, source, client_tags, group_name, \
-                       backend_name, policy_name, gateway, sql_text, statement_type, catalogs";
+                       backend_name, policy_name, gateway, sql_text, statement_type, catalogs, \
+                       queued_ms, queued_id";
 
 impl Store {
     /// Stores a batch in one transaction. A query id that is already stored (or repeated in the
@@ -143,7 +150,7 @@ impl Store {
             .filter(|r| !stored.contains(r.query_id))
             .collect();
         for chunk in fresh.chunks(INSERT_CHUNK) {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             let sql = self.dialect.sql(&format!(
                 "INSERT INTO te_query_history ({COLUMNS}) VALUES {}",
                 vec![row; chunk.len()].join(", ")
@@ -162,7 +169,9 @@ impl Store {
                     .bind(r.gateway)
                     .bind(r.sql)
                     .bind(r.statement_type)
-                    .bind(r.catalogs);
+                    .bind(r.catalogs)
+                    .bind(r.queued_ms)
+                    .bind(r.queued_id);
             }
             query.execute(&mut *tx).await?;
         }
@@ -379,6 +388,8 @@ fn record(row: &AnyRow) -> Result<HistoryRecord> {
         sql: text(row, 9)?,
         statement_type: text(row, 10)?,
         catalogs: text(row, 11)?,
+        queued_ms: row.try_get(12)?,
+        queued_id: text(row, 13)?,
     })
 }
 
@@ -397,6 +408,8 @@ struct Fitted<'r> {
     sql: Option<&'r str>,
     statement_type: Option<&'r str>,
     catalogs: Option<&'r str>,
+    queued_ms: Option<i64>,
+    queued_id: Option<&'r str>,
 }
 
 fn fit(r: &HistoryRecord) -> Fitted<'_> {
@@ -416,6 +429,8 @@ fn fit(r: &HistoryRecord) -> Fitted<'_> {
         sql: cut(&r.sql, SQL_LEN),
         statement_type: cut(&r.statement_type, STATEMENT_TYPE_LEN),
         catalogs: cut(&r.catalogs, CATALOGS_LEN),
+        queued_ms: r.queued_ms,
+        queued_id: cut(&r.queued_id, QUERY_ID_LEN),
     }
 }
 

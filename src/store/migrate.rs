@@ -55,6 +55,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0003_login_pins.sql"),
         mysql: include_str!("../../migrations/mysql/0003_login_pins.sql"),
     },
+    Migration {
+        version: 4,
+        name: "history_queued",
+        sqlite: include_str!("../../migrations/sqlite/0004_history_queued.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_history_queued.sql"),
+        mysql: include_str!("../../migrations/mysql/0004_history_queued.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS te_schema_migrations (\

@@ -1,0 +1,426 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Admission control at the gateway (`queue:` on groups and policies), with the real clients:
+//! queries held while the cluster is full and handed over when it has room, fairly between
+//! users; cancel while held; a full queue and the queue's time limit; two instances in front of
+//! one full group. `tests/run` installs the clients; without them these tests fail under
+//! `CI=true` and skip otherwise.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use trino_edge::emulator::EmulatorHandle;
+
+/// One probe when the gateway starts (the backends' load is known from then on), none during the
+/// test: between probes the gateway's own count of what it started and saw end is exact.
+const ONE_PROBE: &str = "interval: 60s, timeout: 2s";
+
+const PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_queue.py");
+
+/// A gateway over `backends`, all in group `adhoc` with this `queue:` body, each backend with
+/// these limits (`max_running_queries: 2`, ...).
+async fn gateway(backends: &[&EmulatorHandle], limits: &str, queue: &str) -> Gateway {
+    let port = free_port();
+    let admin = free_port();
+    let names: Vec<String> = (0..backends.len()).map(|i| format!("b{i}")).collect();
+    let list: Vec<(&str, String, &str)> = backends
+        .iter()
+        .zip(&names)
+        .map(|(b, n)| (n.as_str(), b.url(), "adhoc"))
+        .collect();
+    let mut yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &list,
+        "",
+    )
+    .replace(
+        "{ name: adhoc, strategy: round_robin }",
+        &format!("{{ name: adhoc, strategy: round_robin, queue: {{ {queue} }} }}"),
+    );
+    for b in backends {
+        yaml = yaml.replace(
+            &format!("url: \"{}\", group: adhoc }}", b.url()),
+            &format!("url: \"{}\", group: adhoc, {limits} }}", b.url()),
+        );
+    }
+    let gw = Gateway::start(&with_health(&yaml, ONE_PROBE), port, admin).await;
+    for n in &names {
+        wait_state(&gw, n, "HEALTHY", Duration::from_secs(10)).await;
+    }
+    gw
+}
+
+async fn waiting(gw: &Gateway) -> u64 {
+    let (_, v) = Api::new(gw).get("/api/v1/queue").await;
+    v["waiting"].as_u64().unwrap()
+}
+
+async fn wait_held(gw: &Gateway, n: u64) {
+    for _ in 0..600 {
+        if waiting(gw).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the gateway never held {n} queries");
+}
+
+/// A query the backend created and nobody pages: it fills one slot until canceled.
+struct Blocker {
+    next: String,
+}
+
+impl Blocker {
+    async fn start(client: &Client) -> Blocker {
+        let r = client
+            .submit("SELECT * FROM UNNEST(sequence(1, 10))", &[])
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert!(!Queue::held(v["id"].as_str().unwrap()), "{v}");
+        Blocker {
+            next: client.follow_url(v["nextUri"].as_str().unwrap()),
+        }
+    }
+
+    async fn release(self) {
+        let r = reqwest::Client::new()
+            .delete(&self.next)
+            .header("X-Trino-User", "blocker")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+}
+
+/// What a held query's id looks like: Trino's form, its coordinator part starting with `0`.
+struct Queue;
+
+impl Queue {
+    fn held(id: &str) -> bool {
+        id.len() >= 27 && id.as_bytes()[id.len() - 5] == b'0'
+    }
+}
+
+fn python(args: &[&str]) -> Value {
+    let py = tool("TRINO_EDGE_PYTHON").unwrap();
+    let out = run(Command::new(py).arg(PY).args(args));
+    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+}
+
+async fn python_async(args: Vec<String>) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        python(&args)
+    })
+    .await
+    .unwrap()
+}
+
+/// The largest number of unfinished queries the backend ever had while `sampling` was on, as
+/// the gateway's own load query sees it (sent straight to the backend; its own row subtracted).
+fn sample_peak(b: &EmulatorHandle, sampling: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let client = Client::new(&b.url());
+    tokio::spawn(async move {
+        let peak = AtomicU64::new(0);
+        while sampling.load(Ordering::Relaxed) {
+            let out = client
+                .run(
+                    "SELECT state, count(*) FROM system.runtime.queries \
+                     WHERE state NOT IN ('FINISHED', 'FAILED') GROUP BY state",
+                    &[],
+                )
+                .await;
+            let active: u64 = out.rows.iter().map(|r| r[1].as_u64().unwrap()).sum();
+            peak.fetch_max(active.saturating_sub(1), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        peak.load(Ordering::Relaxed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_queries_through_a_group_of_two_complete_fairly_and_none_fails() {
+    if tool("TRINO_EDGE_PYTHON").is_none() {
+        return;
+    }
+    let b = backend(1).await;
+    let gw = gateway(&[&b], "max_running_queries: 2", "").await;
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = sample_peak(&b, sampling.clone());
+    let facts = python_async(vec![
+        "fair".into(),
+        gw.url.clone(),
+        gw.admin.clone(),
+        "40".into(),
+        "10".into(),
+    ])
+    .await;
+    sampling.store(false, Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    assert_eq!(facts["failures"], serde_json::json!([]), "{facts}");
+    let order: Vec<&str> = facts["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 50, "{facts}");
+    // Users take turns: when solo's last query is done, most of burst's are still to come
+    // (first come, first served would have finished every one of burst's first).
+    let last_solo = order.iter().rposition(|u| *u == "solo").unwrap();
+    let burst_after = order[last_solo..].iter().filter(|u| **u == "burst").count();
+    assert!(burst_after >= 15, "solo was not served fairly: {order:?}");
+    // Never more than the group's two at once on the backend.
+    assert!(
+        (1..=2).contains(&peak),
+        "peak of {peak} queries on the backend"
+    );
+    // Held queries went to the backend once each (plus the probe and the sampler's own).
+    let held = metric_sum(&gw, "trino_edge_queue_held_total", "group=\"adhoc\"").await;
+    assert!(held >= 30.0, "{held}");
+    assert_eq!(
+        metric_sum(&gw, "trino_edge_queries_submitted_total", "group=\"adhoc\"").await,
+        50.0
+    );
+    assert_eq!(waiting(&gw).await, 0);
+    let wait_count = metric_sum(&gw, "trino_edge_queue_wait_seconds_count", "adhoc").await;
+    assert_eq!(wait_count, held);
+    // The Python client keeps the id of its first answer: the held id, which the history
+    // records beside the query's own.
+    let first = facts["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["first"].as_str().unwrap().to_string())
+        .find(|id| Queue::held(id))
+        .expect("some query was held");
+    let api = Api::new(&gw);
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (_, page) = api.get("/api/v1/queries?limit=100").await;
+        if let Some(r) = page["queries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["queuedId"] == first.as_str())
+        {
+            found = r.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!found.is_null(), "the history has no query held as {first}");
+    assert!(!Queue::held(found["queryId"].as_str().unwrap()), "{found}");
+    assert!(found["queuedMs"].as_i64().unwrap() >= 0, "{found}");
+    assert_eq!(found["backend"], "b0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cli_and_npm_clients_wait_while_held_and_continue_on_the_real_query() {
+    let (Some(_), Some(jar), Some(modules)) = (
+        tool("TRINO_EDGE_PYTHON"),
+        tool("TRINO_CLI_JAR"),
+        tool("TRINO_EDGE_NODE_MODULES"),
+    ) else {
+        return;
+    };
+    let b = backend(2).await;
+    let gw = gateway(&[&b], "max_running_queries: 1, max_queued_queries: 1", "").await;
+    let client = Client::new(&gw.url);
+    let sql = "SELECT * FROM UNNEST(sequence(1, 5))";
+    let before = b.state.stats().submissions;
+
+    // Python: held (its first answer is the gateway's QUEUED), then handed over.
+    let blocker = Blocker::start(&client).await;
+    let py = tokio::spawn(python_async(vec!["one".into(), gw.url.clone(), sql.into()]));
+    wait_held(&gw, 1).await;
+    blocker.release().await;
+    let py = py.await.unwrap();
+    assert_eq!(
+        py["rows"],
+        serde_json::json!([[1], [2], [3], [4], [5]]),
+        "{py}"
+    );
+    assert!(Queue::held(py["query_id"].as_str().unwrap()), "{py}");
+    assert_eq!(py["state"], "FINISHED");
+
+    // The CLI: same, its output the query's rows.
+    let blocker = Blocker::start(&client).await;
+    let url = gw.url.clone();
+    let cli = tokio::spawn(async move { trino_cli_csv(jar, &url, sql).await });
+    wait_held(&gw, 1).await;
+    blocker.release().await;
+    let csv = cli.await.unwrap();
+    assert_eq!(
+        csv.lines().collect::<Vec<_>>(),
+        ["\"1\"", "\"2\"", "\"3\"", "\"4\"", "\"5\""],
+        "{csv}"
+    );
+
+    // npm `trino-client`: it keeps its first answer (the held id) to itself and yields the pages
+    // after it; every one it yields carries the query's own id.
+    let blocker = Blocker::start(&client).await;
+    let url = gw.url.clone();
+    let node = tokio::task::spawn_blocking(move || {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/node_queue.mjs");
+        run(Command::new("node")
+            .args([script, &url, sql])
+            .env("TRINO_EDGE_NODE_MODULES", modules))
+    });
+    wait_held(&gw, 1).await;
+    blocker.release().await;
+    let node: Value =
+        serde_json::from_str(node.await.unwrap().trim().lines().last().unwrap()).unwrap();
+    assert_eq!(
+        node["rows"],
+        serde_json::json!([[1], [2], [3], [4], [5]]),
+        "{node}"
+    );
+    let pages = node["pages"].as_array().unwrap();
+    assert_eq!(pages.last().unwrap()["state"], "FINISHED", "{node}");
+    for p in pages {
+        let id = p["id"].as_str().unwrap();
+        assert!(!Queue::held(id), "{node}");
+        assert_eq!(coordinator_of(id), b.coordinator_id());
+    }
+    // Three blockers and three handed-over queries reached the backend, nothing twice.
+    assert_eq!(b.state.stats().submissions, before + 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_canceled_while_held_is_never_submitted() {
+    if tool("TRINO_EDGE_PYTHON").is_none() {
+        return;
+    }
+    let b = backend(100).await;
+    let gw = gateway(&[&b], "max_running_queries: 1, max_queued_queries: 1", "").await;
+    let client = Client::new(&gw.url);
+    let blocker = Blocker::start(&client).await;
+    let before = b.state.stats().submissions;
+    let facts = python_async(vec!["cancel".into(), gw.url.clone(), gw.admin.clone()]).await;
+    assert_eq!(facts["cancelled"], true, "{facts}");
+    assert_eq!(facts["left"], 0, "{facts}");
+    assert!(Queue::held(facts["held_id"].as_str().unwrap()), "{facts}");
+    assert!(facts.get("rows").is_none(), "{facts}");
+    // Room again: the canceled query is not what takes it; the next query is.
+    blocker.release().await;
+    let out = client.run("SELECT 42", &[]).await;
+    assert_eq!(out.rows, vec![serde_json::json!([42])]);
+    assert_eq!(b.state.stats().submissions, before + 1);
+    let (_, q) = Api::new(&gw).get("/api/v1/queue").await;
+    assert_eq!(q["queued"], serde_json::json!([]), "{q}");
+    assert_eq!(
+        metric_sum(
+            &gw,
+            "trino_edge_queue_rejections_total",
+            "reason=\"canceled\""
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_and_the_time_limit_fail_with_trinos_errors() {
+    if tool("TRINO_EDGE_PYTHON").is_none() {
+        return;
+    }
+    let b = backend(100).await;
+    let gw = gateway(
+        &[&b],
+        "max_running_queries: 1, max_queued_queries: 1",
+        "max_queued: 1, max_queue_time: 2s",
+    )
+    .await;
+    let client = Client::new(&gw.url);
+    let blocker = Blocker::start(&client).await;
+    let before = b.state.stats().submissions;
+    // The first waits (and then runs out of time); the second finds the queue full.
+    let waits = tokio::spawn(python_async(vec![
+        "error".into(),
+        gw.url.clone(),
+        "SELECT 1".into(),
+    ]));
+    wait_held(&gw, 1).await;
+    let full = python_async(vec!["error".into(), gw.url.clone(), "SELECT 2".into()]).await;
+    assert_eq!(full["error"], "QUERY_QUEUE_FULL", "{full}");
+    assert_eq!(full["type"], "INSUFFICIENT_RESOURCES", "{full}");
+    assert!(
+        full["message"].as_str().unwrap().contains("adhoc"),
+        "{full}"
+    );
+    let waited = waits.await.unwrap();
+    assert_eq!(waited["error"], "EXCEEDED_TIME_LIMIT", "{waited}");
+    assert!(
+        Queue::held(waited["query_id"].as_str().unwrap()),
+        "{waited}"
+    );
+    blocker.release().await;
+    assert_eq!(
+        b.state.stats().submissions,
+        before,
+        "neither reached the backend"
+    );
+    for reason in ["full", "timeout"] {
+        let filter = format!("reason=\"{reason}\"");
+        assert_eq!(
+            metric_sum(&gw, "trino_edge_queue_rejections_total", &filter).await,
+            1.0,
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_front_of_one_full_group_hold_and_finish_everything() {
+    if tool("TRINO_EDGE_PYTHON").is_none() {
+        return;
+    }
+    let b = backend(1).await;
+    let limits = "max_running_queries: 2";
+    let (a, c) = (
+        gateway(&[&b], limits, "").await,
+        gateway(&[&b], limits, "").await,
+    );
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = sample_peak(&b, sampling.clone());
+    let runs: Vec<_> = [&a, &c]
+        .iter()
+        .map(|gw| {
+            tokio::spawn(python_async(vec![
+                "fair".into(),
+                gw.url.clone(),
+                gw.admin.clone(),
+                "16".into(),
+                "4".into(),
+            ]))
+        })
+        .collect();
+    for r in runs {
+        let facts = r.await.unwrap();
+        assert_eq!(facts["failures"], serde_json::json!([]), "{facts}");
+        assert_eq!(facts["order"].as_array().unwrap().len(), 20, "{facts}");
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    // Each instance keeps to the limit on its own count; between two probes neither sees the
+    // other's queries, so together they may reach the instances × limit (README, "Admission
+    // control"): the bound for two instances and a limit of two is four.
+    assert!(
+        (1..=4).contains(&peak),
+        "peak of {peak} queries on the backend"
+    );
+    for gw in [&a, &c] {
+        assert!(metric_sum(gw, "trino_edge_queue_held_total", "adhoc").await >= 8.0);
+        assert_eq!(waiting(gw).await, 0);
+    }
+}
