@@ -109,6 +109,7 @@ mod server;
 mod spooling;
 mod sql;
 mod state;
+mod system;
 mod tables;
 
 #[cfg(test)]
