@@ -1,21 +1,27 @@
 //! Real SQL for the emulated coordinators, on DataFusion.
 //!
 //! The emulator's own statements (`sql.rs`/`exec.rs`: session and transaction statements, the
-//! test-control functions such as `sleep()` and `fail()`, the canned tables) come first; a
-//! statement they do not know — a syntax or a function they lack, a table they do not have — is
-//! run here instead, so that the demo's clusters answer ordinary SQL: arithmetic and functions,
-//! aggregates, `UNNEST(sequence(..))`, and these catalogs:
+//! test-control functions such as `sleep()` and `fail()`, the canned tables, the gateways' load
+//! probe) come first; a statement they do not know — a syntax or a function they lack, a table
+//! they do not have — is run here instead, so that the demo's clusters answer ordinary SQL:
+//! arithmetic and functions, aggregates, `UNNEST(sequence(..))`, and these catalogs:
 //! - `tpch`, schemas `tiny` (scale 0.01) and `sf1`: TPC-H data from `tpchgen-arrow`, generated
 //!   the first time a table is read and kept, with Trino's column names (`orderkey`, not
 //!   `l_orderkey`) and types (prices and quantities `double`, as Trino's tpch connector has them);
-//! - `memory`, schema `default`: `CREATE TABLE [AS]`, `INSERT`, `DROP TABLE` (per emulated
-//!   coordinator, in memory, like Trino's memory connector);
-//! - `information_schema` in each catalog, as Trino has it (`schemata`, `tables`, `columns` with
-//!   Trino's type names), which `SHOW TABLES`, `SHOW COLUMNS` and `DESCRIBE` read;
-//! - `EXECUTE IMMEDIATE ... USING`, how clients send a statement with parameters.
+//! - `memory`: `CREATE SCHEMA`, `CREATE TABLE [AS]`, `CREATE [OR REPLACE] VIEW` (Trino's
+//!   `SECURITY DEFINER|INVOKER` accepted), `INSERT`, `ALTER TABLE|VIEW ... RENAME TO`, `DROP`
+//!   (per emulated coordinator, in memory, like Trino's memory connector) — what dbt's Trino
+//!   adapter sends; writes answer with Trino's `rows` column, `updateType` and `updateCount`;
+//! - `system` (`emulator::system`): `runtime.nodes`, `runtime.queries` (the emulator's own
+//!   queries), `metadata.catalogs`, `metadata.table_comments`, `metadata.materialized_views`;
+//! - `information_schema` in each catalog, as Trino has it (`schemata`, `tables` with `BASE
+//!   TABLE`/`VIEW`, `columns` with Trino's type names), which `SHOW CATALOGS`, `SHOW SCHEMAS`,
+//!   `SHOW TABLES`, `SHOW COLUMNS` and `DESCRIBE` read;
+//! - `EXECUTE IMMEDIATE ... USING`, how clients send a statement with parameters;
+//! - `EXPLAIN`, as one `Query Plan` column (DataFusion's plan).
 //!
 //! Results are typed with Trino's type names; values are written as Trino writes them (numbers as
-//! numbers, decimals and dates as strings), by the hybrid endpoint's converter.
+//! numbers, decimals, dates and timestamps as strings), by the hybrid endpoint's converter.
 
 use std::sync::{Arc, Weak};
 
@@ -1414,5 +1420,119 @@ mod tests {
             "{}",
             unparsed.message
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn views_renames_timestamps_and_explain() {
+        let e = Engine::new();
+        let s = session(Some("memory"), Some("default"));
+        let ok = |p: Result<Plan, QueryError>| p.map_err(|e| e.message).unwrap();
+        ok(run(&e, "CREATE SCHEMA memory.dbt", &s).await);
+        ok(run(
+            &e,
+            "create table \"memory\".\"dbt\".\"t__dbt_tmp\" as (select 1 as x, TIMESTAMP '2024-01-15 10:30:00.123456' as at)",
+            &s,
+        )
+        .await);
+        ok(run(
+            &e,
+            "ALTER TABLE memory.dbt.t__dbt_tmp RENAME TO memory.dbt.t",
+            &s,
+        )
+        .await);
+        ok(run(
+            &e,
+            "create or replace view memory.dbt.v security definer as select x + 1 as y from memory.dbt.t",
+            &s,
+        )
+        .await);
+        let (_, data) = rows(ok(run(
+            &e,
+            "SELECT table_name, table_type FROM memory.information_schema.tables \
+             WHERE table_schema = 'dbt' ORDER BY 1",
+            &s,
+        )
+        .await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["t", "BASE TABLE"], ["v", "VIEW"]])
+        );
+        let (_, data) = rows(ok(run(&e, "SELECT y FROM dbt.v", &s).await));
+        assert_eq!(serde_json::json!(data), serde_json::json!([[2]]));
+        // A view is renamed as a view only.
+        let wrong = run(&e, "ALTER TABLE dbt.v RENAME TO w", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(wrong.code, ErrorCode::TableNotFound),
+            "{}",
+            wrong.message
+        );
+        ok(run(&e, "ALTER VIEW dbt.v RENAME TO w", &s).await);
+        let (_, data) = rows(ok(run(&e, "SELECT y FROM dbt.w", &s).await));
+        assert_eq!(serde_json::json!(data), serde_json::json!([[2]]));
+
+        // Timestamps as Trino types and writes them, with and without PARAMETRIC_DATETIME.
+        let (types, data) = rows(ok(run(&e, "SELECT at FROM dbt.t", &s).await));
+        assert_eq!(types, ["timestamp"]);
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["2024-01-15 10:30:00.123"]])
+        );
+        let mut parametric = s.clone();
+        parametric.parametric_datetime = true;
+        let (types, _) = rows(ok(run(&e, "SELECT at FROM dbt.t", &parametric).await));
+        assert_eq!(types, ["timestamp(3)"]);
+        let (_, data) = rows(ok(run(
+            &e,
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 't' ORDER BY ordinal_position",
+            &s,
+        )
+        .await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["bigint"], ["timestamp(3)"]])
+        );
+
+        let plan = ok(run(&e, "EXPLAIN SELECT x FROM dbt.t", &s).await);
+        let Plan::Rows {
+            columns,
+            rows: lines,
+        } = plan
+        else {
+            panic!("EXPLAIN has rows")
+        };
+        assert_eq!(columns.len(), 1);
+        assert_eq!(columns[0].name, "Query Plan");
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0][0].as_str().unwrap().contains("TableScan"),
+            "{lines:?}"
+        );
+
+        let (_, data) = rows(ok(run(&e, "SHOW CATALOGS", &s).await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["memory"], ["system"], ["tpch"]])
+        );
+        let (_, data) = rows(ok(run(&e, "SHOW SCHEMAS FROM memory", &s).await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["dbt"], ["default"], ["information_schema"]])
+        );
+        let (_, data) = rows(ok(run(&e, "SHOW SCHEMAS FROM system", &s).await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["information_schema"], ["metadata"], ["runtime"]])
+        );
+        let (_, data) = rows(ok(run(
+            &e,
+            "SELECT table_name FROM system.metadata.table_comments \
+             WHERE catalog_name = 'memory' AND schema_name = 'dbt' ORDER BY 1",
+            &s,
+        )
+        .await));
+        assert_eq!(serde_json::json!(data), serde_json::json!([["t"], ["w"]]));
     }
 }
