@@ -84,6 +84,9 @@ async fn memory_tables_live_on_their_cluster() {
         ],
     )
     .await;
+    // Like Trino, writes answer with the rows they wrote.
+    assert_eq!(out[0]["rows"], json!([[1]]), "{out}");
+    assert_eq!(out[1]["rows"], json!([[2]]), "{out}");
     assert_eq!(out[2]["rows"], json!([[6, 3]]), "{out}");
     let failed = Client::new(&gw.url)
         .run("SELECT * FROM memory.default.t", &[])

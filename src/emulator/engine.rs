@@ -1,43 +1,57 @@
 //! Real SQL for the emulated coordinators, on DataFusion.
 //!
 //! The emulator's own statements (`sql.rs`/`exec.rs`: session and transaction statements, the
-//! test-control functions such as `sleep()` and `fail()`, the canned tables) come first; a
-//! statement they do not know — a syntax or a function they lack, a table they do not have — is
-//! run here instead, so that the demo's clusters answer ordinary SQL: arithmetic and functions,
-//! aggregates, `UNNEST(sequence(..))`, and these catalogs:
+//! test-control functions such as `sleep()` and `fail()`, the canned tables, the gateways' load
+//! probe) come first; a statement they do not know — a syntax or a function they lack, a table
+//! they do not have — is run here instead, so that the demo's clusters answer ordinary SQL:
+//! arithmetic and functions, aggregates, `UNNEST(sequence(..))`, and these catalogs:
 //! - `tpch`, schemas `tiny` (scale 0.01) and `sf1`: TPC-H data from `tpchgen-arrow`, generated
 //!   the first time a table is read and kept, with Trino's column names (`orderkey`, not
 //!   `l_orderkey`) and types (prices and quantities `double`, as Trino's tpch connector has them);
-//! - `memory`, schema `default`: `CREATE TABLE [AS]`, `INSERT`, `DROP TABLE` (per emulated
-//!   coordinator, in memory, like Trino's memory connector);
-//! - `information_schema` in each catalog, as Trino has it (`schemata`, `tables`, `columns` with
-//!   Trino's type names), which `SHOW TABLES`, `SHOW COLUMNS` and `DESCRIBE` read;
-//! - `EXECUTE IMMEDIATE ... USING`, how clients send a statement with parameters.
+//! - `memory`: `CREATE SCHEMA`, `CREATE TABLE [AS]`, `CREATE [OR REPLACE] VIEW` (Trino's
+//!   `SECURITY DEFINER|INVOKER` accepted), `INSERT`, `ALTER TABLE|VIEW ... RENAME TO`, `DROP`
+//!   (per emulated coordinator, in memory, like Trino's memory connector) — what dbt's Trino
+//!   adapter sends; writes answer with Trino's `rows` column, `updateType` and `updateCount`;
+//! - `system` (`emulator::system`): `runtime.nodes`, `runtime.queries` (the emulator's own
+//!   queries), `metadata.catalogs`, `metadata.table_comments`, `metadata.materialized_views`;
+//! - `information_schema` in each catalog, as Trino has it (`schemata`, `tables` with `BASE
+//!   TABLE`/`VIEW`, `columns` with Trino's type names), which `SHOW CATALOGS`, `SHOW SCHEMAS`,
+//!   `SHOW TABLES`, `SHOW COLUMNS` and `DESCRIBE` read;
+//! - `EXECUTE IMMEDIATE ... USING`, how clients send a statement with parameters;
+//! - `EXPLAIN`, as one `Query Plan` column (DataFusion's plan).
 //!
 //! Results are typed with Trino's type names; values are written as Trino writes them (numbers as
-//! numbers, decimals and dates as strings), by the hybrid endpoint's converter.
+//! numbers, decimals, dates and timestamps as strings), by the hybrid endpoint's converter.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::catalog::{MemTable, MemoryCatalogProvider, MemorySchemaProvider};
-use datafusion::common::SchemaError;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    MemTable, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+};
+use datafusion::common::{SchemaError, TableReference};
+use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use tokio::sync::OnceCell;
 
-use super::protocol::{Column, ErrorCode, QueryError, SqlType};
+use super::protocol::{CannedType, Column, ErrorCode, QueryError, SqlType};
 use super::query::{Plan, Session};
+use super::system::{self, Runtime};
 use super::tables;
 
 /// Rows per generated batch.
@@ -152,12 +166,15 @@ impl TpchTable {
 /// One emulated coordinator's SQL engine and its catalogs.
 pub(crate) struct Engine {
     ctx: SessionContext,
+    /// The catalogs besides `system` (which is built for each statement), by name.
+    catalogs: Vec<(&'static str, Arc<MemoryCatalogProvider>)>,
 }
 
 impl Engine {
     pub(crate) fn new() -> Engine {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema("memory", "default")
+            .with_create_default_catalog_and_schema(false)
             .with_target_partitions(2);
         let ctx = SessionContext::new_with_config(config);
         let tpch = Arc::new(MemoryCatalogProvider::new());
@@ -167,27 +184,30 @@ impl Engine {
         }
         let memory = Arc::new(MemoryCatalogProvider::new());
         let _ = memory.register_schema("default", Arc::new(MemorySchemaProvider::new()));
-        for (name, catalog) in [("tpch", tpch), ("memory", memory)] {
-            let info = InformationSchema {
-                name: name.to_string(),
-                catalog: Arc::downgrade(&catalog),
-            };
-            let _ = catalog.register_schema(INFORMATION_SCHEMA, Arc::new(info));
-            ctx.register_catalog(name, catalog);
+        let catalogs = vec![("memory", memory), ("tpch", tpch)];
+        for (name, catalog) in &catalogs {
+            with_information_schema(name, catalog);
+            ctx.register_catalog(*name, catalog.clone());
         }
         // Trino's `sequence(start, stop)` is DataFusion's inclusive `generate_series`.
         if let Ok(series) = ctx.udf("generate_series") {
             ctx.register_udf(series.as_ref().clone().with_aliases(["sequence"]));
         }
-        Engine { ctx }
+        Engine { ctx, catalogs }
     }
 
-    /// Run `sql` for `session` (its catalog and schema are the defaults for unqualified names).
-    pub(crate) async fn run(&self, sql: &str, session: &Session) -> Result<Plan, QueryError> {
+    /// Run `sql` for `session` (its catalog and schema are the defaults for unqualified names)
+    /// on the coordinator `runtime` (what `system.runtime` shows).
+    pub(crate) async fn run(
+        &self,
+        sql: &str,
+        session: &Session,
+        runtime: Weak<dyn Runtime>,
+    ) -> Result<Plan, QueryError> {
         let bound = immediate(sql)?;
         let sql = bound.as_deref().unwrap_or(sql);
         if let Some((query, table)) = show(sql, session)? {
-            let plan = Box::pin(self.run(&query, session)).await?;
+            let plan = Box::pin(self.run(&query, session, runtime)).await?;
             if let Some(table) = table {
                 if matches!(&plan, Plan::Rows { rows, .. } if rows.is_empty()) {
                     return Err(QueryError::new(
@@ -198,22 +218,26 @@ impl Engine {
             }
             return Ok(plan);
         }
-        let mut state = self.ctx.state();
-        if let Some(catalog) = &session.catalog {
-            let options = state.config_mut().options_mut();
-            options.catalog.default_catalog = catalog.clone();
-            if let Some(schema) = &session.schema {
-                options.catalog.default_schema = schema.clone();
-            }
+        if let Some(rename) = rename(sql, session)? {
+            return self.rename(&rename).await;
         }
-        let ctx = SessionContext::new_with_state(state);
+        let view = without_view_security(sql)?;
+        let sql = view.as_deref().unwrap_or(sql);
+        let ctx = self.session(session, runtime);
         // Planned first: a DDL statement runs when executed and leaves an empty plan behind.
         let plan = ctx
             .state()
             .create_logical_plan(sql.trim().trim_end_matches(';'))
             .await
             .map_err(error)?;
-        let ddl = match &plan {
+        enum Kind {
+            Query,
+            Explain,
+            Ddl(&'static str),
+            Insert,
+            CreateAs(TableReference),
+        }
+        let kind = match &plan {
             // The emulator keeps its data in memory: nothing here may read or write a file of
             // the machine it runs on, nor change the engine's own settings.
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_))
@@ -222,19 +246,41 @@ impl Engine {
                 ErrorCode::NotSupported,
                 "the emulator runs no statement that reads or writes files or changes its settings",
             )),
-            LogicalPlan::Ddl(d) => Some(ddl_update_type(d)),
-            _ => None,
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(c)) if !matches!(c.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row) => {
+                Kind::CreateAs(c.name.clone())
+            }
+            LogicalPlan::Ddl(d) => Kind::Ddl(ddl_update_type(d)),
+            LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)) => Kind::Insert,
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Kind::Explain,
+            _ => Kind::Query,
         };
         let frame = ctx.execute_logical_plan(plan).await.map_err(error)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(error)?;
-        if let Some(update_type) = ddl {
-            return Ok(Plan::Update { update_type });
+        match kind {
+            Kind::Ddl(update_type) => return Ok(Plan::Update { update_type }),
+            Kind::CreateAs(name) => {
+                let count = ctx
+                    .table(name)
+                    .await
+                    .map_err(error)?
+                    .count()
+                    .await
+                    .map_err(error)?;
+                return Ok(Plan::count(
+                    "CREATE TABLE",
+                    u64::try_from(count).unwrap_or(u64::MAX),
+                ));
+            }
+            Kind::Insert => return Ok(Plan::count("INSERT", inserted(&batches))),
+            Kind::Explain => return Ok(explain(&batches)),
+            Kind::Query => {}
         }
+        let parametric = session.parametric_datetime;
         let columns = schema
             .fields()
             .iter()
-            .map(|f| Column::new(f.name().clone(), trino_type(f.data_type())))
+            .map(|f| Column::new(f.name().clone(), result_type(f.data_type(), parametric)))
             .collect();
         let batches = batches
             .iter()
@@ -250,6 +296,128 @@ impl Engine {
             })
             .collect();
         Ok(Plan::Rows { columns, rows })
+    }
+
+    /// A context for one statement: the engine's catalogs, a `system` catalog of `runtime`, and
+    /// the session's catalog and schema as the defaults.
+    fn session(&self, session: &Session, runtime: Weak<dyn Runtime>) -> SessionContext {
+        let list = Arc::new(MemoryCatalogProviderList::new());
+        let weak = self
+            .catalogs
+            .iter()
+            .map(|(name, c)| (name.to_string(), Arc::downgrade(c)))
+            .collect();
+        let system = system::catalog(runtime, weak);
+        with_information_schema("system", &system);
+        list.register_catalog("system".into(), system);
+        for (name, catalog) in &self.catalogs {
+            list.register_catalog(name.to_string(), catalog.clone());
+        }
+        let mut state = SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_catalog_list(list)
+            .build();
+        if let Some(catalog) = &session.catalog {
+            let options = state.config_mut().options_mut();
+            options.catalog.default_catalog = catalog.clone();
+            if let Some(schema) = &session.schema {
+                options.catalog.default_schema = schema.clone();
+            }
+        }
+        SessionContext::new_with_state(state)
+    }
+
+    /// `ALTER TABLE|VIEW a RENAME TO b` in the `memory` catalog.
+    async fn rename(&self, r: &Rename) -> Result<Plan, QueryError> {
+        let not_found = |what: &str, name: &[String; 3]| {
+            QueryError::new(
+                ErrorCode::TableNotFound,
+                format!("{what} '{}' does not exist", name.join(".")),
+            )
+        };
+        let what = if r.view { "View" } else { "Table" };
+        let schema_of = |name: &[String; 3]| {
+            self.catalogs
+                .iter()
+                .find(|(c, _)| *c == "memory" && *c == name[0])
+                .and_then(|(_, c)| c.schema(&name[1]))
+        };
+        let from = schema_of(&r.from).ok_or_else(|| not_found(what, &r.from))?;
+        let to = schema_of(&r.to).ok_or_else(|| {
+            QueryError::new(
+                ErrorCode::NotSupported,
+                format!(
+                    "the emulator renames only within existing schemas of the memory catalog: '{}'",
+                    r.to.join(".")
+                ),
+            )
+        })?;
+        let table = from
+            .table(&r.from[2])
+            .await
+            .map_err(error)?
+            .filter(|t| (t.table_type() == TableType::View) == r.view)
+            .ok_or_else(|| not_found(what, &r.from))?;
+        if to.table_exist(&r.to[2]) {
+            return Err(QueryError::new(
+                ErrorCode::GenericUserError,
+                format!("Target table '{}' already exists", r.to.join(".")),
+            ));
+        }
+        from.deregister_table(&r.from[2]).map_err(error)?;
+        to.register_table(r.to[2].clone(), table).map_err(error)?;
+        Ok(Plan::Update {
+            update_type: if r.view {
+                "RENAME VIEW"
+            } else {
+                "RENAME TABLE"
+            },
+        })
+    }
+}
+
+/// Adds Trino's `information_schema` to a catalog.
+fn with_information_schema(name: &str, catalog: &Arc<MemoryCatalogProvider>) {
+    let info = InformationSchema {
+        name: name.to_string(),
+        catalog: Arc::downgrade(catalog),
+    };
+    // The catalog is the emulator's own: registering cannot fail.
+    let _ = catalog.register_schema(INFORMATION_SCHEMA, Arc::new(info));
+}
+
+/// The rows an `INSERT` wrote (DataFusion answers with one `count` row).
+fn inserted(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+        .flat_map(|c| c.iter().flatten())
+        .sum()
+}
+
+/// `EXPLAIN` as Trino answers it: one `Query Plan` varchar.
+fn explain(batches: &[RecordBatch]) -> Plan {
+    let mut text = String::new();
+    for b in batches {
+        let (Some(kind), Some(plan)) = (
+            b.column(0).as_any().downcast_ref::<StringArray>(),
+            b.column(b.num_columns().saturating_sub(1))
+                .as_any()
+                .downcast_ref::<StringArray>(),
+        ) else {
+            continue;
+        };
+        for (k, p) in kind.iter().zip(plan.iter()) {
+            if b.num_columns() > 1 {
+                text.push_str(k.unwrap_or_default());
+                text.push_str(":\n");
+            }
+            text.push_str(p.unwrap_or_default());
+            text.push('\n');
+        }
+    }
+    Plan::Rows {
+        columns: vec![Column::new("Query Plan", SqlType::Varchar(None))],
+        rows: vec![vec![serde_json::Value::from(text)]],
     }
 }
 
@@ -281,8 +449,36 @@ fn error(e: DataFusionError) -> QueryError {
     QueryError::new(code, message)
 }
 
-/// The Trino type of an Arrow column (as `trino_values` writes it).
+/// `timestamp(3)` and `timestamp(3) with time zone` (the engine's timestamps are written at
+/// millisecond precision), and the same without precision for clients that did not declare
+/// `PARAMETRIC_DATETIME`.
+static TIMESTAMP: [CannedType; 4] = [
+    CannedType {
+        display: "timestamp(3)",
+        signature: r#"{"rawType":"timestamp","arguments":[{"kind":"LONG","value":3}]}"#,
+    },
+    CannedType {
+        display: "timestamp(3) with time zone",
+        signature: r#"{"rawType":"timestamp with time zone","arguments":[{"kind":"LONG","value":3}]}"#,
+    },
+    CannedType {
+        display: "timestamp",
+        signature: r#"{"rawType":"timestamp","arguments":[]}"#,
+    },
+    CannedType {
+        display: "timestamp with time zone",
+        signature: r#"{"rawType":"timestamp with time zone","arguments":[]}"#,
+    },
+];
+
+/// The Trino type of an Arrow column (as `trino_values` writes it), as `information_schema`
+/// shows it.
 fn trino_type(t: &DataType) -> SqlType {
+    result_type(t, true)
+}
+
+/// The Trino type of a result column, for a client that declared `PARAMETRIC_DATETIME` or not.
+fn result_type(t: &DataType, parametric_datetime: bool) -> SqlType {
     match t {
         DataType::Boolean => tables::BOOLEAN_TYPE,
         DataType::Int8 => tables::TINYINT_TYPE,
@@ -296,14 +492,22 @@ fn trino_type(t: &DataType) -> SqlType {
             scale: u32::try_from(*s).unwrap_or(0),
         },
         DataType::Date32 | DataType::Date64 => tables::DATE_TYPE,
+        DataType::Timestamp(_, tz) => {
+            let i = usize::from(tz.is_some()) + if parametric_datetime { 0 } else { 2 };
+            SqlType::Canned(&TIMESTAMP[i])
+        }
         DataType::Null => SqlType::Unknown,
         _ => SqlType::Varchar(None),
     }
 }
 
-/// Columns whose Arrow type has no Trino counterpart the emulator writes are sent as text.
+/// Columns whose Arrow type has no Trino counterpart the emulator writes are sent as text;
+/// timestamps as Trino writes them (`2024-01-15 10:30:00.000`, with the zone after a space).
 fn trino_values(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
-    let as_text = |t: &DataType| matches!(trino_type(t), SqlType::Varchar(_)) && !is_text(t);
+    let as_text = |t: &DataType| {
+        matches!(t, DataType::Timestamp(..))
+            || (matches!(trino_type(t), SqlType::Varchar(_)) && !is_text(t))
+    };
     if !batch
         .schema()
         .fields()
@@ -315,7 +519,10 @@ fn trino_values(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if as_text(f.data_type()) {
+        if let DataType::Timestamp(_, tz) = f.data_type() {
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            columns.push(timestamp_text(c, tz.as_deref())?);
+        } else if as_text(f.data_type()) {
             fields.push(Field::new(f.name(), DataType::Utf8, true));
             columns.push(cast(c, &DataType::Utf8)?);
         } else {
@@ -327,6 +534,35 @@ fn trino_values(batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// Timestamps as Trino's text at millisecond precision (in their zone, named after them).
+fn timestamp_text(c: &ArrayRef, tz: Option<&str>) -> Result<ArrayRef, DataFusionError> {
+    let ms = cast(
+        c,
+        &DataType::Timestamp(TimeUnit::Millisecond, tz.map(Arc::from)),
+    )?;
+    let Some(ms) = ms.as_any().downcast_ref::<TimestampMillisecondArray>() else {
+        return Ok(cast(c, &DataType::Utf8)?);
+    };
+    const FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+    let zone: Option<Tz> = tz.map(str::parse).transpose()?;
+    let text: StringArray = (0..ms.len())
+        .map(|i| {
+            if ms.is_null(i) {
+                return None;
+            }
+            match (zone, tz) {
+                (Some(zone), Some(name)) => ms
+                    .value_as_datetime_with_tz(i, zone)
+                    .map(|t| format!("{} {name}", t.format(FORMAT))),
+                _ => ms
+                    .value_as_datetime(i)
+                    .map(|t| t.format(FORMAT).to_string()),
+            }
+        })
+        .collect();
+    Ok(Arc::new(text))
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -426,8 +662,8 @@ struct InformationSchema {
     catalog: std::sync::Weak<MemoryCatalogProvider>,
 }
 
-/// A catalog's schemas and its tables' `(schema, table, columns)`, in name order.
-type Contents = (Vec<String>, Vec<(String, String, SchemaRef)>);
+/// A catalog's schemas and its tables' `(schema, table, columns, table type)`, in name order.
+type Contents = (Vec<String>, Vec<(String, String, SchemaRef, &'static str)>);
 
 impl InformationSchema {
     /// What the catalog holds now (its schemas, those without tables too).
@@ -446,14 +682,22 @@ impl InformationSchema {
             names.sort();
             for table in names {
                 let columns = if schema.is::<TpchSchema>() {
-                    TpchTable::named(&table).map(TpchTable::trino_schema)
+                    TpchTable::named(&table).map(|t| (t.trino_schema(), TableType::Base))
                 } else if schema.is::<InformationSchema>() {
-                    info_schema(&table)
+                    info_schema(&table).map(|t| (t, TableType::Base))
                 } else {
-                    schema.table(&table).await?.map(|t| t.schema())
+                    schema
+                        .table(&table)
+                        .await?
+                        .map(|t| (t.schema(), t.table_type()))
                 };
-                if let Some(columns) = columns {
-                    out.push((schema_name.clone(), table, columns));
+                if let Some((columns, kind)) = columns {
+                    let kind = if kind == TableType::View {
+                        "VIEW"
+                    } else {
+                        "BASE TABLE"
+                    };
+                    out.push((schema_name.clone(), table, columns, kind));
                 }
             }
         }
@@ -511,17 +755,12 @@ impl SchemaProvider for InformationSchema {
                 text(tables.iter().map(|_| Some(catalog.to_string())).collect()),
                 text(tables.iter().map(|t| Some(t.0.clone())).collect()),
                 text(tables.iter().map(|t| Some(t.1.clone())).collect()),
-                text(
-                    tables
-                        .iter()
-                        .map(|_| Some("BASE TABLE".to_string()))
-                        .collect(),
-                ),
+                text(tables.iter().map(|t| Some(t.3.to_string())).collect()),
             ],
             _ => {
                 let rows: Vec<(&str, &str, usize, &Field)> = tables
                     .iter()
-                    .flat_map(|(s, t, cols)| {
+                    .flat_map(|(s, t, cols, _)| {
                         cols.fields()
                             .iter()
                             .enumerate()
@@ -675,6 +914,33 @@ fn show(sql: &str, session: &Session) -> Result<Option<(String, Option<String>)>
     let default_catalog = session.catalog.clone().unwrap_or_else(|| "memory".into());
     let default_schema = session.schema.clone().unwrap_or_else(|| "default".into());
     match (keyword(0), keyword(1)) {
+        (Some(Keyword::SHOW), Some(Keyword::CATALOGS)) if words.len() == 2 => Ok(Some((
+            "SELECT catalog_name AS \"Catalog\" FROM system.metadata.catalogs ORDER BY 1".into(),
+            None,
+        ))),
+        (Some(Keyword::SHOW), Some(Keyword::SCHEMAS)) => {
+            let catalog = match keyword(2) {
+                None => session.catalog.clone().ok_or_else(|| {
+                    QueryError::new(
+                        ErrorCode::MissingCatalogName,
+                        "Catalog must be specified when session catalog is not set",
+                    )
+                })?,
+                Some(Keyword::FROM | Keyword::IN) => match name(3)?.as_slice() {
+                    [c] => c.clone(),
+                    _ => return Err(syntax("SHOW SCHEMAS FROM takes a catalog".into())),
+                },
+                _ => return Ok(None),
+            };
+            Ok(Some((
+                format!(
+                    "SELECT schema_name AS \"Schema\" FROM {}.information_schema.schemata \
+                     ORDER BY 1",
+                    sql_ident(&catalog)
+                ),
+                None,
+            )))
+        }
         (Some(Keyword::SHOW), Some(Keyword::TABLES)) => {
             let (catalog, schema) = match keyword(2) {
                 None => (default_catalog, default_schema),
@@ -705,6 +971,127 @@ fn show(sql: &str, session: &Session) -> Result<Option<(String, Option<String>)>
         }
         _ => Ok(None),
     }
+}
+
+/// `ALTER TABLE|VIEW [IF EXISTS] a RENAME TO b`, with both names in full.
+#[derive(Debug, PartialEq)]
+struct Rename {
+    view: bool,
+    from: [String; 3],
+    to: [String; 3],
+}
+
+/// The rename `sql` asks for (`None` for any other statement).
+fn rename(sql: &str, session: &Session) -> Result<Option<Rename>, QueryError> {
+    let dialect = GenericDialect {};
+    let syntax = |m: String| QueryError::new(ErrorCode::SyntaxError, m);
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| syntax(e.to_string()))?;
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let keyword = |i: usize| match words.get(i) {
+        Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.keyword),
+        _ => None,
+    };
+    let view = match (keyword(0), keyword(1)) {
+        (Some(Keyword::ALTER), Some(Keyword::TABLE)) => false,
+        (Some(Keyword::ALTER), Some(Keyword::VIEW)) => true,
+        _ => return Ok(None),
+    };
+    let mut i = 2;
+    if keyword(i) == Some(Keyword::IF) && keyword(i + 1) == Some(Keyword::EXISTS) {
+        i += 2;
+    }
+    // A dotted name from `words[i..]`, unquoted, and the index after it.
+    let name = |mut i: usize| -> (Vec<String>, usize) {
+        let mut parts = Vec::new();
+        while let Some(Token::Word(w)) = words.get(i) {
+            parts.push(if w.quote_style.is_some() {
+                w.value.clone()
+            } else {
+                w.value.to_lowercase()
+            });
+            i += 1;
+            if !matches!(words.get(i), Some(Token::Period)) {
+                break;
+            }
+            i += 1;
+        }
+        (parts, i)
+    };
+    let (from, i) = name(i);
+    if keyword(i) != Some(Keyword::RENAME) {
+        return Ok(None);
+    }
+    if keyword(i + 1) != Some(Keyword::TO) {
+        return Err(syntax("expected RENAME TO <name>".into()));
+    }
+    let (to, end) = name(i + 2);
+    if end != words.len() {
+        return Err(syntax(
+            "unexpected text after ALTER ... RENAME TO <name>".into(),
+        ));
+    }
+    let catalog = session.catalog.as_deref().unwrap_or("memory");
+    let schema = session.schema.as_deref().unwrap_or("default");
+    let full =
+        |parts: Vec<String>, default_schema: &str, default_catalog: &str| match parts.as_slice() {
+            [t] => Ok([default_catalog.into(), default_schema.into(), t.clone()]),
+            [s, t] => Ok([default_catalog.into(), s.clone(), t.clone()]),
+            [c, s, t] => Ok([c.clone(), s.clone(), t.clone()]),
+            _ => Err(syntax("a table name has one to three parts".into())),
+        };
+    let from = full(from, schema, catalog)?;
+    // Trino resolves a one-part target in the source's schema.
+    let to = full(to, &from[1], &from[0])?;
+    Ok(Some(Rename { view, from, to }))
+}
+
+/// `CREATE [OR REPLACE] VIEW ... SECURITY DEFINER|INVOKER AS ...` without the security clause
+/// (DataFusion's views have none); `None` when there is nothing to take out.
+fn without_view_security(sql: &str) -> Result<Option<String>, QueryError> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| QueryError::new(ErrorCode::SyntaxError, e.to_string()))?;
+    let significant: Vec<(usize, &Token)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let keyword = |t: &Token| match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.keyword),
+        _ => None,
+    };
+    let mut words = significant.iter().map(|(_, t)| keyword(t));
+    if words.next() != Some(Some(Keyword::CREATE)) {
+        return Ok(None);
+    }
+    // The clause stands between the view's name and its `AS`.
+    let head = significant
+        .iter()
+        .position(|(_, t)| keyword(t) == Some(Keyword::AS))
+        .map_or(&significant[..], |end| &significant[..end]);
+    if !head.iter().any(|(_, t)| keyword(t) == Some(Keyword::VIEW)) {
+        return Ok(None);
+    }
+    let Some(at) = head.windows(2).find_map(|w| {
+        (keyword(w[0].1) == Some(Keyword::SECURITY)
+            && matches!(keyword(w[1].1), Some(Keyword::DEFINER | Keyword::INVOKER)))
+        .then_some((w[0].0, w[1].0))
+    }) else {
+        return Ok(None);
+    };
+    let mut out = String::with_capacity(sql.len());
+    for (i, t) in tokens.iter().enumerate() {
+        if i < at.0 || i > at.1 {
+            out.push_str(&sql_text(t));
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The `DESCRIBE` query for a `[[catalog.]schema.]table` name.
@@ -796,6 +1183,12 @@ mod tests {
         }
     }
 
+    /// `Engine::run` on a coordinator without queries.
+    async fn run(e: &Engine, sql: &str, s: &Session) -> Result<Plan, QueryError> {
+        let idle: Arc<dyn Runtime> = Arc::new(crate::emulator::system::Idle);
+        e.run(sql, s, Arc::downgrade(&idle)).await
+    }
+
     fn rows(plan: Plan) -> (Vec<String>, Vec<Vec<serde_json::Value>>) {
         match plan {
             Plan::Rows { columns, rows } => {
@@ -809,11 +1202,12 @@ mod tests {
     async fn ordinary_sql_runs() {
         let e = Engine::new();
         let s = session(None, None);
-        let (types, data) = rows(e.run("SELECT 1+1 AS two, upper('x')", &s).await.unwrap());
+        let (types, data) = rows(run(&e, "SELECT 1+1 AS two, upper('x')", &s).await.unwrap());
         assert_eq!(types, ["bigint", "varchar"]);
         assert_eq!(data, [[serde_json::json!(2), serde_json::json!("X")]]);
         let (_, data) = rows(
-            e.run(
+            run(
+                &e,
                 "SELECT count(*), sum(x) FROM UNNEST(sequence(1, 100000)) AS t(x)",
                 &s,
             )
@@ -831,13 +1225,13 @@ mod tests {
         let e = Engine::new();
         let s = session(None, None);
         let (_, data) = rows(
-            e.run("SELECT count(*) FROM tpch.tiny.lineitem", &s)
+            run(&e, "SELECT count(*) FROM tpch.tiny.lineitem", &s)
                 .await
                 .unwrap(),
         );
         assert_eq!(data, [[serde_json::json!(60175)]]);
         let (types, data) = rows(
-            e.run(
+            run(&e,
                 "SELECT orderkey, quantity, shipdate FROM lineitem ORDER BY orderkey, linenumber LIMIT 1",
                 &session(Some("tpch"), Some("tiny")),
             )
@@ -854,7 +1248,7 @@ mod tests {
             ]]
         );
         let (_, data) = rows(
-            e.run("SELECT count(*) FROM tpch.tiny.nation", &s)
+            run(&e, "SELECT count(*) FROM tpch.tiny.nation", &s)
                 .await
                 .unwrap(),
         );
@@ -866,7 +1260,8 @@ mod tests {
         let e = Engine::new();
         let s = session(Some("tpch"), Some("tiny"));
         let (_, data) = rows(
-            e.run(
+            run(
+                &e,
                 "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
                  WHERE table_schema = 'tiny' AND table_name = 'nation' ORDER BY ordinal_position",
                 &s,
@@ -882,7 +1277,8 @@ mod tests {
         ]);
         assert_eq!(serde_json::json!(data), want);
         let (_, data) = rows(
-            e.run(
+            run(
+                &e,
                 "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
                 &s,
             )
@@ -894,7 +1290,8 @@ mod tests {
             serde_json::json!([["information_schema"], ["sf1"], ["tiny"]])
         );
         let (_, data) = rows(
-            e.run(
+            run(
+                &e,
                 "EXECUTE IMMEDIATE 'SELECT name FROM nation WHERE nationkey = ? AND name <> ?' \
                  USING 7, 'it''s'",
                 &s,
@@ -903,10 +1300,10 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(serde_json::json!(data), serde_json::json!([["GERMANY"]]));
-        let (_, data) = rows(e.run("SHOW TABLES FROM tpch.tiny", &s).await.unwrap());
+        let (_, data) = rows(run(&e, "SHOW TABLES FROM tpch.tiny", &s).await.unwrap());
         assert_eq!(data.len(), 8);
         assert_eq!(data[0], [serde_json::json!("customer")]);
-        let (_, data) = rows(e.run("DESCRIBE region", &s).await.unwrap());
+        let (_, data) = rows(run(&e, "DESCRIBE region", &s).await.unwrap());
         assert_eq!(
             serde_json::json!(data),
             serde_json::json!([
@@ -916,19 +1313,18 @@ mod tests {
             ])
         );
         let (_, same) = rows(
-            e.run("SHOW COLUMNS FROM tpch.tiny.region", &s)
+            run(&e, "SHOW COLUMNS FROM tpch.tiny.region", &s)
                 .await
                 .unwrap(),
         );
         assert_eq!(same, data);
-        let missing = e.run("DESCRIBE tiny.nope", &s).await.err().unwrap();
+        let missing = run(&e, "DESCRIBE tiny.nope", &s).await.err().unwrap();
         assert!(
             matches!(missing.code, ErrorCode::TableNotFound),
             "{}",
             missing.message
         );
-        let short = e
-            .run("EXECUTE IMMEDIATE 'SELECT ?, ?' USING 1", &s)
+        let short = run(&e, "EXECUTE IMMEDIATE 'SELECT ?, ?' USING 1", &s)
             .await
             .err()
             .unwrap();
@@ -945,7 +1341,8 @@ mod tests {
         let s = session(None, None);
         // A schema without tables is a schema all the same.
         let (_, data) = rows(
-            e.run(
+            run(
+                &e,
                 "SELECT schema_name FROM memory.information_schema.schemata ORDER BY 1",
                 &s,
             )
@@ -956,29 +1353,35 @@ mod tests {
             serde_json::json!(data),
             serde_json::json!([["default"], ["information_schema"]])
         );
-        let created = e
-            .run("CREATE TABLE memory.default.t AS SELECT 1 AS x", &s)
+        let created = run(&e, "CREATE TABLE memory.default.t AS SELECT 1 AS x", &s)
             .await
             .unwrap();
         assert!(matches!(
             created,
-            Plan::Update {
-                update_type: "CREATE TABLE"
+            Plan::Count {
+                update_type: "CREATE TABLE",
+                count: 1,
+                ..
             }
         ));
-        let _ = rows(
-            e.run("INSERT INTO memory.default.t VALUES (2)", &s)
+        assert!(matches!(
+            run(&e, "INSERT INTO memory.default.t VALUES (2)", &s)
                 .await
                 .unwrap(),
-        );
+            Plan::Count {
+                update_type: "INSERT",
+                count: 1,
+                ..
+            }
+        ));
         let (_, data) = rows(
-            e.run("SELECT sum(x) FROM memory.default.t", &s)
+            run(&e, "SELECT sum(x) FROM memory.default.t", &s)
                 .await
                 .unwrap(),
         );
         assert_eq!(data, [[serde_json::json!(3)]]);
         let (_, data) = rows(
-            e.run(
+            run(&e,
                 "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'memory' AND table_schema = 'default'",
                 &s,
             )
@@ -987,14 +1390,13 @@ mod tests {
         );
         assert_eq!(data, [[serde_json::json!("t")]]);
         assert!(matches!(
-            e.run("DROP TABLE memory.default.t", &s).await.unwrap(),
+            run(&e, "DROP TABLE memory.default.t", &s).await.unwrap(),
             Plan::Update {
                 update_type: "DROP TABLE"
             }
         ));
-        assert!(e.run("SELECT * FROM memory.default.t", &s).await.is_err());
-        let missing = e
-            .run("SELECT nope FROM tpch.tiny.region", &s)
+        assert!(run(&e, "SELECT * FROM memory.default.t", &s).await.is_err());
+        let missing = run(&e, "SELECT nope FROM tpch.tiny.region", &s)
             .await
             .err()
             .unwrap();
@@ -1008,15 +1410,129 @@ mod tests {
             "COPY (SELECT 1) TO '/tmp/trino-edge-emulator-copy.csv'",
             "SET datafusion.execution.batch_size = 1",
         ] {
-            let refused = e.run(files, &s).await.err().unwrap();
+            let refused = run(&e, files, &s).await.err().unwrap();
             assert!(matches!(refused.code, ErrorCode::NotSupported), "{files}");
         }
         assert!(!std::path::Path::new("/tmp/trino-edge-emulator-copy.csv").exists());
-        let unparsed = e.run("SELEC 1", &s).await.err().unwrap();
+        let unparsed = run(&e, "SELEC 1", &s).await.err().unwrap();
         assert!(
             matches!(unparsed.code, ErrorCode::SyntaxError),
             "{}",
             unparsed.message
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn views_renames_timestamps_and_explain() {
+        let e = Engine::new();
+        let s = session(Some("memory"), Some("default"));
+        let ok = |p: Result<Plan, QueryError>| p.map_err(|e| e.message).unwrap();
+        ok(run(&e, "CREATE SCHEMA memory.dbt", &s).await);
+        ok(run(
+            &e,
+            "create table \"memory\".\"dbt\".\"t__dbt_tmp\" as (select 1 as x, TIMESTAMP '2024-01-15 10:30:00.123456' as at)",
+            &s,
+        )
+        .await);
+        ok(run(
+            &e,
+            "ALTER TABLE memory.dbt.t__dbt_tmp RENAME TO memory.dbt.t",
+            &s,
+        )
+        .await);
+        ok(run(
+            &e,
+            "create or replace view memory.dbt.v security definer as select x + 1 as y from memory.dbt.t",
+            &s,
+        )
+        .await);
+        let (_, data) = rows(ok(run(
+            &e,
+            "SELECT table_name, table_type FROM memory.information_schema.tables \
+             WHERE table_schema = 'dbt' ORDER BY 1",
+            &s,
+        )
+        .await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["t", "BASE TABLE"], ["v", "VIEW"]])
+        );
+        let (_, data) = rows(ok(run(&e, "SELECT y FROM dbt.v", &s).await));
+        assert_eq!(serde_json::json!(data), serde_json::json!([[2]]));
+        // A view is renamed as a view only.
+        let wrong = run(&e, "ALTER TABLE dbt.v RENAME TO w", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(wrong.code, ErrorCode::TableNotFound),
+            "{}",
+            wrong.message
+        );
+        ok(run(&e, "ALTER VIEW dbt.v RENAME TO w", &s).await);
+        let (_, data) = rows(ok(run(&e, "SELECT y FROM dbt.w", &s).await));
+        assert_eq!(serde_json::json!(data), serde_json::json!([[2]]));
+
+        // Timestamps as Trino types and writes them, with and without PARAMETRIC_DATETIME.
+        let (types, data) = rows(ok(run(&e, "SELECT at FROM dbt.t", &s).await));
+        assert_eq!(types, ["timestamp"]);
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["2024-01-15 10:30:00.123"]])
+        );
+        let mut parametric = s.clone();
+        parametric.parametric_datetime = true;
+        let (types, _) = rows(ok(run(&e, "SELECT at FROM dbt.t", &parametric).await));
+        assert_eq!(types, ["timestamp(3)"]);
+        let (_, data) = rows(ok(run(
+            &e,
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 't' ORDER BY ordinal_position",
+            &s,
+        )
+        .await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["bigint"], ["timestamp(3)"]])
+        );
+
+        let plan = ok(run(&e, "EXPLAIN SELECT x FROM dbt.t", &s).await);
+        let Plan::Rows {
+            columns,
+            rows: lines,
+        } = plan
+        else {
+            panic!("EXPLAIN has rows")
+        };
+        assert_eq!(columns.len(), 1);
+        assert_eq!(columns[0].name, "Query Plan");
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0][0].as_str().unwrap().contains("TableScan"),
+            "{lines:?}"
+        );
+
+        let (_, data) = rows(ok(run(&e, "SHOW CATALOGS", &s).await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["memory"], ["system"], ["tpch"]])
+        );
+        let (_, data) = rows(ok(run(&e, "SHOW SCHEMAS FROM memory", &s).await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["dbt"], ["default"], ["information_schema"]])
+        );
+        let (_, data) = rows(ok(run(&e, "SHOW SCHEMAS FROM system", &s).await));
+        assert_eq!(
+            serde_json::json!(data),
+            serde_json::json!([["information_schema"], ["metadata"], ["runtime"]])
+        );
+        let (_, data) = rows(ok(run(
+            &e,
+            "SELECT table_name FROM system.metadata.table_comments \
+             WHERE catalog_name = 'memory' AND schema_name = 'dbt' ORDER BY 1",
+            &s,
+        )
+        .await));
+        assert_eq!(serde_json::json!(data), serde_json::json!([["t"], ["w"]]));
     }
 }

@@ -14,10 +14,6 @@ use super::query::{NewQuery, Plan, Session};
 use super::sql::{self, Expr, Literal, Select, Statement, MAX_DELAY_MS};
 use super::state::EmulatorState;
 
-/// Catalogs and schemas the emulator pretends to have.
-const CATALOGS: [&str; 2] = ["system", "tpch"];
-const SCHEMAS: [&str; 2] = ["information_schema", "tiny"];
-
 /// Plans `sql` submitted with `session`. `transaction` is the request's transaction id
 /// (`X-Trino-Transaction-Id`, already without the `NONE` placeholder).
 pub(crate) fn plan(
@@ -95,8 +91,6 @@ fn plan_statement(
     let names = session.protocol.headers();
     Ok(match statement {
         Statement::Select(select) => plan_select(session, select, out)?,
-        Statement::ShowCatalogs => single_column("Catalog", SqlType::Varchar(Some(6)), &CATALOGS),
-        Statement::ShowSchemas => single_column("Schema", SqlType::Varchar(None), &SCHEMAS),
         Statement::Use { catalog, schema } => {
             if catalog.is_none() && session.catalog.is_none() {
                 return Err(QueryError::new(
@@ -184,13 +178,6 @@ fn end_transaction(
     state.end_transaction(id);
     out.header(&names.clear_transaction_id, "true")?;
     Ok(Plan::Update { update_type })
-}
-
-fn single_column(name: &str, ty: SqlType, values: &[&str]) -> Plan {
-    Plan::Rows {
-        columns: vec![Column::new(name, ty)],
-        rows: values.iter().map(|v| vec![Value::from(*v)]).collect(),
-    }
 }
 
 fn plan_select(session: &Session, select: Select, out: &mut Effects) -> Result<Plan, QueryError> {

@@ -2,7 +2,7 @@
 //! resources, plus a small control plane under `/v1/emulator/` for tests that run the emulator
 //! in another process; and the routes of the storage/worker listener of the spooling protocol.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -20,10 +20,11 @@ use super::protocol::Protocol;
 use super::query::{PageOutcome, PathKind, Plan, QueryEntry, RenderContext, Session};
 use super::spooling::{Access, DownloadError, SIGNATURE_PARAM};
 use super::state::{random_slug, Counters, EmulatorState};
+use super::system::Runtime;
 use super::{FailureMode, RetrievalMode};
 
 /// Version `/v1/info` reports.
-const VERSION: &str = "446-emulator";
+pub(crate) const VERSION: &str = "446-emulator";
 
 /// Prefix of the emulator's own control endpoints. Requests to it are not counted in
 /// `EmulatorStats` and not subject to `FailureMode::Status`, so a test can read the counters
@@ -396,7 +397,12 @@ async fn post_statement(
     // cannot run it either, the more telling of the two errors stands.
     if let Plan::Fail(e) = &new.plan {
         if engine::falls_through(e) {
-            match st.engine.run(sql, &new.session).await {
+            let runtime: Weak<EmulatorState> = Arc::downgrade(&st);
+            match st
+                .engine
+                .run(sql, &new.session, runtime as Weak<dyn Runtime>)
+                .await
+            {
                 Ok(plan) => new.plan = plan,
                 Err(theirs) if engine::better_error(e, &theirs) => new.plan = Plan::Fail(theirs),
                 Err(_) => {}

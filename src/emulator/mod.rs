@@ -80,7 +80,7 @@
 //! listener: storage URLs point at the coordinator, which serves `/spool/{id}` too, and
 //! `WorkerProxy` streams from the coordinator.
 //!
-//! The SQL it understands (case-insensitive; comments and a trailing `;` allowed):
+//! Its own statements (case-insensitive; comments and a trailing `;` allowed):
 //! `SELECT <literal> [AS alias], ...` (integer, bigint, decimal, double, varchar, boolean,
 //! NULL), `SELECT current_user/current_catalog/current_schema`, `SELECT fail('msg')`,
 //! `SELECT sleep(ms)` (stays RUNNING that long), `SELECT * FROM UNNEST(sequence(a, b))
@@ -88,8 +88,9 @@
 //! `SELECT * FROM all_types | web.daily [LIMIT n]` (canned tables, see `tables`; as in Trino,
 //! a client whose `X-Trino-Client-Capabilities` lacks `PARAMETRIC_DATETIME` gets `timestamp`,
 //! `time` and their zoned forms without a precision and rounded to milliseconds),
-//! `SHOW CATALOGS`, `SHOW SCHEMAS`, `USE`, `SET SESSION`, `RESET SESSION`, transactions, and
-//! gateway load probes on `system.runtime.queries`. Anything else fails with `SYNTAX_ERROR`.
+//! `USE`, `SET SESSION`, `RESET SESSION`, transactions, and the gateways' load probe
+//! (`SELECT [state,] count(*) FROM system.runtime.queries ...`). Anything else runs on the SQL
+//! engine (`engine`, on DataFusion: the `tpch`, `memory` and `system` catalogs, `SHOW ...`).
 //! A comment `/* emulator:page_delay_ms=N */` delays every result page of that query.
 //!
 //! Test hooks: `EmulatorState::stats` (also `GET /v1/emulator/stats`; spooling adds
@@ -109,6 +110,7 @@ mod server;
 mod spooling;
 mod sql;
 mod state;
+mod system;
 mod tables;
 
 #[cfg(test)]

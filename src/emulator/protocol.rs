@@ -485,6 +485,8 @@ pub(crate) struct QueryResults<'a> {
     pub warnings: [(); 0],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_count: Option<u64>,
 }
 
 /// Which header prefix a client speaks. Trino answers in the prefix the client used

@@ -91,14 +91,34 @@ pub(crate) enum Plan {
     /// A statement without output (`USE`, `SET SESSION`, transactions): finishes with
     /// `updateType`, an empty column list and no data.
     Update { update_type: &'static str },
+    /// A statement that wrote rows (`INSERT`, `CREATE TABLE AS`): like Trino, one `rows` bigint
+    /// column with the count, `updateType` and `updateCount`.
+    Count {
+        update_type: &'static str,
+        columns: Vec<Column>,
+        rows: Vec<Vec<serde_json::Value>>,
+        count: u64,
+    },
     /// Fails on the first page after the submission, as Trino reports analysis errors.
     Fail(QueryError),
 }
 
 impl Plan {
+    /// The answer of a statement that wrote `count` rows.
+    pub(crate) fn count(update_type: &'static str, count: u64) -> Plan {
+        Plan::Count {
+            update_type,
+            columns: vec![Column::new("rows", super::protocol::SqlType::Bigint)],
+            rows: vec![vec![serde_json::Value::from(count)]],
+            count,
+        }
+    }
+
     fn total_rows(&self) -> u64 {
         match self {
-            Self::Rows { rows, .. } => u64::try_from(rows.len()).unwrap_or(u64::MAX),
+            Self::Rows { rows, .. } | Self::Count { rows, .. } => {
+                u64::try_from(rows.len()).unwrap_or(u64::MAX)
+            }
             Self::Sequence { count, .. } => *count,
             Self::Update { .. } | Self::Fail(_) => 0,
         }
@@ -246,6 +266,11 @@ impl QueryEntry {
         self
     }
 
+    /// When the query was submitted.
+    pub(crate) fn created(&self) -> Instant {
+        self.created
+    }
+
     pub(crate) fn state(&self) -> QueryState {
         QueryState::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -312,6 +337,7 @@ impl QueryEntry {
             error: None,
             warnings: [],
             update_type: None,
+            update_count: None,
         };
         Page {
             body: to_body(&results),
@@ -373,6 +399,7 @@ impl QueryEntry {
                 error: None,
                 warnings: [],
                 update_type: None,
+                update_count: None,
             };
             return Page {
                 body: to_body(&results),
@@ -387,10 +414,22 @@ impl QueryEntry {
         let total = p.plan.total_rows();
         let sleeping = self.sleep_until.is_some_and(|until| until > now);
 
+        let mut update_count = None;
         let (columns, data, update_type, rows_in_page): (_, _, _, u64) = match &p.plan {
             // Statements without output finish with an empty column list and no data, as in
             // the recorded Trino responses (`query_result_finished_prepare.json`).
             Plan::Update { update_type } => (Some(&[][..]), None, Some(*update_type), 0),
+            Plan::Count {
+                update_type,
+                columns,
+                rows,
+                count,
+            } => {
+                let n = if sleeping { 0 } else { total - p.offset };
+                update_count = Some(*count);
+                let data = (n > 0).then_some(PageData::Rows(&rows[..]));
+                (Some(&columns[..]), data, Some(*update_type), n)
+            }
             Plan::Rows { columns, rows } => {
                 let n = if sleeping {
                     0
@@ -489,6 +528,7 @@ impl QueryEntry {
             error: None,
             warnings: [],
             update_type,
+            update_count,
         };
         Page {
             body: to_body(&results),
@@ -517,6 +557,7 @@ impl QueryEntry {
             error: Some(error),
             warnings: [],
             update_type: None,
+            update_count: None,
         };
         Page {
             body: to_body(&results),

@@ -20,8 +20,6 @@ pub(crate) struct Parsed {
 #[derive(Debug, PartialEq)]
 pub(crate) enum Statement {
     Select(Select),
-    ShowCatalogs,
-    ShowSchemas,
     Use {
         catalog: Option<String>,
         schema: String,
@@ -131,7 +129,7 @@ struct Token {
 
 const SUPPORTED: &str = "the Trino emulator supports only: SELECT <literals>, \
 SELECT current_user/current_catalog/current_schema, SELECT fail('msg'), SELECT sleep(ms), \
-SELECT * FROM UNNEST(sequence(a, b)), SELECT * FROM <canned table>, SHOW CATALOGS, SHOW SCHEMAS, USE, SET SESSION, \
+SELECT * FROM UNNEST(sequence(a, b)), SELECT * FROM <canned table>, USE, SET SESSION, \
 RESET SESSION, START TRANSACTION, COMMIT, ROLLBACK";
 
 fn location(sql: &str, offset: usize) -> ErrorLocation {
@@ -419,8 +417,6 @@ impl Parser<'_> {
         }
         let statement = if self.eat_word("select") {
             Statement::Select(self.select()?)
-        } else if self.eat_word("show") {
-            self.show()?
         } else if self.eat_word("use") {
             let mut parts = self.qualified_name()?;
             match parts.len() {
@@ -468,29 +464,34 @@ impl Parser<'_> {
         Ok(statement)
     }
 
+    /// The gateways' load probe: `SELECT [state,] count(*) FROM system.runtime.queries ...`
+    /// (other queries of the table go to the SQL engine).
     fn mentions_runtime_queries(&self) -> bool {
-        self.tokens.windows(5).any(|w| {
-            matches!(
-                (&w[0].tok, &w[1].tok, &w[2].tok, &w[3].tok, &w[4].tok),
-                (Tok::Word(a), Tok::Sym('.'), Tok::Word(b), Tok::Sym('.'), Tok::Word(c))
-                    if a.eq_ignore_ascii_case("system")
-                        && b.eq_ignore_ascii_case("runtime")
-                        && c.eq_ignore_ascii_case("queries")
-            )
-        }) && matches!(&self.peek().tok, Tok::Word(w) if w.eq_ignore_ascii_case("select"))
-    }
-
-    fn show(&mut self) -> Result<Statement, QueryError> {
-        if self.eat_word("catalogs") {
-            Ok(Statement::ShowCatalogs)
-        } else if self.eat_word("schemas") {
-            if self.eat_word("from") || self.eat_word("in") {
-                self.identifier()?;
-            }
-            Ok(Statement::ShowSchemas)
-        } else {
-            Err(self.mismatch("'CATALOGS', 'SCHEMAS'"))
-        }
+        let word = |t: &Tok, w: &str| matches!(t, Tok::Word(x) if x.eq_ignore_ascii_case(w));
+        let sym = |t: &Tok, c: char| *t == Tok::Sym(c);
+        let toks: Vec<&Tok> = self.tokens[self.pos..].iter().map(|t| &t.tok).collect();
+        let count_at = |i: usize| {
+            toks.get(i..i + 5).is_some_and(|t| {
+                word(t[0], "count")
+                    && sym(t[1], '(')
+                    && sym(t[2], '*')
+                    && sym(t[3], ')')
+                    && word(t[4], "from")
+            })
+        };
+        let from = match toks.as_slice() {
+            [s, ..] if !word(s, "select") => return false,
+            [_, state, comma, ..] if word(state, "state") && sym(comma, ',') && count_at(3) => 8,
+            _ if count_at(1) => 6,
+            _ => return false,
+        };
+        toks.get(from..from + 5).is_some_and(|t| {
+            word(t[0], "system")
+                && sym(t[1], '.')
+                && word(t[2], "runtime")
+                && sym(t[3], '.')
+                && word(t[4], "queries")
+        })
     }
 
     /// Value of `SET SESSION x = value`, as the text Trino puts in `X-Trino-Set-Session`.
@@ -875,14 +876,11 @@ mod tests {
             parse("ROLLBACK WORK").expect("ok").statement,
             Statement::Rollback
         );
-        assert_eq!(
-            parse("show catalogs").expect("ok").statement,
-            Statement::ShowCatalogs
-        );
-        assert_eq!(
-            parse("SHOW SCHEMAS FROM tpch").expect("ok").statement,
-            Statement::ShowSchemas
-        );
+        // Left to the SQL engine (`emulator::engine`), which knows the catalogs.
+        for sql in ["show catalogs", "SHOW SCHEMAS FROM tpch"] {
+            let e = parse(sql).expect_err(sql);
+            assert!(matches!(e.code, ErrorCode::SyntaxError), "{sql}");
+        }
     }
 
     #[test]
@@ -899,6 +897,12 @@ mod tests {
         assert_eq!(p.statement, Statement::RuntimeQueries { grouped: true });
         let p = parse("select count(*) from system.runtime.queries").expect("ok");
         assert_eq!(p.statement, Statement::RuntimeQueries { grouped: false });
+        // Any other query of the table is the SQL engine's.
+        let p = parse("SELECT query_id, state FROM system.runtime.queries");
+        assert!(!matches!(
+            p.map(|p| p.statement),
+            Ok(Statement::RuntimeQueries { .. })
+        ));
     }
 
     #[test]

@@ -231,6 +231,29 @@ impl EmulatorState {
         (queued, running)
     }
 
+    /// Every query the emulator still knows, for `system.runtime.queries`.
+    fn runtime_queries(&self) -> Vec<super::system::RuntimeQuery> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = Instant::now();
+        let registry = lock(&self.queries);
+        registry
+            .order
+            .iter()
+            .map(|q| {
+                let age = i64::try_from(now.saturating_duration_since(q.created()).as_millis())
+                    .unwrap_or(i64::MAX);
+                super::system::RuntimeQuery {
+                    id: q.id.clone(),
+                    state: q.state().as_str(),
+                    user: q.session.user.clone(),
+                    source: q.session.source.clone(),
+                    query: q.sql.clone(),
+                    created: now_ms.saturating_sub(age),
+                }
+            })
+            .collect()
+    }
+
     /// Starts a transaction and returns its id (UUID form, like Trino's `TransactionId`).
     pub(crate) fn begin_transaction(&self) -> String {
         let id = random_uuid();
@@ -368,6 +391,22 @@ impl Registry {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+impl super::system::Runtime for EmulatorState {
+    fn node(&self) -> super::system::Node {
+        super::system::Node {
+            id: self.coordinator_id.clone(),
+            uri: self
+                .local_addr()
+                .map_or_else(String::new, |a| format!("http://{a}")),
+            version: super::handlers::VERSION,
+        }
+    }
+
+    fn queries(&self) -> Vec<super::system::RuntimeQuery> {
+        self.runtime_queries()
     }
 }
 

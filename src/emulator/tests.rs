@@ -709,11 +709,55 @@ async fn literals_session_functions_and_show() {
     assert_eq!(rows(&all), vec![json!(["alice", "tpch", null])]);
 
     let all = run(&c, &base, "show catalogs", &[]).await;
-    assert_eq!(rows(&all), vec![json!(["system"]), json!(["tpch"])]);
-    let all = run(&c, &base, "SHOW SCHEMAS", &[]).await;
     assert_eq!(
         rows(&all),
-        vec![json!(["information_schema"]), json!(["tiny"])]
+        vec![json!(["memory"]), json!(["system"]), json!(["tpch"])]
+    );
+    let all = run(&c, &base, "SHOW SCHEMAS FROM tpch", &[]).await;
+    assert_eq!(
+        rows(&all),
+        vec![
+            json!(["information_schema"]),
+            json!(["sf1"]),
+            json!(["tiny"])
+        ]
+    );
+    let all = run(&c, &base, "SHOW SCHEMAS", &[("X-Trino-Catalog", "memory")]).await;
+    assert_eq!(
+        rows(&all),
+        vec![json!(["default"]), json!(["information_schema"])]
+    );
+    let all = run(&c, &base, "SHOW SCHEMAS", &[]).await;
+    assert_eq!(
+        all.last().expect("final").body["error"]["errorName"],
+        "MISSING_CATALOG_NAME"
+    );
+    let all = run(
+        &c,
+        &base,
+        "SELECT node_id, coordinator, state FROM system.runtime.nodes",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows(&all),
+        vec![json!([emu.state.coordinator_id(), true, "active"])]
+    );
+    // The query just run is in system.runtime.queries, finished.
+    let all = run(
+        &c,
+        &base,
+        "SELECT state, \"user\", query FROM system.runtime.queries WHERE query LIKE '%runtime.nodes%'",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows(&all),
+        vec![json!([
+            "FINISHED",
+            "alice",
+            "SELECT node_id, coordinator, state FROM system.runtime.nodes"
+        ])]
     );
 
     let all = run(
