@@ -424,3 +424,48 @@ async fn two_instances_in_front_of_one_full_group_hold_and_finish_everything() {
         assert_eq!(waiting(gw).await, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_never_takes_the_hand_over_and_a_stranger_cannot_poll() {
+    let b = backend(100).await;
+    let gw = gateway(&[&b], "max_running_queries: 1, max_queued_queries: 1", "").await;
+    let client = Client::new(&gw.url);
+    let blocker = Blocker::start(&client).await;
+    let held: Value = client.submit("SELECT 7", &[]).await.json().await.unwrap();
+    assert_eq!(held["stats"]["state"], "QUEUED", "{held}");
+    let id = held["id"].as_str().unwrap().to_string();
+    assert!(Queue::held(&id));
+    let next = held["nextUri"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    // Another slug (a guessed URI) finds nothing.
+    let parts: Vec<&str> = next.rsplitn(3, '/').collect();
+    let forged = format!("{}/yforged/{}", parts[2], parts[0]);
+    let r = http.get(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_trino_error(&r.text().await.unwrap(), "QUERY_NOT_FOUND");
+    blocker.release().await;
+    // Room now, but a HEAD (a client's heartbeat) has no body to carry the query's first page.
+    for _ in 0..3 {
+        let r = http.head(&next).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let before = b.state.stats().submissions;
+    // The GET takes it: the answer is the backend's page, with the query's own id.
+    let page: Value = http.get(&next).send().await.unwrap().json().await.unwrap();
+    let real = page["id"].as_str().unwrap();
+    assert!(!Queue::held(real), "{page}");
+    assert_eq!(coordinator_of(real), b.coordinator_id());
+    assert_eq!(b.state.stats().submissions, before + 1);
+    // Its history names the held id it came from.
+    let api = Api::new(&gw);
+    for _ in 0..100 {
+        let (s, r) = api.get(&format!("/api/v1/queries/{real}")).await;
+        if s == 200 {
+            assert_eq!(r["queuedId"], id.as_str(), "{r}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no history entry for {real}");
+}

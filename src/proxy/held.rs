@@ -92,8 +92,7 @@ impl TrinoProxy {
     ) -> Result<(), GatewayError> {
         let snap = ctx.snap.clone();
         let Some(body) = ctx.held.clone() else {
-            // A body that streams (chunked, HTTP/2) was not read before routing: it could not be
-            // sent later, so the query is refused as before there was a queue (clients retry).
+            // Not reached: routing holds only statements read whole (see `route_new`).
             return Err(GatewayError::all_full(&snap.groups[group].name));
         };
         let base = self.public_base(session, ctx)?;
@@ -178,6 +177,15 @@ impl TrinoProxy {
         let Some(slug) = slug.filter(|_| matches!(method, Method::GET | Method::HEAD)) else {
             return Err(GatewayError::query_not_found(&id));
         };
+        if method == Method::HEAD {
+            // A heartbeat: it keeps the query alive, and never takes the hand-over (the answer to
+            // a HEAD has no body, so the client would never see the query's first page).
+            if !queue.touch(key, slug) {
+                return Err(GatewayError::query_not_found(&id));
+            }
+            write_page(session, 200, Bytes::new()).await?;
+            return Ok(Followed::Answered);
+        }
         let base = self.public_base(session, ctx)?;
         match queue.poll(key, slug, POLL_WAIT).await {
             Polled::Waiting { held, elapsed } => {

@@ -455,12 +455,16 @@ impl TrinoProxy {
             );
             match admitted {
                 admission::Admitted::Go(slot) => ctx.slot = slot,
-                admission::Admitted::Hold(g, why) => {
+                // Only a statement read whole before routing can be sent later. One that streams
+                // (chunked, HTTP/2) is not held: a full group answers 503 (below), and otherwise
+                // it goes on.
+                admission::Admitted::Hold(g, why) if ctx.held.is_some() => {
                     debug!(group = %snap.groups[g].name, reason = why.text(), "submission held");
                     ctx.hold = Some(g);
                     ctx.group = Some(g);
                     return Ok(());
                 }
+                admission::Admitted::Hold(..) => {}
             }
         }
         let (group, bi) = placed(&snap, &route)?;

@@ -397,6 +397,19 @@ impl Queue {
         }
     }
 
+    /// A sign of life from held query `key`'s client (`HEAD` of its `nextUri`): it is not
+    /// dropped for `client_timeout`. False when there is no such held query.
+    pub fn touch(&self, key: u64, slug: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.entries.get_mut(&key).filter(|e| *e.slug == *slug) {
+            Some(e) => {
+                e.polled = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Cancel held query `key` (its client sent `DELETE`, or an operator): nothing is submitted
     /// for it, and a poll still waiting (or the next) gets Trino's `USER_CANCELED`. False when
     /// there is no such held query.

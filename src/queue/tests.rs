@@ -75,7 +75,9 @@ async fn held_until_room_then_handed_over_in_fair_order() {
         Polled::Waiting { held, .. } => assert_eq!(held.token, 2),
         _ => panic!("expected QUEUED"),
     }
-    // The wrong slug knows nothing.
+    // A heartbeat keeps it alive; the wrong slug knows nothing.
+    assert!(q.touch(key(&q, &a[0]), &a[0].slug));
+    assert!(!q.touch(key(&q, &a[0]), "nope"));
     assert!(matches!(
         q.poll(key(&q, &a[0]), "nope", Duration::ZERO).await,
         Polled::Unknown
