@@ -309,3 +309,206 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(policy["priority"], 20, "{policy}");
     assert_eq!(policy["group"], "etl", "{policy}");
 }
+
+/// A test identity provider for the console's sign-in: `/authorize` signs `alice` in without
+/// asking and sends the browser back with a code; `/token` redeems a code once, only with the
+/// PKCE verifier of its S256 challenge and the same redirect URI, for an RS256 JWT whose key is
+/// at `/certs`; its answers allow any origin (CORS), as a provider configured for the console
+/// must.
+struct Idp {
+    url: String,
+    redeemed: Arc<std::sync::atomic::AtomicUsize>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const IDP_CLIENT: &str = "trino-edge-console";
+
+async fn identity_provider() -> Idp {
+    use axum::extract::Query;
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    let b64url = |bytes: &[u8]| {
+        openssl::base64::encode_block(bytes)
+            .replace('+', "-")
+            .replace('/', "_")
+            .trim_end_matches('=')
+            .to_string()
+    };
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    let key = EncodingKey::from_rsa_der(&rsa.private_key_to_der().unwrap());
+    let jwks = json!({"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "k1",
+        "n": b64url(&rsa.n().to_vec()), "e": b64url(&rsa.e().to_vec())}]});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // code → (challenge, redirect_uri)
+    let codes: Arc<Mutex<HashMap<String, (String, String)>>> = Arc::default();
+    let redeemed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issuer = url.clone();
+    let authorize = {
+        let codes = codes.clone();
+        move |Query(q): Query<HashMap<String, String>>| async move {
+            let ok = q.get("response_type").map(String::as_str) == Some("code")
+                && q.get("client_id").map(String::as_str) == Some(IDP_CLIENT)
+                && q.get("code_challenge_method").map(String::as_str) == Some("S256")
+                && q.get("scope")
+                    .is_some_and(|s| s.split(' ').any(|x| x == "openid"));
+            let (Some(redirect), Some(challenge), Some(state), true) = (
+                q.get("redirect_uri"),
+                q.get("code_challenge"),
+                q.get("state"),
+                ok,
+            ) else {
+                return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
+            };
+            let code = format!("code-{}", fastrand::u64(..));
+            codes
+                .lock()
+                .unwrap()
+                .insert(code.clone(), (challenge.clone(), redirect.clone()));
+            let to = format!("{redirect}?code={code}&state={state}");
+            (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+        }
+    };
+    let token = {
+        let (codes, redeemed, refused) = (codes.clone(), redeemed.clone(), refused.clone());
+        move |body: String| async move {
+            let f: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+            let cors = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+            let entry = f.get("code").and_then(|c| codes.lock().unwrap().remove(c));
+            let verified = entry.as_ref().is_some_and(|(challenge, redirect)| {
+                let verifier = f.get("code_verifier").map(String::as_str).unwrap_or("");
+                let digest = openssl::sha::sha256(verifier.as_bytes());
+                f.get("grant_type").map(String::as_str) == Some("authorization_code")
+                    && f.get("client_id").map(String::as_str) == Some(IDP_CLIENT)
+                    && f.get("redirect_uri") == Some(redirect)
+                    && verifier.len() >= 43
+                    && openssl::base64::encode_block(&digest)
+                        .replace('+', "-")
+                        .replace('/', "_")
+                        .trim_end_matches('=')
+                        == challenge.as_str()
+            });
+            if !verified {
+                refused.fetch_add(1, Ordering::Relaxed);
+                let body = json!({"error": "invalid_grant"});
+                return (StatusCode::BAD_REQUEST, cors, axum::Json(body)).into_response();
+            }
+            redeemed.fetch_add(1, Ordering::Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let mut h = Header::new(Algorithm::RS256);
+            h.kid = Some("k1".into());
+            let claims = json!({"iss": issuer, "aud": "trino-edge", "sub": "alice",
+                "groups": ["trino-edge-admin"], "exp": now + 600, "iat": now});
+            let jwt = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+            let body = json!({"access_token": jwt, "token_type": "Bearer", "expires_in": 600});
+            (cors, axum::Json(body)).into_response()
+        }
+    };
+    let app = axum::Router::new()
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .route(
+            "/certs",
+            get(move || {
+                let jwks = jwks.clone();
+                async move { axum::Json(jwks) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Idp {
+        url,
+        redeemed,
+        refused,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_with_single_sign_on_by_authorization_code_and_pkce() {
+    let (Some(python), Some(chromium), Some(chromedriver)) = (
+        tool("TRINO_EDGE_PYTHON"),
+        tool("TRINO_EDGE_CHROMIUM"),
+        tool("TRINO_EDGE_CHROMEDRIVER"),
+    ) else {
+        return;
+    };
+    let idp = identity_provider().await;
+    let b1 = backend(100).await;
+    let port = free_port();
+    let admin = free_port();
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("trino-1", b1.url(), "adhoc")],
+        "",
+    );
+    let auth = format!(
+        r#"  auth:
+    jwt:
+      issuer: "{i}"
+      audience: trino-edge
+      jwks_url: "{i}/certs"
+      roles: {{ trino-edge-admin: admin }}
+      console_login:
+        client_id: {IDP_CLIENT}
+        authorization_endpoint: "{i}/authorize"
+        token_endpoint: "{i}/token"
+        scopes: [openid, profile]
+"#,
+        i = idp.url
+    );
+    let admin_line = format!("admin:\n  address: \"127.0.0.1:{admin}\"\n");
+    let yaml = yaml.replace(&admin_line, &format!("{admin_line}{auth}"));
+    let gw = Gateway::start(&yaml, port, admin).await;
+
+    // What the console learns before sign-in, and a policy that lets it reach the provider.
+    let r = reqwest::get(format!("{}/console/info", gw.admin))
+        .await
+        .unwrap();
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["auth"]["oidc"]["clientId"], IDP_CLIENT, "{info}");
+    assert_eq!(info["auth"]["oidc"]["scopes"], "openid profile");
+    assert_eq!(info["auth"]["oidc"]["token"], "access_token");
+    let r = reqwest::get(format!("{}/", gw.admin)).await.unwrap();
+    let csp = header(&r, "content-security-policy");
+    assert!(
+        csp.contains(&format!("connect-src 'self' {};", idp.url)),
+        "{csp}"
+    );
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/console_oidc.py");
+    let url = gw.admin.clone();
+    let stdout = tokio::task::spawn_blocking(move || {
+        run(Command::new(python)
+            .args([script, &url])
+            .env("TRINO_EDGE_CHROMIUM", chromium)
+            .env("TRINO_EDGE_CHROMEDRIVER", chromedriver))
+    })
+    .await
+    .unwrap();
+    let facts: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let who = facts["who"].as_str().unwrap().to_lowercase();
+    assert!(who.contains("alice") && who.contains("admin"), "{facts}");
+    // The code left the address bar; the verifier left the session; the token stayed.
+    assert!(!facts["url"].as_str().unwrap().contains("code="), "{facts}");
+    assert_eq!(facts["verifier_left"], Value::Null, "{facts}");
+    assert_eq!(facts["token_kept"], true, "{facts}");
+    assert!(
+        facts["refusal"].as_str().unwrap().contains("user said no"),
+        "{facts}"
+    );
+    assert_eq!(facts["console_errors"], json!([]), "{facts}");
+    assert_eq!(idp.redeemed.load(Ordering::Relaxed), 1);
+    assert_eq!(idp.refused.load(Ordering::Relaxed), 0);
+}

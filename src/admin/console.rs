@@ -77,10 +77,41 @@ pub fn is_asset(template: &str) -> bool {
 }
 
 /// The policy of every console answer: script, style, images and API calls from this origin
-/// only; `data:` images for Swagger UI's icons; never framed.
+/// only (and, with OIDC sign-in, the provider's token endpoint); `data:` images for Swagger UI's
+/// icons; never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
      manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// [`CONTENT_SECURITY_POLICY`] with the origin of the OIDC token endpoint the console redeems its
+/// sign-in code at (`admin.auth.jwt.console_login`), when one is configured.
+fn content_security_policy(token_endpoint: Option<&str>) -> HeaderValue {
+    let origin = token_endpoint
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null" && !o.contains([';', ',', '\'', ' ']));
+    match origin {
+        Some(o) => HeaderValue::from_str(
+            &CONTENT_SECURITY_POLICY
+                .replace("connect-src 'self'", &format!("connect-src 'self' {o}")),
+        )
+        .unwrap_or(HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+        None => HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    }
+}
+
+/// The console sign-in of the current snapshot's admin auth, if configured.
+fn console_login(st: &AdminState) -> Option<crate::config::ConsoleLoginConfig> {
+    st.gateway
+        .snapshots
+        .load()
+        .config
+        .admin
+        .auth
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|j| j.console_login.clone())
+}
 
 /// `"<sha-256 of the body>"` per asset, in [`ASSETS`] order.
 static ETAGS: LazyLock<Vec<Option<HeaderValue>>> = LazyLock::new(|| {
@@ -103,13 +134,20 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         .iter()
         .enumerate()
         .map(|(i, asset)| {
-            let route = get(move |headers: HeaderMap| async move { serve(i, asset, &headers) });
+            let route = get(
+                move |State(st): State<AdminState>, headers: HeaderMap| async move {
+                    let login = console_login(&st);
+                    let csp =
+                        content_security_policy(login.as_ref().map(|l| l.token_endpoint.as_str()));
+                    serve(i, asset, &headers, csp)
+                },
+            );
             (asset.path, route)
         })
         .collect()
 }
 
-fn serve(index: usize, asset: &'static Asset, request: &HeaderMap) -> Response {
+fn serve(index: usize, asset: &'static Asset, request: &HeaderMap, csp: HeaderValue) -> Response {
     let etag = ETAGS.get(index).cloned().flatten();
     let fresh = match (&etag, request.get(header::IF_NONE_MATCH)) {
         (Some(tag), Some(wanted)) => wanted
@@ -134,10 +172,7 @@ fn serve(index: usize, asset: &'static Asset, request: &HeaderMap) -> Response {
         h.insert(header::ETAG, tag);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -166,12 +201,25 @@ pub async fn info(State(st): State<AdminState>) -> Json<Value> {
             json!({ "name": l.name, "host": host, "port": port, "tls": l.tls.is_some() })
         })
         .collect();
+    let login = auth
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|j| j.console_login.as_ref())
+        .map(|l| {
+            json!({
+                "clientId": l.client_id,
+                "authorizationEndpoint": l.authorization_endpoint,
+                "tokenEndpoint": l.token_endpoint,
+                "scopes": l.scopes.join(" "),
+                "token": l.token.as_str(),
+            })
+        });
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "auth": {
             "enabled": auth.is_some(),
             "tokens": auth.is_some_and(|a| !a.tokens.is_empty()),
             "jwt": auth.is_some_and(|a| a.jwt.is_some()),
+            "oidc": login,
         },
         "readOnly": st.sync.source != ConfigSource::Database,
         "proxy": {
@@ -201,6 +249,24 @@ mod tests {
         assert_eq!(split_address("0.0.0.0:8080"), ("0.0.0.0", Some(8080)));
         assert_eq!(split_address("[::1]:443"), ("::1", Some(443)));
         assert_eq!(split_address("gateway"), ("gateway", None));
+    }
+
+    #[test]
+    fn the_policy_lets_the_console_reach_its_token_endpoint_only() {
+        let csp = content_security_policy(Some("https://sso.example.com:8443/realms/x/token"));
+        let csp = csp.to_str().unwrap();
+        assert!(
+            csp.contains("connect-src 'self' https://sso.example.com:8443;"),
+            "{csp}"
+        );
+        assert_eq!(
+            content_security_policy(None).to_str().unwrap(),
+            CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(
+            content_security_policy(Some("not a url")).to_str().unwrap(),
+            CONTENT_SECURITY_POLICY
+        );
     }
 
     #[test]

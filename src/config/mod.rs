@@ -380,6 +380,65 @@ backends:
         );
     }
 
+    #[test]
+    fn queue_and_console_login_settings_are_checked_where_they_belong() {
+        let text = GOOD
+            .replace(
+                "{ name: etl, strategy: random }",
+                "{ name: etl, strategy: random, queue: { max_queued: 5, max_queue_time: 0s, priority: 3 } }",
+            )
+            .replace(
+                "group: etl\n",
+                "group: etl\n      queue: { priority: 2, max_queued: 9, max_running_per_user: 0 }\n",
+            );
+        let err = parse_str("t.yaml", &text).unwrap_err().to_string();
+        for path in [
+            "groups[1].queue.max_queue_time",
+            "groups[1].queue.priority",
+            "routing.policies[0].queue.max_queued",
+            "routing.policies[0].queue.max_running_per_user",
+        ] {
+            assert!(err.contains(path), "{path} not named: {err}");
+        }
+        let good = GOOD.replace(
+            "{ name: etl, strategy: random }",
+            "{ name: etl, strategy: random, queue: { max_queued: 0, max_running_per_source: 3 } }",
+        );
+        let c = parse_str("t.yaml", &good).expect("valid");
+        let q = c.groups[1].queue.unwrap_or_default();
+        assert_eq!((q.max_queued(), q.max_running_per_source), (0, Some(3)));
+        assert_eq!(QueueConfig::default().max_queued(), 1000);
+
+        let auth = |login: &str| {
+            GOOD.replace(
+                "admin:\n  address: \"127.0.0.1:8090\"\n",
+                &format!(
+                    "admin:\n  address: \"127.0.0.1:8090\"\n  auth:\n    jwt:\n      issuer: i\n      \
+                     audience: a\n      jwks_url: \"http://127.0.0.1:1/certs\"\n      \
+                     roles: {{ g: admin }}\n      console_login: {login}\n"
+                ),
+            )
+        };
+        let ok = auth("{ client_id: c, authorization_endpoint: \"https://idp/auth\", token_endpoint: \"https://idp/token\" }");
+        let c = parse_str("t.yaml", &ok).expect("valid");
+        let login = c.admin.auth.unwrap().jwt.unwrap().console_login.unwrap();
+        assert_eq!(login.scopes, ["openid"]);
+        assert_eq!(login.token, ConsoleToken::AccessToken);
+        let bad = auth("{ client_id: \" \", authorization_endpoint: \"/auth\", token_endpoint: \"ftp://idp/t\", scopes: [\"a b\"] }");
+        let err = parse_str("t.yaml", &bad).unwrap_err().to_string();
+        for key in [
+            "client_id",
+            "authorization_endpoint",
+            "token_endpoint",
+            "scopes",
+        ] {
+            assert!(
+                err.contains(&format!("admin.auth.jwt.console_login.{key}")),
+                "{key} not named: {err}"
+            );
+        }
+    }
+
     fn backend_line(groups: &str) -> String {
         GOOD.replace(
             "{ name: trino-1, url: \"http://127.0.0.1:18081\", group: adhoc }",

@@ -417,6 +417,51 @@ pub struct JwtConfig {
     pub groups_claim: String,
     /// Group → role; a caller gets the highest role of its groups.
     pub roles: BTreeMap<String, Role>,
+    /// Sign-in to the admin console with this provider (authorization code with PKCE, run by
+    /// the browser); without it, console users paste a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_login: Option<ConsoleLoginConfig>,
+}
+
+/// The admin console's OIDC sign-in: the browser sends the user to `authorization_endpoint`
+/// (a public client: `client_id`, a PKCE S256 challenge, `redirect_uri` = the console's own
+/// address), redeems the code at `token_endpoint` and calls the API with the `token` it got — a
+/// JWT checked like any other against `issuer`, `audience` and the JWKS. The provider must allow
+/// the console's origin (CORS) at its token endpoint and the console's address as a redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleLoginConfig {
+    pub client_id: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// Scopes asked for (default `openid`).
+    #[serde(default = "default_console_scopes")]
+    pub scopes: Vec<String>,
+    /// Which token of the answer the console sends: `access_token` (default) or `id_token`
+    /// (whose audience is the client id).
+    #[serde(default)]
+    pub token: ConsoleToken,
+}
+
+fn default_console_scopes() -> Vec<String> {
+    vec!["openid".into()]
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleToken {
+    #[default]
+    AccessToken,
+    IdToken,
+}
+
+impl ConsoleToken {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleToken::AccessToken => "access_token",
+            ConsoleToken::IdToken => "id_token",
+        }
+    }
 }
 
 fn default_jwt_algorithms() -> Vec<String> {

@@ -179,6 +179,33 @@ fn check_admin_auth(is: &mut Issues, auth: &AdminAuthConfig) {
                 "map at least one group to a role (e.g. `trino-edge-admin: admin`)",
             );
         }
+        if let Some(c) = &j.console_login {
+            let at = "admin.auth.jwt.console_login";
+            if c.client_id.trim().is_empty() {
+                is.push(format!("{at}.client_id"), "must not be empty");
+            }
+            for (key, u) in [
+                ("authorization_endpoint", &c.authorization_endpoint),
+                ("token_endpoint", &c.token_endpoint),
+            ] {
+                match url::Url::parse(u) {
+                    Ok(p) if matches!(p.scheme(), "https" | "http") && p.host().is_some() => {}
+                    _ => is.push(
+                        format!("{at}.{key}"),
+                        format!("`{u}` must be an absolute http(s) URL"),
+                    ),
+                }
+            }
+            if c.scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
+                is.push(
+                    format!("{at}.scopes"),
+                    "scopes are single words (e.g. `openid`)",
+                );
+            }
+        }
     }
 }
 

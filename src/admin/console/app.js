@@ -5,6 +5,7 @@
 'use strict';
 
 const TOKEN_KEY = 'trino-edge.console.token';
+const OIDC_KEY = 'trino-edge.console.oidc'; // the PKCE verifier and state of a sign-in under way
 const POLL_MS = 3000;
 const KPI_WINDOW_MS = 60000;
 const MAX_SAMPLES = 100; // 5 minutes at POLL_MS
@@ -200,9 +201,86 @@ function renderWho() {
   }
 }
 
+// OIDC sign-in (admin.auth.jwt.console_login): authorization code with PKCE, run here. The
+// verifier and state wait in session storage while the provider has the tab; the code comes back
+// in the query string of the console's own address, is redeemed at the token endpoint (the one
+// origin besides this one the page may call), and the token is used like a pasted one.
+function oidc() {
+  return authEnabled() && state.info.auth.oidc ? state.info.auth.oidc : null;
+}
+
+function base64url(bytes) {
+  let text = '';
+  for (const b of new Uint8Array(bytes)) text += String.fromCharCode(b);
+  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function randomText() {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+function consoleAddress() {
+  return `${location.origin}${location.pathname}`;
+}
+
+async function oidcSignIn() {
+  const o = oidc();
+  const verifier = randomText();
+  const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  const st = randomText();
+  sessionStorage.setItem(OIDC_KEY, JSON.stringify({ verifier, state: st }));
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: o.clientId, redirect_uri: consoleAddress(), scope: o.scopes,
+    state: st, code_challenge: challenge, code_challenge_method: 'S256',
+  });
+  const sep = o.authorizationEndpoint.includes('?') ? '&' : '?';
+  location.assign(`${o.authorizationEndpoint}${sep}${q}`);
+}
+
+// Back from the provider (`?code=...&state=...` or `?error=...`): redeem the code, keep the token.
+// Returns a message for the sign-in page when that failed; null when there was nothing to do.
+async function oidcReturn() {
+  const q = new URLSearchParams(location.search);
+  if (!q.has('code') && !q.has('error')) return null;
+  history.replaceState(null, '', consoleAddress() + location.hash);
+  const pending = JSON.parse(sessionStorage.getItem(OIDC_KEY) || 'null');
+  sessionStorage.removeItem(OIDC_KEY);
+  const o = oidc();
+  if (q.has('error')) return `The identity provider refused the sign-in: ${q.get('error_description') || q.get('error')}`;
+  if (!o || !pending || pending.state !== q.get('state')) return 'This sign-in was not started here (its state does not match); sign in again.';
+  let r;
+  try {
+    r = await fetch(o.tokenEndpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code', code: q.get('code'), redirect_uri: consoleAddress(),
+        client_id: o.clientId, code_verifier: pending.verifier,
+      }),
+      cache: 'no-store',
+    });
+  } catch (e) {
+    return `Cannot reach the identity provider's token endpoint (${o.tokenEndpoint}): ${e.message}. It must allow this console's origin (CORS).`;
+  }
+  const body = await r.json().catch(() => ({}));
+  const token = body[o.token];
+  if (!r.ok || !token) return `The identity provider gave no ${o.token}: ${body.error_description || body.error || `HTTP ${r.status}`}`;
+  state.token = token;
+  try {
+    await loadMe();
+  } catch (e) {
+    state.token = '';
+    state.me = null;
+    return `The admin API does not accept the provider's ${o.token}: ${e.message}`;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  return null;
+}
+
 function pageLogin(main) {
   const enabled = authEnabled();
   const jwt = enabled && state.info.auth.jwt;
+  const provider = oidc();
   const input = h('input', {
     id: 'token', type: 'password', class: 'input', autocomplete: 'off', spellcheck: 'false',
     placeholder: jwt ? 'API token or OIDC access token (JWT)' : 'API token',
@@ -237,10 +315,18 @@ function pageLogin(main) {
         h('p', { class: 'muted' },
           'Paste an admin API token: a static token of ', h('code', {}, 'admin.auth.tokens'),
           jwt ? [' or an OIDC access token (JWT) the gateway accepts'] : [], '. Your role (viewer, operator or admin) decides what the console lets you do.'),
-        h('label', { class: 'label', for: 'token' }, 'Token'),
+        provider
+          ? h('div', { class: 'form-actions' },
+            h('button', {
+              class: 'btn btn-primary', id: 'sign-in-oidc', type: 'button',
+              title: `Authorization code with PKCE at ${provider.authorizationEndpoint}`,
+              onclick: () => oidcSignIn().catch((e) => { err.textContent = e.message; err.hidden = false; }),
+            }, 'Sign in with single sign-on'))
+          : [],
+        h('label', { class: 'label', for: 'token' }, provider ? 'Or paste a token' : 'Token'),
         input,
         err,
-        h('div', { class: 'form-actions' }, h('button', { class: 'btn btn-primary', id: 'sign-in', type: 'submit' }, 'Sign in')),
+        h('div', { class: 'form-actions' }, h('button', { class: provider ? 'btn' : 'btn btn-primary', id: 'sign-in', type: 'submit' }, 'Sign in')),
         h('p', { class: 'fine' },
           'The token stays in this tab’s session storage and is sent only to this admin listener, as ',
           h('code', {}, 'Authorization: Bearer'), '. Closing the tab forgets it.'),
@@ -1337,6 +1423,14 @@ async function start() {
   } catch (e) {
     showFatal(e);
     return;
+  }
+  // Set before the router listens (replaceState fires no hashchange, so nothing renders twice).
+  const failed = await oidcReturn();
+  if (failed) {
+    state.loginMessage = failed;
+    history.replaceState(null, '', `${consoleAddress()}#/login`);
+  } else if (state.me && location.hash === '#/login') {
+    history.replaceState(null, '', `${consoleAddress()}#/overview`);
   }
   renderWho();
   window.addEventListener('hashchange', route);
