@@ -45,6 +45,7 @@ pub struct Metrics {
     pub queue_held: IntCounterVec,
     pub queue_rejections: IntCounterVec,
     pub queue_wait: HistogramVec,
+    pub queue_forwarded: IntCounter,
 }
 
 /// A metric the registry refused: an invalid definition (name, help, labels, buckets), or a name
@@ -173,6 +174,10 @@ impl Metrics {
                 "Time a held query waited at the gateway before its hand-over",
                 &["group"],
                 exponential_buckets(0.01, 2.0, 18),
+            )?,
+            queue_forwarded: r.counter(
+                "trino_edge_queue_polls_forwarded_total",
+                "Polls of queries another gateway instance holds, forwarded to that instance",
             )?,
             logins_pinned: r.counter(
                 "trino_edge_logins_pinned_total",

@@ -167,6 +167,33 @@ impl StateSync {
         Ok(learned)
     }
 
+    /// Announce this instance (its held-query tag and `proxy.advertise_url`) in the database and
+    /// read back the other instances, so that a poll of a query another instance holds can be
+    /// forwarded there (see [`crate::queue::peers`]). Without `advertise_url` this instance is
+    /// not announced, but still forwards to the instances that are.
+    pub async fn share_queue_peers(&self, gateway: &Gateway) -> Result<(), String> {
+        let snap = self.snapshots.load();
+        let now = crate::store::now_ms();
+        let tag = gateway.queue.tag();
+        if let Some(url) = snap.config.proxy.advertise_url.clone() {
+            let tag = String::from_utf8_lossy(&tag).into_owned();
+            self.database
+                .run(move |s| async move {
+                    s.announce_gateway(&tag, &url, now, now - PEER_FORGOTTEN_MS)
+                        .await
+                })
+                .await
+                .map_err(|e| crate::database::error("gateways", e))?;
+        }
+        let rows = self
+            .database
+            .run(move |s| async move { s.gateways(now - PEER_ALIVE_MS).await })
+            .await
+            .map_err(|e| crate::database::error("gateways", e))?;
+        gateway.queue.peers.refresh(rows, tag, &snap).await;
+        Ok(())
+    }
+
     /// Load the database and swap in a new snapshot if its version moved (or `force`). Counts
     /// reloads (success, or failure for an invalid config) in the metrics.
     pub async fn reload(&self, force: bool) -> Result<Option<u64>, String> {
@@ -223,8 +250,14 @@ pub struct SyncService {
     pub gateway: Arc<Gateway>,
 }
 
-/// Coordinator ids are re-read from the database every this many polls.
+/// Coordinator ids are re-read from the database every this many polls (and the gateway
+/// instances holding queries are announced and read back).
 const COORDINATOR_EVERY: u32 = 4;
+
+/// An instance not announced for this long is not forwarded to (it stopped: its tag dies with it).
+const PEER_ALIVE_MS: i64 = 60_000;
+/// Rows of instances gone this long are deleted.
+const PEER_FORGOTTEN_MS: i64 = 86_400_000;
 
 #[async_trait]
 impl BackgroundService for SyncService {
@@ -235,6 +268,11 @@ impl BackgroundService for SyncService {
             polls = polls.wrapping_add(1);
             if polls % COORDINATOR_EVERY == 1 {
                 if let Err(e) = self.sync.learn_shared_coordinators(&self.gateway).await {
+                    if !failing {
+                        warn!("config sync: {e}");
+                    }
+                }
+                if let Err(e) = self.sync.share_queue_peers(&self.gateway).await {
                     if !failing {
                         warn!("config sync: {e}");
                     }

@@ -469,3 +469,115 @@ async fn a_heartbeat_never_takes_the_hand_over_and_a_stranger_cannot_poll() {
     }
     panic!("no history entry for {real}");
 }
+
+/// An instance with routing from its file and state in the shared database `db`, announcing its
+/// proxy listener as `proxy.advertise_url`.
+async fn instance_on(db: &str, b: &EmulatorHandle) -> Gateway {
+    let port = free_port();
+    let admin = free_port();
+    let yaml = config_yaml(
+        &[("main", port)],
+        admin,
+        &[("adhoc", "round_robin")],
+        &[("b0", b.url(), "adhoc")],
+        "",
+    )
+    .replace(
+        &format!("url: \"{}\", group: adhoc }}", b.url()),
+        &format!(
+            "url: \"{}\", group: adhoc, max_running_queries: 1, max_queued_queries: 1 }}",
+            b.url()
+        ),
+    )
+    .replace(
+        "proxy:\n  listeners:\n",
+        &format!("proxy:\n  advertise_url: \"http://127.0.0.1:{port}\"\n  listeners:\n"),
+    ) + &format!("database:\n  url: \"{db}\"\n  poll_interval: 100ms\n");
+    let gw = Gateway::start_with(&with_health(&yaml, ONE_PROBE), port, admin, "file").await;
+    wait_state(&gw, "b0", "HEALTHY", Duration::from_secs(10)).await;
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_query_polled_through_another_instance_is_answered_by_its_own() {
+    let (server, _) = fresh_database("te_queue_peers").await;
+    let mut db = server.clone();
+    db.set_path("/te_queue_peers");
+    let b = backend(2).await;
+    let (a, c) = (
+        instance_on(db.as_str(), &b).await,
+        instance_on(db.as_str(), &b).await,
+    );
+    let via_a = Client::new(&a.url);
+    let blocker = Blocker::start(&via_a).await;
+    let held: Value = via_a
+        .submit("SELECT * FROM UNNEST(sequence(1, 5))", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(held["stats"]["state"], "QUEUED", "{held}");
+    let id = held["id"].as_str().unwrap().to_string();
+    // The client's next poll reaches the other instance (a balancer in front of both).
+    let via_c = via_a.rebased(&c.url);
+    let next = via_c.follow_url(held["nextUri"].as_str().unwrap());
+    let http = reqwest::Client::new();
+    let mut answer = Value::Null;
+    for _ in 0..100 {
+        let r = http.get(&next).send().await.unwrap();
+        if r.status() == 200 {
+            answer = r.json().await.unwrap();
+            break;
+        }
+        // Until the instances have read each other from the database.
+        assert_eq!(r.status(), 404);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer["id"], id.as_str(), "{answer}");
+    assert_eq!(answer["stats"]["state"], "QUEUED", "{answer}");
+    blocker.release().await;
+    // Room: the poll through the other instance takes the hand-over, and the query runs to its
+    // end through that instance.
+    let mut rows = Vec::new();
+    let mut next = Some(via_c.follow_url(answer["nextUri"].as_str().unwrap()));
+    let mut ids = Vec::new();
+    while let Some(uri) = next {
+        let page: Value = http
+            .get(&uri)
+            .header("X-Trino-User", "tester")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(page["id"].as_str().unwrap().to_string());
+        if let Some(data) = page["data"].as_array() {
+            rows.extend(data.iter().cloned());
+        }
+        next = page["nextUri"].as_str().map(|u| via_c.follow_url(u));
+    }
+    assert_eq!(
+        rows,
+        (1..=5).map(|i| serde_json::json!([i])).collect::<Vec<_>>()
+    );
+    let real = ids.last().unwrap();
+    assert!(!Queue::held(real), "{ids:?}");
+    assert_eq!(coordinator_of(real), b.coordinator_id());
+    assert!(metric_sum(&c, "trino_edge_queue_polls_forwarded_total", "").await >= 2.0);
+    // A held id of an instance nobody knows: a clear 404.
+    let stray = format!(
+        "{}/v1/statement/queued/20261130_000000_00001_0zzzz/yslug/1",
+        c.url
+    );
+    let r = http.get(&stray).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v = assert_trino_error(&r.text().await.unwrap(), "QUERY_NOT_FOUND");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another gateway instance"),
+        "{v}"
+    );
+}

@@ -140,6 +140,11 @@ pub struct ProxyConfig {
     /// they are derived from the request's `Host` header and the listener.
     #[serde(default)]
     pub external_url: Option<String>,
+    /// This instance's proxy listener as the other instances reach it (e.g. `http://10.0.0.5:8080`).
+    /// With a shared database, each instance announces it there, and a poll of a query another
+    /// instance holds in its queue is forwarded to that instance (see [`QueueConfig`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<String>,
     /// Keep `X-Forwarded-*` headers sent by the client (only when a trusted proxy sits in front).
     #[serde(default)]
     pub trust_forwarded_headers: bool,

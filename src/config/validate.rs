@@ -454,6 +454,22 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigIssue>> {
             ),
         }
     }
+    if let Some(adv) = &c.proxy.advertise_url {
+        match url::Url::parse(adv) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none() => {}
+            _ => is.push(
+                "proxy.advertise_url",
+                format!(
+                    "`{adv}` must be this instance's proxy listener as an http(s) URL without a \
+                     path, such as http://10.0.0.5:8080"
+                ),
+            ),
+        }
+    }
     if c.proxy.sticky_capacity == 0 {
         is.push("proxy.sticky_capacity", "must be at least 1");
     }

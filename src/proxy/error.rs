@@ -90,6 +90,21 @@ impl GatewayError {
         )
     }
 
+    /// A poll of a query another gateway instance holds in its queue, where this instance knows
+    /// no way to that instance (it announced no `proxy.advertise_url`, or stopped).
+    pub fn held_elsewhere(id: &str) -> Self {
+        Self::new(
+            404,
+            "QUERY_NOT_FOUND",
+            "USER_ERROR",
+            3,
+            format!(
+                "Query {id} waits in the queue of another gateway instance, which this instance \
+                 cannot reach (no proxy.advertise_url announced by it, or it stopped)"
+            ),
+        )
+    }
+
     pub fn not_found(path: &str) -> Self {
         let shown: String = path.chars().take(200).collect();
         Self::new(

@@ -129,6 +129,8 @@ pub struct RequestCtx {
     slot: Option<Slot>,
     /// This poll of a held query hands it over: it goes to the backend as the submission.
     handover: Option<Box<held::HandOver>>,
+    /// A request for a query another gateway instance holds: it goes to that instance.
+    forward: Option<Arc<HttpPeer>>,
     /// A submission's count in its backend's started queries (taken back unless accepted).
     submission: Option<Started>,
     /// What a `consistent` group hashed for this submission (a retry hashes it again).
@@ -815,6 +817,7 @@ impl ProxyHttp for TrinoProxy {
             hold: None,
             slot: None,
             handover: None,
+            forward: None,
             submission: None,
             key: Vec::new(),
             learner: None,
@@ -885,7 +888,28 @@ impl ProxyHttp for TrinoProxy {
                 Err(e) => routed = Err(e),
             }
         }
-        if routed.is_ok() && ctx.kind == Kind::FollowUp && ctx.backend.is_none() {
+        let elsewhere = ctx
+            .query_id
+            .as_deref()
+            .filter(|_| ctx.kind == Kind::FollowUp && held.is_none())
+            .and_then(|id| self.gateway.queue.other_tag(id));
+        if let (Ok(()), Some(tag)) = (&routed, elsewhere) {
+            match self.gateway.queue.peers.get(tag) {
+                Some(peer) => {
+                    METRICS.queue_forwarded.inc();
+                    ctx.forward = Some(peer);
+                }
+                None => {
+                    let id = ctx.query_id.as_deref().unwrap_or_default();
+                    routed = Err(GatewayError::held_elsewhere(id));
+                }
+            }
+        }
+        if routed.is_ok()
+            && ctx.kind == Kind::FollowUp
+            && ctx.backend.is_none()
+            && ctx.forward.is_none()
+        {
             if let Some(id) = &ctx.query_id {
                 self.gateway.queue.running.seen(id);
                 let owner = self.gateway.resolve_owner(id).await;
@@ -926,6 +950,10 @@ impl ProxyHttp for TrinoProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_error::Result<Box<HttpPeer>> {
+        if let Some(peer) = &ctx.forward {
+            // The instance holding the query answers it (one attempt: its polls are cheap to repeat).
+            return Ok(Box::new(HttpPeer::clone(peer)));
+        }
         if let Some(current) = ctx.picked.filter(|p| ctx.tried.contains(p)) {
             // A retry after a connect failure: another backend of the same group.
             let snap = ctx.snap.clone();
@@ -1138,7 +1166,9 @@ impl ProxyHttp for TrinoProxy {
         }
         // A follow-up goes where its query runs, which no loop can be (the submission that
         // would have started it got its 508), so pages skip the marker.
-        if ctx.kind != Kind::FollowUp {
+        // A poll forwarded to the instance holding its query carries it: two instances that
+        // each think the other holds it answer 508 instead of passing it around.
+        if ctx.kind != Kind::FollowUp || ctx.forward.is_some() {
             head.headers()
                 .append(http::header::VIA, crate::hop::ELEMENT.clone());
         }

@@ -22,6 +22,7 @@
 
 pub mod fair;
 pub mod page;
+pub mod peers;
 pub mod running;
 
 use std::collections::HashMap;
@@ -195,6 +196,8 @@ pub struct Queue {
     tag: [u8; 4],
     seq: AtomicU64,
     pub running: Arc<Running>,
+    /// The other instances holding queries, for forwarding their polls.
+    pub peers: peers::Peers,
     closed: AtomicBool,
 }
 
@@ -219,6 +222,7 @@ impl Queue {
             tag,
             seq: AtomicU64::new(1),
             running: Arc::new(Running::default()),
+            peers: peers::Peers::default(),
             closed: AtomicBool::new(false),
         }
     }
@@ -247,6 +251,21 @@ impl Queue {
             return None;
         }
         id.get(16..b.len() - 6)?.parse().ok()
+    }
+
+    /// This instance's tag in held query ids.
+    pub fn tag(&self) -> [u8; 4] {
+        self.tag
+    }
+
+    /// The tag of the instance holding query `id`, when `id` is a held query id of another
+    /// instance.
+    pub fn other_tag(&self, id: &str) -> Option<[u8; 4]> {
+        if !Self::is_held_id(id) {
+            return None;
+        }
+        let tail = <[u8; 4]>::try_from(&id.as_bytes()[id.len() - 4..]).ok()?;
+        (tail != self.tag).then_some(tail)
     }
 
     /// Whether `id` has the form of a held query id (of any instance).

@@ -62,6 +62,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0004_history_queued.sql"),
         mysql: include_str!("../../migrations/mysql/0004_history_queued.sql"),
     },
+    Migration {
+        version: 5,
+        name: "gateways",
+        sqlite: include_str!("../../migrations/sqlite/0005_gateways.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_gateways.sql"),
+        mysql: include_str!("../../migrations/mysql/0005_gateways.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS te_schema_migrations (\

@@ -17,6 +17,7 @@
 
 mod dialect;
 pub mod drift;
+mod gateways;
 mod history;
 mod logins;
 mod migrate;
