@@ -444,12 +444,7 @@ impl Queue {
         let before = std::mem::replace(&mut e.state, State::Failed(QueueError::Canceled));
         match before {
             State::Failed(QueueError::Canceled) => return true, // canceled already
-            State::Waiting => {
-                if let Some(order) = groups.get_mut(&e.group) {
-                    order.remove(e.priority, &e.user, key);
-                }
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-            }
+            State::Waiting => self.leave_line(groups, e, key),
             // Dropping the grant gives its backend's room back.
             State::Granted(_) => self.dispatcher.notify_one(),
             State::Failed(_) => {}
@@ -463,6 +458,14 @@ impl Queue {
             .inc();
         info!(query_id = %id, group = %group, "held query canceled");
         true
+    }
+
+    /// A waiting query leaves its group's line without a backend (canceled, timed out, dropped).
+    fn leave_line(&self, groups: &mut HashMap<Arc<str>, FairOrder>, e: &Entry, key: u64) {
+        if let Some(order) = groups.get_mut(&e.group) {
+            order.remove(e.priority, &e.user, key);
+        }
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Something may have made room (a query ended): look at the queue soon.
@@ -577,10 +580,7 @@ impl Queue {
             let waited = now.saturating_duration_since(e.enqueued);
             match &e.state {
                 State::Waiting if waited > q.max_queue_time() => {
-                    if let Some(order) = groups.get_mut(&e.group) {
-                        order.remove(e.priority, &e.user, key);
-                    }
-                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    self.leave_line(groups, e, key);
                     let limit = crate::config::duration::HumanDuration(q.max_queue_time());
                     e.state = State::Failed(self.rejected(
                         &e.group,
@@ -607,10 +607,7 @@ impl Queue {
         for key in gone {
             if let Some(e) = entries.remove(&key) {
                 if matches!(e.state, State::Waiting) {
-                    if let Some(order) = groups.get_mut(&e.group) {
-                        order.remove(e.priority, &e.user, key);
-                    }
-                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    self.leave_line(groups, &e, key);
                 }
                 if !matches!(e.state, State::Failed(_)) {
                     METRICS
