@@ -101,7 +101,7 @@ pub enum Admitted {
 
 /// The one admission decision for a routed submission, made by the proxy and (with `advance`
 /// false: no running slot is taken) the dry run alike. Nothing waiting and no running limit
-/// configured anywhere: two loads, nothing else.
+/// configured anywhere: one atomic load and a flag of the snapshot, nothing else.
 pub fn admit(
     snap: &Snapshot,
     queue: &Queue,
