@@ -101,15 +101,16 @@
 //! nor failed on purpose, nor refused for forwarded headers.
 
 mod engine;
-mod exec;
 mod handlers;
+mod knobs;
 pub mod oauth2;
 mod protocol;
 mod query;
 mod server;
+mod shape;
 mod spooling;
-mod sql;
 mod state;
+mod statement;
 mod system;
 mod tables;
 
