@@ -1,10 +1,10 @@
 //! Real SQL for the emulated coordinators, on DataFusion.
 //!
-//! The emulator's own statements (`sql.rs`/`exec.rs`: session and transaction statements, the
-//! test-control functions such as `sleep()` and `fail()`, the canned tables, the gateways' load
-//! probe) come first; a statement they do not know — a syntax or a function they lack, a table
-//! they do not have — is run here instead, so that the demo's clusters answer ordinary SQL:
-//! arithmetic and functions, aggregates, `UNNEST(sequence(..))`, and these catalogs:
+//! Every statement the emulator does not answer by hand (`statement`: session and transaction
+//! statements, the load probe, the canned tables) runs here, shaped like Trino (`shape`), with
+//! the test-control functions `sleep()` and `fail()` and the session functions (`knobs`), so that
+//! the demo's clusters answer ordinary SQL: arithmetic and functions, aggregates,
+//! `UNNEST(sequence(..))`, and these catalogs:
 //! - `tpch`, schemas `tiny` (scale 0.01) and `sf1`: TPC-H data from `tpchgen-arrow`, generated
 //!   the first time a table is read and kept, with Trino's column names (`orderkey`, not
 //!   `l_orderkey`) and types (prices and quantities `double`, as Trino's tpch connector has them);
@@ -21,7 +21,8 @@
 //! - `EXPLAIN`, as one `Query Plan` column (DataFusion's plan).
 //!
 //! Results are typed with Trino's type names; values are written as Trino writes them (numbers as
-//! numbers, decimals, dates and timestamps as strings), by the hybrid endpoint's converter.
+//! numbers, decimals, dates and timestamps as strings), by the hybrid endpoint's converter. A
+//! query's rows stream ([`RowSource`]): only the first batch is computed when it is submitted.
 
 use std::sync::{Arc, Weak};
 
