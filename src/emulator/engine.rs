@@ -328,13 +328,12 @@ impl Engine {
         let slept = Slept::default();
         let ctx = self.session(session, runtime, &slept);
         let state = ctx.state();
-        let mut statement =
-            state
-                .sql_to_statement(sql, &Dialect::Generic)
-                .map_err(|e| match e {
-                    DataFusionError::SQL(parse, _) => shape::syntax_error(sql, &parse),
-                    e => error(e),
-                })?;
+        let mut statement = state
+            .sql_to_statement(sql, &Dialect::Generic)
+            .map_err(|e| match e.find_root() {
+                DataFusionError::SQL(parse, _) => shape::syntax_error(sql, parse),
+                _ => error(e),
+            })?;
         shape::rewrite(&mut statement);
         // Planned first: a DDL statement runs when executed and leaves an empty plan behind.
         let plan = match state.statement_to_plan(statement.clone()).await {
@@ -1344,6 +1343,69 @@ mod tests {
             data,
             [[serde_json::json!(100000), serde_json::json!(5000050000i64)]]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_are_shaped_like_trinos() {
+        let e = Engine::new();
+        let s = session(Some("tpch"), Some("tiny"));
+        let Plan::Rows { columns, rows } = run(
+            &e,
+            "SELECT regionkey, regionkey + 1, 'ab' AS s, 7, current_schema FROM region \
+             ORDER BY 1 LIMIT 1",
+            &s,
+        )
+        .await
+        .unwrap() else {
+            panic!("rows")
+        };
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["regionkey", "_col1", "s", "_col3", "_col4"]);
+        let types: Vec<String> = columns.iter().map(|c| c.ty.display()).collect();
+        assert_eq!(
+            types,
+            ["bigint", "bigint", "varchar(2)", "integer", "varchar"]
+        );
+        assert_eq!(
+            serde_json::json!(rows),
+            serde_json::json!([[0, 1, "ab", 7, "tiny"]])
+        );
+        let (_, data) = rows_of(run(&e, "SELECT * FROM UNNEST(sequence(3, 1)) AS t(x)", &s).await);
+        assert_eq!(serde_json::json!(data), serde_json::json!([[3], [2], [1]]));
+
+        let idle: Arc<dyn Runtime> = Arc::new(crate::emulator::system::Idle);
+        let ran = e
+            .run("SELECT sleep(250), sleep(50)", &s, Arc::downgrade(&idle))
+            .await
+            .unwrap();
+        assert_eq!(ran.sleep_ms, 300);
+        let failed = run(&e, "SELECT 1, fail('it''s broken')", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(failed.code, ErrorCode::GenericUserError));
+        assert_eq!(failed.message, "it's broken");
+        let missing = run(&e, "SELECT * FROM nope", &s).await.err().unwrap();
+        assert!(matches!(missing.code, ErrorCode::TableNotFound));
+        assert_eq!(missing.message, "Table 'tpch.tiny.nope' does not exist");
+        let syntax = run(&e, "SELECT 1,\n  ) FROM region", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(syntax.code, ErrorCode::SyntaxError),
+            "{}",
+            syntax.message
+        );
+        assert!(
+            syntax.message.starts_with("line 2:3: mismatched input ')'"),
+            "{}",
+            syntax.message
+        );
+    }
+
+    fn rows_of(plan: Result<Plan, QueryError>) -> (Vec<String>, Vec<Vec<serde_json::Value>>) {
+        rows(plan.map_err(|e| e.message).unwrap())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

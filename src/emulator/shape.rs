@@ -22,6 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::protocol::{ErrorCode, ErrorLocation, QueryError, SqlType};
 
@@ -214,7 +215,8 @@ pub(crate) fn literal_types(plan: &LogicalPlan) -> Vec<Option<SqlType>> {
 }
 
 /// A parser error as Trino reports a syntax error: `line L:C: mismatched input 'token'. ...`,
-/// with the location of the token the parser stopped at.
+/// with the location of the token the parser stopped at (when it only looked at that token and
+/// no whitespace comes before it, the location is the token before).
 pub(crate) fn syntax_error(sql: &str, detail: &ParserError) -> QueryError {
     let detail = match detail {
         ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
@@ -226,7 +228,11 @@ pub(crate) fn syntax_error(sql: &str, detail: &ParserError) -> QueryError {
         .and_then(|mut p| match p.parse_statements() {
             Ok(_) => None,
             Err(_) => {
-                let t = p.get_current_token();
+                // After a token it only looked at, the parser stands on the whitespace before.
+                let t = match p.get_current_token().token {
+                    Token::Whitespace(_) => p.peek_token_ref(),
+                    _ => p.get_current_token(),
+                };
                 Some((t.token.to_string(), t.span.start))
             }
         });
