@@ -1,10 +1,10 @@
 //! Real SQL for the emulated coordinators, on DataFusion.
 //!
-//! The emulator's own statements (`sql.rs`/`exec.rs`: session and transaction statements, the
-//! test-control functions such as `sleep()` and `fail()`, the canned tables, the gateways' load
-//! probe) come first; a statement they do not know — a syntax or a function they lack, a table
-//! they do not have — is run here instead, so that the demo's clusters answer ordinary SQL:
-//! arithmetic and functions, aggregates, `UNNEST(sequence(..))`, and these catalogs:
+//! Every statement the emulator does not answer by hand (`statement`: session and transaction
+//! statements, the load probe, the canned tables) runs here, shaped like Trino (`shape`), with
+//! the test-control functions `sleep()` and `fail()` and the session functions (`knobs`), so that
+//! the demo's clusters answer ordinary SQL: arithmetic and functions, aggregates,
+//! `UNNEST(sequence(..))`, and these catalogs:
 //! - `tpch`, schemas `tiny` (scale 0.01) and `sf1`: TPC-H data from `tpchgen-arrow`, generated
 //!   the first time a table is read and kept, with Trino's column names (`orderkey`, not
 //!   `l_orderkey`) and types (prices and quantities `double`, as Trino's tpch connector has them);
@@ -21,7 +21,8 @@
 //! - `EXPLAIN`, as one `Query Plan` column (DataFusion's plan).
 //!
 //! Results are typed with Trino's type names; values are written as Trino writes them (numbers as
-//! numbers, decimals, dates and timestamps as strings), by the hybrid endpoint's converter.
+//! numbers, decimals, dates and timestamps as strings), by the hybrid endpoint's converter. A
+//! query's rows stream ([`RowSource`]): only the first batch is computed when it is submitted.
 
 use std::sync::{Arc, Weak};
 
@@ -49,10 +50,107 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use tokio::sync::OnceCell;
 
+use datafusion::common::config::Dialect;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::StreamExt;
+
+use super::knobs::{self, Slept};
 use super::protocol::{CannedType, Column, ErrorCode, QueryError, SqlType};
 use super::query::{Plan, Session};
+use super::shape;
 use super::system::{self, Runtime};
 use super::tables;
+
+/// What a statement run on the engine gives the query: its plan, and how long its `sleep()`
+/// calls asked it to stay RUNNING.
+pub(crate) struct Ran {
+    pub plan: Plan,
+    pub sleep_ms: u64,
+}
+
+impl From<Plan> for Ran {
+    fn from(plan: Plan) -> Ran {
+        Ran { plan, sleep_ms: 0 }
+    }
+}
+
+/// The rest of a query's rows, computed batch by batch as the client pages.
+pub(crate) struct RowSource {
+    stream: SendableRecordBatchStream,
+}
+
+impl std::fmt::Debug for RowSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowSource")
+            .field("schema", &self.stream.schema())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowSource {
+    /// The next batch's rows as Trino writes them; `None` at the end.
+    pub(crate) async fn next(&mut self) -> Option<Result<Vec<Vec<serde_json::Value>>, QueryError>> {
+        let batch = match self.stream.next().await? {
+            Ok(batch) => batch,
+            Err(e) => return Some(Err(error(e))),
+        };
+        Some(json_rows(&batch))
+    }
+}
+
+/// A batch's rows as the JSON values Trino writes.
+fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<serde_json::Value>>, QueryError> {
+    let batch = trino_values(batch).map_err(error)?;
+    Ok(crate::hybrid::output::rows(std::slice::from_ref(&batch))
+        .map_err(|e| QueryError::new(ErrorCode::GenericUserError, e.to_string()))?
+        .into_iter()
+        .map(|row| match row {
+            serde_json::Value::Array(values) => values,
+            other => vec![other],
+        })
+        .collect())
+}
+
+/// `TABLE_NOT_FOUND` for a query (or an insert) naming a table that is not there, as Trino
+/// reports it; `None` when every table it names exists.
+fn missing_table(state: &SessionState, statement: &DfStatement) -> Option<QueryError> {
+    let DfStatement::Statement(s) = statement else {
+        return None;
+    };
+    if !matches!(s.as_ref(), SqlStatement::Query(_) | SqlStatement::Insert(_)) {
+        return None;
+    }
+    let options = state.config_options();
+    let (catalog, schema) = (
+        options.catalog.default_catalog.as_str(),
+        options.catalog.default_schema.as_str(),
+    );
+    state
+        .resolve_table_references(statement)
+        .ok()?
+        .into_iter()
+        .filter(|r| !(r.schema().is_none() && state.table_functions().contains_key(r.table())))
+        .map(|r| r.resolve(catalog, schema))
+        .find(|t| {
+            !state
+                .catalog_list()
+                .catalog(&t.catalog)
+                .and_then(|c| c.schema(&t.schema))
+                .is_some_and(|s| s.table_exist(&t.table))
+        })
+        .map(|t| {
+            QueryError::new(
+                ErrorCode::TableNotFound,
+                format!(
+                    "Table '{}.{}.{}' does not exist",
+                    t.catalog, t.schema, t.table
+                ),
+            )
+        })
+}
 
 /// Rows per generated batch.
 const BATCH_ROWS: usize = 8192;
@@ -172,10 +270,12 @@ pub(crate) struct Engine {
 
 impl Engine {
     pub(crate) fn new() -> Engine {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema("memory", "default")
             .with_create_default_catalog_and_schema(false)
             .with_target_partitions(2);
+        // `1.50` is `decimal(3,2)`, as in Trino.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         let ctx = SessionContext::new_with_config(config);
         let tpch = Arc::new(MemoryCatalogProvider::new());
         for (schema, scale) in [("tiny", 0.01), ("sf1", 1.0)] {
@@ -197,39 +297,49 @@ impl Engine {
     }
 
     /// Run `sql` for `session` (its catalog and schema are the defaults for unqualified names)
-    /// on the coordinator `runtime` (what `system.runtime` shows).
+    /// on the coordinator `runtime` (what `system.runtime` shows). A query's rows are streamed:
+    /// only its first rows are computed here (so that `fail()` and `sleep()` take effect at
+    /// once), the rest as the client pages ([`RowSource`]).
     pub(crate) async fn run(
         &self,
         sql: &str,
         session: &Session,
         runtime: Weak<dyn Runtime>,
-    ) -> Result<Plan, QueryError> {
+    ) -> Result<Ran, QueryError> {
         let bound = immediate(sql)?;
         let sql = bound.as_deref().unwrap_or(sql);
         if let Some((query, table)) = show(sql, session)? {
-            let plan = Box::pin(self.run(&query, session, runtime)).await?;
+            let ran = Box::pin(self.run(&query, session, runtime)).await?;
             if let Some(table) = table {
-                if matches!(&plan, Plan::Rows { rows, .. } if rows.is_empty()) {
+                if ran.plan.is_empty() {
                     return Err(QueryError::new(
                         ErrorCode::TableNotFound,
                         format!("Table '{table}' does not exist"),
                     ));
                 }
             }
-            return Ok(plan);
+            return Ok(ran);
         }
         if let Some(rename) = rename(sql, session)? {
-            return self.rename(&rename).await;
+            return self.rename(&rename).await.map(Ran::from);
         }
         let view = without_view_security(sql)?;
         let sql = view.as_deref().unwrap_or(sql);
-        let ctx = self.session(session, runtime);
+        let slept = Slept::default();
+        let ctx = self.session(session, runtime, &slept);
+        let state = ctx.state();
+        let mut statement = state
+            .sql_to_statement(sql, &Dialect::Generic)
+            .map_err(|e| match e.find_root() {
+                DataFusionError::SQL(parse, _) => shape::syntax_error(sql, parse),
+                _ => error(e),
+            })?;
+        shape::rewrite(&mut statement);
         // Planned first: a DDL statement runs when executed and leaves an empty plan behind.
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql.trim().trim_end_matches(';'))
-            .await
-            .map_err(error)?;
+        let plan = match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(missing_table(&state, &statement).unwrap_or_else(|| error(e))),
+        };
         enum Kind {
             Query,
             Explain,
@@ -254,11 +364,42 @@ impl Engine {
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Kind::Explain,
             _ => Kind::Query,
         };
+        let literals = shape::literal_types(&plan);
         let frame = ctx.execute_logical_plan(plan).await.map_err(error)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        if let Kind::Query = kind {
+            let parametric = session.parametric_datetime;
+            let columns = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let ty = literals
+                        .get(i)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| result_type(f.data_type(), parametric));
+                    Column::new(f.name().clone(), ty)
+                })
+                .collect();
+            let stream = frame.execute_stream().await.map_err(error)?;
+            let mut source = RowSource { stream };
+            let mut rows = Vec::new();
+            let mut exhausted = false;
+            while rows.is_empty() && !exhausted {
+                match source.next().await {
+                    Some(batch) => rows = batch?,
+                    None => exhausted = true,
+                }
+            }
+            return Ok(Ran {
+                plan: Plan::stream(columns, rows, (!exhausted).then_some(source)),
+                sleep_ms: slept.millis(),
+            });
+        }
         let batches = frame.collect().await.map_err(error)?;
-        match kind {
-            Kind::Ddl(update_type) => return Ok(Plan::Update { update_type }),
+        Ok(Ran::from(match kind {
+            Kind::Ddl(update_type) => Plan::Update { update_type },
             Kind::CreateAs(name) => {
                 let count = ctx
                     .table(name)
@@ -267,40 +408,21 @@ impl Engine {
                     .count()
                     .await
                     .map_err(error)?;
-                return Ok(Plan::count(
-                    "CREATE TABLE",
-                    u64::try_from(count).unwrap_or(u64::MAX),
-                ));
+                Plan::count("CREATE TABLE", u64::try_from(count).unwrap_or(u64::MAX))
             }
-            Kind::Insert => return Ok(Plan::count("INSERT", inserted(&batches))),
-            Kind::Explain => return Ok(explain(&batches)),
-            Kind::Query => {}
-        }
-        let parametric = session.parametric_datetime;
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| Column::new(f.name().clone(), result_type(f.data_type(), parametric)))
-            .collect();
-        let batches = batches
-            .iter()
-            .map(trino_values)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(error)?;
-        let rows = crate::hybrid::output::rows(&batches)
-            .map_err(|e| QueryError::new(ErrorCode::GenericUserError, e.to_string()))?
-            .into_iter()
-            .map(|row| match row {
-                serde_json::Value::Array(values) => values,
-                other => vec![other],
-            })
-            .collect();
-        Ok(Plan::Rows { columns, rows })
+            Kind::Insert => Plan::count("INSERT", inserted(&batches)),
+            Kind::Explain | Kind::Query => explain(&batches),
+        }))
     }
 
     /// A context for one statement: the engine's catalogs, a `system` catalog of `runtime`, and
     /// the session's catalog and schema as the defaults.
-    fn session(&self, session: &Session, runtime: Weak<dyn Runtime>) -> SessionContext {
+    fn session(
+        &self,
+        session: &Session,
+        runtime: Weak<dyn Runtime>,
+        slept: &Slept,
+    ) -> SessionContext {
         let list = Arc::new(MemoryCatalogProviderList::new());
         let weak = self
             .catalogs
@@ -323,7 +445,16 @@ impl Engine {
                 options.catalog.default_schema = schema.clone();
             }
         }
-        SessionContext::new_with_state(state)
+        let ctx = SessionContext::new_with_state(state);
+        for f in knobs::functions(
+            &session.user,
+            session.catalog.as_deref(),
+            session.schema.as_deref(),
+            slept,
+        ) {
+            ctx.register_udf(f);
+        }
+        ctx
     }
 
     /// `ALTER TABLE|VIEW a RENAME TO b` in the `memory` catalog.
@@ -437,6 +568,9 @@ fn ddl_update_type(d: &DdlStatement) -> &'static str {
 /// A DataFusion failure as Trino would report it (by its kind; a missing table or function is a
 /// planning error without a kind of its own, so `GENERIC_USER_ERROR`).
 fn error(e: DataFusionError) -> QueryError {
+    if let Some(message) = knobs::failed(&e) {
+        return QueryError::new(ErrorCode::GenericUserError, message);
+    }
     let message = e.strip_backtrace();
     let code = match e.find_root() {
         DataFusionError::SQL(..) => ErrorCode::SyntaxError,
@@ -480,7 +614,7 @@ fn trino_type(t: &DataType) -> SqlType {
 /// The Trino type of a result column, for a client that declared `PARAMETRIC_DATETIME` or not.
 fn result_type(t: &DataType, parametric_datetime: bool) -> SqlType {
     match t {
-        DataType::Boolean => tables::BOOLEAN_TYPE,
+        DataType::Boolean => SqlType::Boolean,
         DataType::Int8 => tables::TINYINT_TYPE,
         DataType::Int16 | DataType::UInt8 => tables::SMALLINT_TYPE,
         DataType::Int32 | DataType::UInt16 => SqlType::Integer,
@@ -1142,31 +1276,6 @@ fn sql_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Whether a failure of the emulator's own statements should be tried on the engine: the
-/// statement is one the emulator does not know, not one it refused on purpose (`fail()`, a
-/// transaction that is not there, a bad literal).
-pub(crate) fn falls_through(e: &QueryError) -> bool {
-    matches!(
-        e.code,
-        ErrorCode::SyntaxError
-            | ErrorCode::NotSupported
-            | ErrorCode::TableNotFound
-            | ErrorCode::ColumnNotFound
-            | ErrorCode::MissingCatalogName
-    )
-}
-
-/// When both failed, which error the client sees: the engine's, where the emulator only said it
-/// does not know the statement (a syntax or a feature it lacks) and the engine got further than
-/// parsing it; otherwise the emulator's own (its syntax errors carry Trino's locations, and its
-/// missing tables list what it has).
-pub(crate) fn better_error(emulator: &QueryError, engine: &QueryError) -> bool {
-    matches!(
-        emulator.code,
-        ErrorCode::SyntaxError | ErrorCode::NotSupported
-    ) && !matches!(engine.code, ErrorCode::SyntaxError)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1183,10 +1292,26 @@ mod tests {
         }
     }
 
-    /// `Engine::run` on a coordinator without queries.
+    /// `Engine::run` on a coordinator without queries, with a query's rows all computed.
     async fn run(e: &Engine, sql: &str, s: &Session) -> Result<Plan, QueryError> {
         let idle: Arc<dyn Runtime> = Arc::new(crate::emulator::system::Idle);
-        e.run(sql, s, Arc::downgrade(&idle)).await
+        let ran = e.run(sql, s, Arc::downgrade(&idle)).await?;
+        Ok(match ran.plan {
+            Plan::Stream {
+                columns,
+                mut rows,
+                source,
+            } => {
+                if let Some(source) = source {
+                    let mut source = source.lock().await;
+                    while let Some(batch) = source.next().await {
+                        rows.extend(batch?);
+                    }
+                }
+                Plan::Rows { columns, rows }
+            }
+            plan => plan,
+        })
     }
 
     fn rows(plan: Plan) -> (Vec<String>, Vec<Vec<serde_json::Value>>) {
@@ -1218,6 +1343,69 @@ mod tests {
             data,
             [[serde_json::json!(100000), serde_json::json!(5000050000i64)]]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_are_shaped_like_trinos() {
+        let e = Engine::new();
+        let s = session(Some("tpch"), Some("tiny"));
+        let Plan::Rows { columns, rows } = run(
+            &e,
+            "SELECT regionkey, regionkey + 1, 'ab' AS s, 7, current_schema FROM region \
+             ORDER BY 1 LIMIT 1",
+            &s,
+        )
+        .await
+        .unwrap() else {
+            panic!("rows")
+        };
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["regionkey", "_col1", "s", "_col3", "_col4"]);
+        let types: Vec<String> = columns.iter().map(|c| c.ty.display()).collect();
+        assert_eq!(
+            types,
+            ["bigint", "bigint", "varchar(2)", "integer", "varchar"]
+        );
+        assert_eq!(
+            serde_json::json!(rows),
+            serde_json::json!([[0, 1, "ab", 7, "tiny"]])
+        );
+        let (_, data) = rows_of(run(&e, "SELECT * FROM UNNEST(sequence(3, 1)) AS t(x)", &s).await);
+        assert_eq!(serde_json::json!(data), serde_json::json!([[3], [2], [1]]));
+
+        let idle: Arc<dyn Runtime> = Arc::new(crate::emulator::system::Idle);
+        let ran = e
+            .run("SELECT sleep(250), sleep(50)", &s, Arc::downgrade(&idle))
+            .await
+            .unwrap();
+        assert_eq!(ran.sleep_ms, 300);
+        let failed = run(&e, "SELECT 1, fail('it''s broken')", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(failed.code, ErrorCode::GenericUserError));
+        assert_eq!(failed.message, "it's broken");
+        let missing = run(&e, "SELECT * FROM nope", &s).await.err().unwrap();
+        assert!(matches!(missing.code, ErrorCode::TableNotFound));
+        assert_eq!(missing.message, "Table 'tpch.tiny.nope' does not exist");
+        let syntax = run(&e, "SELECT 1,\n  ) FROM region", &s)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(syntax.code, ErrorCode::SyntaxError),
+            "{}",
+            syntax.message
+        );
+        assert!(
+            syntax.message.starts_with("line 2:3: mismatched input ')'"),
+            "{}",
+            syntax.message
+        );
+    }
+
+    fn rows_of(plan: Result<Plan, QueryError>) -> (Vec<String>, Vec<Vec<serde_json::Value>>) {
+        rows(plan.map_err(|e| e.message).unwrap())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,12 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
-use super::engine;
-use super::exec;
 use super::protocol::Protocol;
-use super::query::{PageOutcome, PathKind, Plan, QueryEntry, RenderContext, Session};
+use super::query::{NewQuery, PageOutcome, PathKind, Plan, QueryEntry, RenderContext, Session};
 use super::spooling::{Access, DownloadError, SIGNATURE_PARAM};
 use super::state::{random_slug, Counters, EmulatorState};
+use super::statement;
 use super::system::Runtime;
 use super::{FailureMode, RetrievalMode};
 
@@ -392,23 +391,7 @@ async fn post_statement(
     // The Python client sends `NONE` when it is not in a transaction.
     let transaction =
         request_header(&headers, TRANSACTION).filter(|t| !t.eq_ignore_ascii_case("none"));
-    let mut new = exec::plan(&st, session, transaction.as_deref(), sql.to_string());
-    // What the emulator's own statements do not know runs on its SQL engine; when the engine
-    // cannot run it either, the more telling of the two errors stands.
-    if let Plan::Fail(e) = &new.plan {
-        if engine::falls_through(e) {
-            let runtime: Weak<EmulatorState> = Arc::downgrade(&st);
-            match st
-                .engine
-                .run(sql, &new.session, runtime as Weak<dyn Runtime>)
-                .await
-            {
-                Ok(plan) => new.plan = plan,
-                Err(theirs) if engine::better_error(e, &theirs) => new.plan = Plan::Fail(theirs),
-                Err(_) => {}
-            }
-        }
-    }
+    let new = plan(&st, session, transaction.as_deref(), sql).await;
     let now = Instant::now();
     let encoding = st.spooler.select(&headers);
     let entry = Arc::new(
@@ -423,6 +406,56 @@ async fn post_statement(
         rows_per_page: st.config.rows_per_page,
         spool: Some(&st.spooler),
     }))
+}
+
+/// What a submitted statement does: the emulator's own statements (`statement`) are answered
+/// by hand, everything else runs on the SQL engine.
+async fn plan(
+    st: &Arc<EmulatorState>,
+    session: Session,
+    transaction: Option<&str>,
+    sql: &str,
+) -> NewQuery {
+    let mut page_delay = st.config.page_delay;
+    if let Some(ms) = statement::page_delay_ms(sql) {
+        page_delay = page_delay.saturating_add(Duration::from_millis(ms));
+    }
+    let mut headers = Vec::new();
+    let mut sleep_ms = 0;
+    let planned = match statement::check_transaction(st, transaction)
+        .and_then(|()| statement::recognize(sql))
+    {
+        Err(e) => Plan::Fail(e),
+        Ok(Some(own)) => match statement::plan(st, &session, transaction, own) {
+            Ok((plan, h)) => {
+                headers = h;
+                plan
+            }
+            Err(e) => Plan::Fail(e),
+        },
+        Ok(None) => {
+            let runtime: Weak<EmulatorState> = Arc::downgrade(st);
+            match st
+                .engine
+                .run(sql, &session, runtime as Weak<dyn Runtime>)
+                .await
+            {
+                Ok(ran) => {
+                    sleep_ms = ran.sleep_ms;
+                    ran.plan
+                }
+                Err(e) => Plan::Fail(e),
+            }
+        }
+    };
+    NewQuery {
+        sql: sql.to_string(),
+        session,
+        plan: planned,
+        headers,
+        page_delay,
+        sleep: Duration::from_millis(sleep_ms),
+    }
 }
 
 type StatementPath = Path<(String, String, String)>;
@@ -472,6 +505,8 @@ async fn serve_page(
         .page_delay
         .saturating_add(entry.long_poll(token, Instant::now()));
     st.sleep(delay).await;
+    // An engine query's rows for this page are computed now, without any lock held.
+    entry.fill(token, st.config.rows_per_page.max(1)).await;
     let base = base_uri(headers, st);
     let ctx = RenderContext {
         base: &base,

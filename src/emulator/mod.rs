@@ -80,18 +80,19 @@
 //! listener: storage URLs point at the coordinator, which serves `/spool/{id}` too, and
 //! `WorkerProxy` streams from the coordinator.
 //!
-//! Its own statements (case-insensitive; comments and a trailing `;` allowed):
-//! `SELECT <literal> [AS alias], ...` (integer, bigint, decimal, double, varchar, boolean,
-//! NULL), `SELECT current_user/current_catalog/current_schema`, `SELECT fail('msg')`,
-//! `SELECT sleep(ms)` (stays RUNNING that long), `SELECT * FROM UNNEST(sequence(a, b))
-//! [AS t(x)] [LIMIT n]` (generated page by page, so ten million rows cost no memory),
-//! `SELECT * FROM all_types | web.daily [LIMIT n]` (canned tables, see `tables`; as in Trino,
-//! a client whose `X-Trino-Client-Capabilities` lacks `PARAMETRIC_DATETIME` gets `timestamp`,
-//! `time` and their zoned forms without a precision and rounded to milliseconds),
-//! `USE`, `SET SESSION`, `RESET SESSION`, transactions, and the gateways' load probe
-//! (`SELECT [state,] count(*) FROM system.runtime.queries ...`). Anything else runs on the SQL
-//! engine (`engine`, on DataFusion: the `tpch`, `memory` and `system` catalogs, `SHOW ...`).
-//! A comment `/* emulator:page_delay_ms=N */` delays every result page of that query.
+//! SQL: every ordinary statement runs on the SQL engine (`engine`, on DataFusion: the `tpch`,
+//! `memory` and `system` catalogs, `SHOW ...`, `EXPLAIN`, `EXECUTE IMMEDIATE`), shaped like
+//! Trino by `shape` (`_colN` names, literal types, syntax errors with locations), with the
+//! test-control functions `sleep(ms)` (the query stays RUNNING that long) and `fail('msg')` and
+//! Trino's `current_user`/`current_catalog`/`current_schema` as engine functions (`knobs`). A
+//! query's rows are computed batch by batch as the client pages, so `SELECT * FROM
+//! UNNEST(sequence(1, 10000000))` costs no memory. Answered by hand (`statement`), because they
+//! are not SQL semantics: `USE`, `SET SESSION`, `RESET SESSION`, transactions, the gateways' load
+//! probe (`SELECT [state,] count(*) FROM system.runtime.queries ...`), the canned tables
+//! (`SELECT * FROM all_types | web.daily [LIMIT n]`, see `tables`; as in Trino, a client whose
+//! `X-Trino-Client-Capabilities` lacks `PARAMETRIC_DATETIME` gets `timestamp`, `time` and their
+//! zoned forms without a precision and rounded to milliseconds), and the comment
+//! `/* emulator:page_delay_ms=N */`, which delays every result page of that query.
 //!
 //! Test hooks: `EmulatorState::stats` (also `GET /v1/emulator/stats`; spooling adds
 //! `segments_issued`, `segment_downloads`, `segment_acks`, `segment_not_found` and
@@ -101,15 +102,16 @@
 //! nor failed on purpose, nor refused for forwarded headers.
 
 mod engine;
-mod exec;
 mod handlers;
+mod knobs;
 pub mod oauth2;
 mod protocol;
 mod query;
 mod server;
+mod shape;
 mod spooling;
-mod sql;
 mod state;
+mod statement;
 mod system;
 mod tables;
 

@@ -15,13 +15,11 @@ pub(crate) enum ErrorCode {
     GenericUserError,
     SyntaxError,
     UserCanceled,
-    InvalidFunctionArgument,
     NotSupported,
     UnknownTransaction,
     NotInTransaction,
     ColumnNotFound,
     MissingCatalogName,
-    InvalidLiteral,
     TableNotFound,
     SerializationError,
 }
@@ -32,13 +30,11 @@ impl ErrorCode {
             Self::GenericUserError => 0,
             Self::SyntaxError => 1,
             Self::UserCanceled => 3,
-            Self::InvalidFunctionArgument => 7,
             Self::NotSupported => 13,
             Self::UnknownTransaction => 20,
             Self::NotInTransaction => 21,
             Self::ColumnNotFound => 47,
             Self::MissingCatalogName => 56,
-            Self::InvalidLiteral => 59,
             Self::TableNotFound => 46,
             Self::SerializationError => 65_562,
         }
@@ -49,13 +45,11 @@ impl ErrorCode {
             Self::GenericUserError => "GENERIC_USER_ERROR",
             Self::SyntaxError => "SYNTAX_ERROR",
             Self::UserCanceled => "USER_CANCELED",
-            Self::InvalidFunctionArgument => "INVALID_FUNCTION_ARGUMENT",
             Self::NotSupported => "NOT_SUPPORTED",
             Self::UnknownTransaction => "UNKNOWN_TRANSACTION",
             Self::NotInTransaction => "NOT_IN_TRANSACTION",
             Self::ColumnNotFound => "COLUMN_NOT_FOUND",
             Self::MissingCatalogName => "MISSING_CATALOG_NAME",
-            Self::InvalidLiteral => "INVALID_LITERAL",
             Self::TableNotFound => "TABLE_NOT_FOUND",
             Self::SerializationError => "SERIALIZATION_ERROR",
         }
@@ -304,13 +298,10 @@ pub(crate) struct StatementStats {
     pub progress_percentage: Option<f64>,
 }
 
-/// The rows of one page, generated while serialising so that a page of a huge `UNNEST` never
-/// exists as a vector of values.
+/// The rows of one page (a query's rows are computed as the client pages, so a page is all
+/// that exists of a huge result at any time).
 pub(crate) enum PageData<'a> {
-    /// Rows computed at submission (literal selects, `SHOW ...`): small by construction.
     Rows(&'a [Vec<serde_json::Value>]),
-    /// `count` bigint rows `start, start + step, ...` of a `sequence()`.
-    Sequence { start: i64, step: i64, count: u64 },
 }
 
 impl<'a> PageData<'a> {
@@ -318,7 +309,6 @@ impl<'a> PageData<'a> {
     pub(crate) fn len(&self) -> u64 {
         match self {
             Self::Rows(rows) => u64::try_from(rows.len()).unwrap_or(u64::MAX),
-            Self::Sequence { count, .. } => *count,
         }
     }
 
@@ -332,15 +322,6 @@ impl<'a> PageData<'a> {
                 let to = usize::try_from(offset + len).unwrap_or(usize::MAX);
                 Self::Rows(rows.get(from..to).unwrap_or_default())
             }
-            Self::Sequence { start, step, .. } => {
-                let first = i128::from(*start) + i128::from(*step) * i128::from(offset);
-                Self::Sequence {
-                    // In range: the slice lies within the sequence, which ends within i64.
-                    start: i64::try_from(first).unwrap_or(*start),
-                    step: *step,
-                    count: len,
-                }
-            }
         }
     }
 }
@@ -349,19 +330,6 @@ impl Serialize for PageData<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Rows(rows) => rows.serialize(s),
-            Self::Sequence { start, step, count } => {
-                let len = usize::try_from(*count).ok();
-                let mut seq = s.serialize_seq(len)?;
-                let mut value = *start;
-                for i in 0..*count {
-                    if i > 0 {
-                        // Cannot overflow: the sequence was validated to end within i64.
-                        value = value.saturating_add(*step);
-                    }
-                    seq.serialize_element(&[value])?;
-                }
-                seq.end()
-            }
         }
     }
 }
@@ -594,19 +562,13 @@ mod tests {
     }
 
     #[test]
-    fn sequence_data_is_generated_in_order() {
-        let data = PageData::Sequence {
-            start: 5,
-            step: -1,
-            count: 3,
-        };
-        assert_eq!(serde_json::to_string(&data).expect("ok"), "[[5],[4],[3]]");
-        let empty = PageData::Sequence {
-            start: 1,
-            step: 1,
-            count: 0,
-        };
-        assert_eq!(serde_json::to_string(&empty).expect("ok"), "[]");
+    fn page_data_slices() {
+        let rows: Vec<Vec<serde_json::Value>> = (5..8).rev().map(|v| vec![v.into()]).collect();
+        let data = PageData::Rows(&rows);
+        assert_eq!(serde_json::to_string(&data).expect("ok"), "[[7],[6],[5]]");
+        let tail = data.slice(1, 5);
+        assert_eq!(serde_json::to_string(&tail).expect("ok"), "[[6],[5]]");
+        assert_eq!(serde_json::to_string(&data.slice(9, 1)).expect("ok"), "[]");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! paging, with Trino's token rules (re-GET of the current token replays the page, older tokens
 //! are gone, anything else is not found).
 //!
-//! A query's pages are produced on demand, one per GET: the plan says *what* the result is
-//! (e.g. "bigints 1..=N") and each page serialises only its own slice of it.
+//! A query's pages are produced on demand, one per GET: an engine query's rows are computed
+//! batch by batch as the client asks for them (`QueryEntry::fill`), so a huge result never
+//! exists in memory as a whole.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
+use super::engine::RowSource;
 use super::protocol::{
     Column, ErrorCode, PageData, Protocol, QueryData, QueryError, QueryResults, StatementStats,
 };
@@ -76,17 +78,17 @@ pub(crate) struct Session {
 /// What a query returns, decided at submission.
 #[derive(Debug)]
 pub(crate) enum Plan {
-    /// Rows known up front (literal selects, `SHOW ...`, session functions).
+    /// Rows known up front (the canned tables, the load probe, `EXPLAIN`).
     Rows {
         columns: Vec<Column>,
         rows: Vec<Vec<serde_json::Value>>,
     },
-    /// `count` bigints `start, start + step, ...`, generated page by page.
-    Sequence {
+    /// A query on the engine: `rows` computed and not yet served, `source` the rest (`None`
+    /// once it has given everything).
+    Stream {
         columns: Vec<Column>,
-        start: i64,
-        step: i64,
-        count: u64,
+        rows: Vec<Vec<serde_json::Value>>,
+        source: Option<Arc<tokio::sync::Mutex<RowSource>>>,
     },
     /// A statement without output (`USE`, `SET SESSION`, transactions): finishes with
     /// `updateType`, an empty column list and no data.
@@ -114,14 +116,47 @@ impl Plan {
         }
     }
 
-    fn total_rows(&self) -> u64 {
+    /// An engine query's answer: its first `rows` and the `source` of the rest, if any.
+    pub(crate) fn stream(
+        columns: Vec<Column>,
+        rows: Vec<Vec<serde_json::Value>>,
+        source: Option<RowSource>,
+    ) -> Plan {
+        Plan::Stream {
+            columns,
+            rows,
+            source: source.map(|s| Arc::new(tokio::sync::Mutex::new(s))),
+        }
+    }
+
+    /// Whether the plan is rows, and none.
+    pub(crate) fn is_empty(&self) -> bool {
         match self {
-            Self::Rows { rows, .. } | Self::Count { rows, .. } => {
-                u64::try_from(rows.len()).unwrap_or(u64::MAX)
-            }
-            Self::Sequence { count, .. } => *count,
+            Self::Rows { rows, .. } => rows.is_empty(),
+            Self::Stream { rows, source, .. } => rows.is_empty() && source.is_none(),
+            _ => false,
+        }
+    }
+
+    /// Rows known so far that were not served yet, plus `served`.
+    fn total_rows(&self, served: u64) -> u64 {
+        let len = |rows: &[Vec<serde_json::Value>]| u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        match self {
+            Self::Rows { rows, .. } | Self::Count { rows, .. } => len(rows),
+            Self::Stream { rows, .. } => served.saturating_add(len(rows)),
             Self::Update { .. } | Self::Fail(_) => 0,
         }
+    }
+
+    /// Whether the source has rows still to compute.
+    fn has_more(&self) -> bool {
+        matches!(
+            self,
+            Self::Stream {
+                source: Some(_),
+                ..
+            }
+        )
     }
 }
 
@@ -320,8 +355,60 @@ impl QueryEntry {
         }
         p.canceled = true;
         p.failure = Some(QueryError::canceled());
+        if let Plan::Stream { source, .. } = &mut p.plan {
+            // Stops computing rows nobody will read.
+            *source = None;
+        }
         self.set_state(QueryState::Failed);
         true
+    }
+
+    /// Computes the rows the page of `token` serves, when it is the next page of an engine
+    /// query: batches are taken from the source until more than a page's worth is known (so
+    /// that the page knows whether it is the last) or the source is done. A failure of the
+    /// source fails the query.
+    pub(crate) async fn fill(&self, token: u64, rows_per_page: usize) {
+        let wants = |p: &Progress| {
+            p.failure.is_none()
+                && p.next_token == Some(token)
+                && token > QUEUED_TOKEN
+                && matches!(&p.plan, Plan::Stream { rows, source: Some(_), .. } if rows.len() <= rows_per_page)
+        };
+        let source = {
+            let p = lock(&self.progress);
+            match &p.plan {
+                Plan::Stream {
+                    source: Some(source),
+                    ..
+                } if wants(&p) => Arc::clone(source),
+                _ => return,
+            }
+        };
+        let mut source = source.lock().await;
+        while wants(&lock(&self.progress)) {
+            let next = source.next().await;
+            let mut p = lock(&self.progress);
+            if p.canceled {
+                return;
+            }
+            match next {
+                Some(Ok(batch)) => {
+                    if let Plan::Stream { rows, .. } = &mut p.plan {
+                        rows.extend(batch);
+                    }
+                }
+                Some(Err(e)) => {
+                    p.failure = Some(e);
+                    return;
+                }
+                None => {
+                    if let Plan::Stream { source, .. } = &mut p.plan {
+                        *source = None;
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     /// The QUEUED response to `POST /v1/statement`.
@@ -411,7 +498,8 @@ impl QueryEntry {
         let now = ctx.now;
         let executing_since = *p.executing_since.get_or_insert(now);
         let rows_per_page = u64::try_from(ctx.rows_per_page.max(1)).unwrap_or(u64::MAX);
-        let total = p.plan.total_rows();
+        let total = p.plan.total_rows(p.offset);
+        let more = p.plan.has_more();
         let sleeping = self.sleep_until.is_some_and(|until| until > now);
 
         let mut update_count = None;
@@ -441,24 +529,15 @@ impl QueryEntry {
                 let data = rows.get(from..to).filter(|r| !r.is_empty());
                 (Some(&columns[..]), data.map(PageData::Rows), None, n)
             }
-            Plan::Sequence {
-                columns,
-                start,
-                step,
-                count,
-            } => {
+            Plan::Stream { columns, rows, .. } => {
                 let n = if sleeping {
                     0
                 } else {
-                    rows_per_page.min(count - p.offset)
+                    rows_per_page.min(total - p.offset)
                 };
-                let first = i128::from(*start) + i128::from(*step) * i128::from(p.offset);
-                let data = (n > 0).then(|| PageData::Sequence {
-                    start: i64::try_from(first).unwrap_or(*start),
-                    step: *step,
-                    count: n,
-                });
-                (Some(&columns[..]), data, None, n)
+                let to = usize::try_from(n).unwrap_or(usize::MAX);
+                let data = rows.get(..to).filter(|r| !r.is_empty());
+                (Some(&columns[..]), data.map(PageData::Rows), None, n)
             }
             Plan::Fail(_) => (None, None, None, 0),
         };
@@ -480,7 +559,7 @@ impl QueryEntry {
             (rows, _, _) => rows.map(QueryData::Direct),
         };
         p.offset += rows_in_page;
-        let finished = !sleeping && p.offset >= total;
+        let finished = !sleeping && p.offset >= total && !more;
         let state = if finished {
             QueryState::Finished
         } else {
@@ -530,8 +609,17 @@ impl QueryEntry {
             update_type,
             update_count,
         };
+        let body = to_body(&results);
+        if let Plan::Stream { rows, .. } = &mut p.plan {
+            // Served: an engine query keeps only the rows still to come.
+            rows.drain(
+                ..usize::try_from(rows_in_page)
+                    .unwrap_or(usize::MAX)
+                    .min(rows.len()),
+            );
+        }
         Page {
-            body: to_body(&results),
+            body,
             headers: if finished { self.headers.clone() } else { None },
             encoding: self.encoding.map(Encoding::id),
         }
@@ -692,11 +780,9 @@ mod tests {
 
     #[test]
     fn token_rules() {
-        let e = entry(Plan::Sequence {
+        let e = entry(Plan::Rows {
             columns: vec![Column::new("_col0", SqlType::Bigint)],
-            start: 1,
-            step: 1,
-            count: 5,
+            rows: (1..=5).map(|v| vec![serde_json::Value::from(v)]).collect(),
         });
         let ctx = RenderContext {
             base: "http://h:1",

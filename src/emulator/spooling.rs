@@ -430,11 +430,8 @@ mod tests {
             segment_rows: 4,
             inline_rows: 2,
         }));
-        let rows = PageData::Sequence {
-            start: 11,
-            step: 1,
-            count: 10,
-        };
+        let values: Vec<Vec<serde_json::Value>> = (11..21).map(|v| vec![v.into()]).collect();
+        let rows = PageData::Rows(&values);
         let data = spooler
             .encode_page("q", Encoding::Json, &rows, 100, "http://h")
             .expect("encode");
@@ -478,11 +475,8 @@ mod tests {
         );
 
         // Small pages are one inline segment.
-        let small = PageData::Sequence {
-            start: 1,
-            step: 1,
-            count: 2,
-        };
+        let two: Vec<Vec<serde_json::Value>> = (1..3).map(|v| vec![v.into()]).collect();
+        let small = PageData::Rows(&two);
         let data = spooler
             .encode_page("q", Encoding::Json, &small, 0, "http://h")
             .expect("encode");

@@ -36,7 +36,6 @@ static VARBINARY: CannedType = simple("varbinary", r#"{"rawType":"varbinary","ar
 static JSON: CannedType = simple("json", r#"{"rawType":"json","arguments":[]}"#);
 
 /// Types the SQL engine's results use (`emulator::engine`).
-pub(crate) const BOOLEAN_TYPE: SqlType = SqlType::Canned(&BOOLEAN);
 pub(crate) const TINYINT_TYPE: SqlType = SqlType::Canned(&TINYINT);
 pub(crate) const SMALLINT_TYPE: SqlType = SqlType::Canned(&SMALLINT);
 pub(crate) const REAL_TYPE: SqlType = SqlType::Canned(&REAL);
@@ -318,9 +317,6 @@ mod rounding_tests {
         assert_eq!(prows[0][i], "2024-02-29 23:59:59.123456");
     }
 }
-
-/// Names to offer in a `TABLE_NOT_FOUND` message.
-pub(crate) const NAMES: &str = "all_types, web.daily";
 
 #[cfg(test)]
 mod tests {

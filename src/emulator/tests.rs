@@ -993,7 +993,9 @@ async fn ten_million_rows_are_generated_lazily() {
     let first = get(&c, queued.body["nextUri"].as_str().expect("next")).await;
     assert_eq!(first.body["data"].as_array().map(Vec::len), Some(1000));
     assert_eq!(first.body["data"][999], json!([1000]));
-    assert_eq!(first.body["stats"]["totalSplits"], 10_000);
+    // Like Trino, the size of a result is not known before it has been computed.
+    assert_eq!(first.body["stats"]["state"], "RUNNING");
+    assert_eq!(first.body["stats"]["processedRows"], 1000);
     assert!(started.elapsed() < Duration::from_secs(2));
     let second = get(&c, first.body["nextUri"].as_str().expect("next")).await;
     assert_eq!(second.body["data"][0], json!([1001]));
