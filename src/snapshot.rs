@@ -162,15 +162,25 @@ impl Backend {
     /// At a configured concurrency limit: gets no new queries. Queries started since the last
     /// report count against both limits (each may still be queued or already running): a burst
     /// between probes must not overshoot either.
+    ///
+    /// Without `max_queued_queries`, queries the backend reported queued count against
+    /// `max_running_queries` too: they are on their way to running (a report taken while the
+    /// gateway's own fresh submissions were still queued there must not open room for more).
     pub fn is_full(&self) -> bool {
         let h = &self.runtime.health;
-        let queued_estimate = if h.load_known.load(std::sync::atomic::Ordering::Relaxed) {
+        let known = h.load_known.load(std::sync::atomic::Ordering::Relaxed);
+        let queued_estimate = if known {
             self.queued_reported() + h.net_started_since_probe()
         } else {
             0
         };
+        let queued_as_running = if known && self.max_queued_queries.is_none() {
+            self.queued_reported()
+        } else {
+            0
+        };
         self.max_running_queries
-            .is_some_and(|m| self.running_estimate() >= m)
+            .is_some_and(|m| self.running_estimate() + queued_as_running >= m)
             || self
                 .max_queued_queries
                 .is_some_and(|m| queued_estimate >= m)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use tracing::debug;
@@ -17,14 +17,14 @@ use super::error::GatewayError;
 use super::upstream_head::UpstreamHead;
 use super::{forwarded, Kind, RequestCtx, TrinoProxy, Who};
 use crate::queue::running::limits_of;
-use crate::queue::{page, Hold, Polled, Queue, Ticket, POLL_WAIT};
+use crate::queue::{page, Hold, Polled, Queue, StoredHeaders, Ticket, POLL_WAIT};
 use crate::routing::{self, RouteReason};
 
 /// A held query being handed over: this request (its client's poll) goes to the backend as the
 /// query's submission.
 pub struct HandOver {
     /// The submission's headers, sent instead of the poll's.
-    pub headers: HeaderMap,
+    pub headers: StoredHeaders,
     /// The id the client saw while the query was held.
     pub held_id: Arc<str>,
     pub waited: Duration,
@@ -116,10 +116,12 @@ impl TrinoProxy {
             who.user.as_deref(),
             who.source.as_deref(),
         );
-        let mut headers = session.req_header().headers.clone();
-        for h in [CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, CONNECTION] {
-            headers.remove(h);
-        }
+        let headers = StoredHeaders::keep(
+            &session.req_header().headers,
+            &[CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, CONNECTION],
+        );
+        // Its own copy: the statement may be a slice of the connection's read buffer.
+        let body = Bytes::copy_from_slice(&body);
         let hold = Hold {
             group,
             fallback: routing::fallback_of(&snap, group, reason),
@@ -247,7 +249,7 @@ impl TrinoProxy {
 pub(super) fn rewrite_head(head: &mut UpstreamHead<'_>, handover: &HandOver, body_len: usize) {
     head.set_method(Method::POST);
     head.set_uri(http::Uri::from_static("/v1/statement"));
-    *head.headers() = handover.headers.clone();
+    *head.headers() = handover.headers.to_map();
     head.headers()
         .insert(CONTENT_LENGTH, HeaderValue::from(body_len));
 }

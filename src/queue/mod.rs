@@ -57,11 +57,56 @@ const GRANT_TTL: Duration = Duration::from_secs(10);
 /// probe, and timeouts pass.
 const TICK: Duration = Duration::from_millis(200);
 
+/// Request headers kept compactly while a query waits: `name NUL value NUL ...` in one
+/// allocation of exactly their size. (A `HeaderMap` taken from the request keeps its table's
+/// spare room, and values that are slices of the connection's read buffer keep that buffer.)
+pub struct StoredHeaders(Box<[u8]>);
+
+impl StoredHeaders {
+    /// `map` without the headers named in `skip`.
+    pub fn keep(map: &HeaderMap, skip: &[http::HeaderName]) -> StoredHeaders {
+        let mut out = Vec::new();
+        for (name, value) in map {
+            if skip.contains(name) {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.push(0);
+            out.extend_from_slice(value.as_bytes());
+            out.push(0);
+        }
+        StoredHeaders(out.into_boxed_slice())
+    }
+
+    /// The headers again (values keep their order; none can hold a NUL, so none is split).
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let mut parts = self.0.split(|&b| b == 0);
+        while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What the hand-over needs of the original submission.
 pub struct Ticket {
     /// The client's request headers as they arrived (after the listener's identity rules).
-    pub headers: HeaderMap,
-    /// The statement.
+    pub headers: StoredHeaders,
+    /// The statement (a copy of its own: a slice of the connection's buffer would keep it).
     pub body: Bytes,
     pub query: Option<Box<QueryProperties>>,
     pub user: Option<String>,

@@ -24,7 +24,7 @@ backends:
 
 fn ticket(user: &str) -> Box<Ticket> {
     Box::new(Ticket {
-        headers: HeaderMap::new(),
+        headers: StoredHeaders::keep(&HeaderMap::new(), &[]),
         body: Bytes::from_static(b"SELECT 1"),
         query: None,
         user: Some(user.to_string()),
@@ -243,4 +243,32 @@ async fn draining_hands_every_held_query_over() {
         Polled::Failed { err, .. } => assert_eq!(err, QueueError::ShuttingDown),
         _ => panic!("expected the shutdown"),
     }
+}
+
+#[test]
+fn stored_headers_come_back_as_they_were() {
+    let mut map = HeaderMap::new();
+    map.insert("x-trino-user", "alice".parse().unwrap());
+    map.append("x-trino-session", "a=1".parse().unwrap());
+    map.append("x-trino-session", "b=2".parse().unwrap());
+    map.insert("content-length", "42".parse().unwrap());
+    map.insert(
+        "x-odd",
+        http::HeaderValue::from_bytes(b"caf\xc3\xa9 \t x").unwrap(),
+    );
+    let kept = StoredHeaders::keep(&map, &[http::header::CONTENT_LENGTH]);
+    let back = kept.to_map();
+    assert_eq!(back.len(), 4);
+    assert_eq!(back["x-trino-user"], "alice");
+    let sessions: Vec<_> = back.get_all("x-trino-session").iter().collect();
+    assert_eq!(sessions, ["a=1", "b=2"]);
+    assert_eq!(back["x-odd"].as_bytes(), b"caf\xc3\xa9 \t x");
+    assert!(!back.contains_key("content-length"));
+    // Exactly the bytes of the names and values and one separator after each.
+    let bytes: usize = map
+        .iter()
+        .filter(|(n, _)| *n != http::header::CONTENT_LENGTH)
+        .map(|(n, v)| n.as_str().len() + v.len() + 2)
+        .sum();
+    assert_eq!(kept.len(), bytes);
 }

@@ -211,6 +211,18 @@ backends:
     }
 
     #[test]
+    fn without_a_queued_limit_reported_queued_queries_count_as_running() {
+        let s = checked_snap();
+        // a: max_running_queries 4 only; b: max_queued_queries 2 only.
+        s.backends[0].runtime.health.set_load(2, 2);
+        assert!(s.backends[0].is_full(), "2 running + 2 queued of 4");
+        s.backends[0].runtime.health.set_load(2, 1);
+        assert!(!s.backends[0].is_full());
+        s.backends[1].runtime.health.set_load(9, 1);
+        assert!(!s.backends[1].is_full(), "no running limit on b");
+    }
+
+    #[test]
     fn only_healthy_backends_below_their_limits_get_queries() {
         let s = checked_snap();
         let g = &s.groups[0];
