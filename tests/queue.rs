@@ -444,6 +444,21 @@ async fn a_heartbeat_never_takes_the_hand_over_and_a_stranger_cannot_poll() {
     assert_eq!(r.status(), 404);
     assert_trino_error(&r.text().await.unwrap(), "QUERY_NOT_FOUND");
     blocker.release().await;
+    // While held, its other pages say why there is nothing yet.
+    let r = http
+        .get(format!("{}/v1/query/{id}", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v = assert_trino_error(&r.text().await.unwrap(), "QUERY_NOT_FOUND");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("waits in the gateway's queue"),
+        "{v}"
+    );
     // Room now, but a HEAD (a client's heartbeat) has no body to carry the query's first page.
     for _ in 0..3 {
         let r = http.head(&next).send().await.unwrap();
@@ -457,6 +472,37 @@ async fn a_heartbeat_never_takes_the_hand_over_and_a_stranger_cannot_poll() {
     assert!(!Queue::held(real), "{page}");
     assert_eq!(coordinator_of(real), b.coordinator_id());
     assert_eq!(b.state.stats().submissions, before + 1);
+    // The held id (the Python client's `query_id`) now leads to the query: a redirect to its own
+    // id, for its info and its UI page alike.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, moved) in [
+        (format!("/v1/query/{id}"), format!("/v1/query/{real}")),
+        (
+            format!("/ui/query.html?{id}"),
+            format!("/ui/query.html?{real}"),
+        ),
+    ] {
+        let r = no_follow
+            .get(format!("{}{path}", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 307, "{path}");
+        assert_eq!(r.headers()["location"], moved.as_str());
+    }
+    let info: Value = http
+        .get(format!("{}/v1/query/{id}", gw.url))
+        .header("X-Trino-User", "tester")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["queryId"], real, "{info}");
     // Its history names the held id it came from.
     let api = Api::new(&gw);
     for _ in 0..100 {

@@ -105,6 +105,20 @@ impl GatewayError {
         )
     }
 
+    /// A request other than a poll for a query the gateway still holds in its queue.
+    pub fn held_without_pages(id: &str) -> Self {
+        Self::new(
+            404,
+            "QUERY_NOT_FOUND",
+            "USER_ERROR",
+            3,
+            format!(
+                "Query {id} waits in the gateway's queue: no cluster runs it yet, so it has no \
+                 Trino pages until it is handed over (its nextUri answers QUEUED meanwhile)"
+            ),
+        )
+    }
+
     pub fn not_found(path: &str) -> Self {
         let shown: String = path.chars().take(200).collect();
         Self::new(

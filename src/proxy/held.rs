@@ -168,6 +168,31 @@ impl TrinoProxy {
         let method = session.req_header().method.clone();
         let queue: &Queue = &self.gateway.queue;
         let slug = poll_slug(&path);
+        if slug.is_none() {
+            if let Some(real) = queue.real_id(key) {
+                // Handed over: the held id (the Python client's `query_id`) leads to the query's
+                // own pages — `/v1/query/{id}`, `/ui/query.html?{id}` — by a redirect that keeps
+                // the method.
+                let req = session.req_header();
+                let target = match req.uri.query() {
+                    Some(q) => format!("{}?{}", req.uri.path(), q),
+                    None => req.uri.path().to_string(),
+                };
+                let location = target.replace(id.as_str(), &real);
+                let io = |e: Box<pingora_error::Error>| {
+                    GatewayError::internal(format!("writing an answer: {e}"))
+                };
+                let mut resp = ResponseHeader::build(307, Some(2)).map_err(io)?;
+                resp.insert_header(http::header::LOCATION, location)
+                    .map_err(io)?;
+                resp.insert_header(CONTENT_LENGTH, "0").map_err(io)?;
+                session
+                    .write_response_header(Box::new(resp), true)
+                    .await
+                    .map_err(io)?;
+                return Ok(Followed::Answered);
+            }
+        }
         if method == Method::DELETE {
             // `DELETE nextUri` (or `/v1/query/{id}`): nothing was sent anywhere yet.
             if queue.cancel(key, slug) {
@@ -177,6 +202,9 @@ impl TrinoProxy {
             return Err(GatewayError::query_not_found(&id));
         }
         let Some(slug) = slug.filter(|_| matches!(method, Method::GET | Method::HEAD)) else {
+            if queue.holds(key) {
+                return Err(GatewayError::held_without_pages(&id));
+            }
             return Err(GatewayError::query_not_found(&id));
         };
         if method == Method::HEAD {

@@ -767,6 +767,9 @@ impl TrinoProxy {
         match Submitted::parse(&learner.buf).map(|a| (a.finished(), a.id)) {
             Ok((finished, Some(id))) => {
                 self.gateway.learn_query(&id, backend);
+                if let Some(h) = &ctx.handover {
+                    self.gateway.queue.handed_over(&h.held_id, &id);
+                }
                 if let Some(slot) = ctx.slot.take() {
                     let idle = ctx
                         .group

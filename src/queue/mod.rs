@@ -53,6 +53,9 @@ pub const POLL_WAIT: Duration = Duration::from_secs(1);
 /// A granted hand-over not taken up by a poll within this long goes back to the head of the line.
 const GRANT_TTL: Duration = Duration::from_secs(10);
 
+/// Handed-over queries whose held id is remembered (the most recent ones).
+const HANDED_REMEMBERED: usize = 100_000;
+
 /// How often the dispatcher looks even when nothing woke it: backends' load changes with every
 /// probe, and timeouts pass.
 const TICK: Duration = Duration::from_millis(200);
@@ -243,6 +246,9 @@ pub struct Queue {
     pub running: Arc<Running>,
     /// The other instances holding queries, for forwarding their polls.
     pub peers: peers::Peers,
+    /// Held queries handed over: their sequence number → the id the backend gave them, so that
+    /// the held id (which the Python client keeps as its `query_id`) still leads to the query.
+    handed: quick_cache::sync::Cache<u64, Arc<str>>,
     closed: AtomicBool,
 }
 
@@ -268,6 +274,7 @@ impl Queue {
             seq: AtomicU64::new(1),
             running: Arc::new(Running::default()),
             peers: peers::Peers::default(),
+            handed: quick_cache::sync::Cache::new(HANDED_REMEMBERED),
             closed: AtomicBool::new(false),
         }
     }
@@ -459,6 +466,23 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// Held query `id` of this instance was handed over and the backend named it `real`.
+    pub fn handed_over(&self, id: &str, real: &str) {
+        if let Some(key) = self.key_of(id) {
+            self.handed.insert(key, real.into());
+        }
+    }
+
+    /// Whether held query `key` is in this instance's queue now.
+    pub fn holds(&self, key: u64) -> bool {
+        self.lock().entries.contains_key(&key)
+    }
+
+    /// The id the backend gave held query `key`, once handed over (recent ones only).
+    pub fn real_id(&self, key: u64) -> Option<Arc<str>> {
+        self.handed.get(&key)
     }
 
     /// A sign of life from held query `key`'s client (`HEAD` of its `nextUri`): it is not
