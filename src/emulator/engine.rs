@@ -59,7 +59,7 @@ use futures::StreamExt;
 
 use super::knobs::{self, Slept};
 use super::protocol::{CannedType, Column, ErrorCode, QueryError, SqlType};
-use super::query::{Plan, Session};
+use super::query::{Plan, RowSource, Session};
 use super::shape;
 use super::system::{self, Runtime};
 use super::tables;
@@ -78,21 +78,21 @@ impl From<Plan> for Ran {
 }
 
 /// The rest of a query's rows, computed batch by batch as the client pages.
-pub(crate) struct RowSource {
+pub(crate) struct BatchSource {
     stream: SendableRecordBatchStream,
 }
 
-impl std::fmt::Debug for RowSource {
+impl std::fmt::Debug for BatchSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RowSource")
+        f.debug_struct("BatchSource")
             .field("schema", &self.stream.schema())
             .finish_non_exhaustive()
     }
 }
 
-impl RowSource {
-    /// The next batch's rows as Trino writes them; `None` at the end.
-    pub(crate) async fn next(&mut self) -> Option<Result<Vec<Vec<serde_json::Value>>, QueryError>> {
+#[async_trait]
+impl RowSource for BatchSource {
+    async fn next(&mut self) -> Option<Result<Vec<Vec<serde_json::Value>>, QueryError>> {
         let batch = match self.stream.next().await? {
             Ok(batch) => batch,
             Err(e) => return Some(Err(error(e))),
@@ -383,7 +383,7 @@ impl Engine {
                 })
                 .collect();
             let stream = frame.execute_stream().await.map_err(error)?;
-            let mut source = RowSource { stream };
+            let mut source = BatchSource { stream };
             let mut rows = Vec::new();
             let mut exhausted = false;
             while rows.is_empty() && !exhausted {
@@ -393,7 +393,11 @@ impl Engine {
                 }
             }
             return Ok(Ran {
-                plan: Plan::stream(columns, rows, (!exhausted).then_some(source)),
+                plan: Plan::stream(
+                    columns,
+                    rows,
+                    (!exhausted).then(|| Box::new(source) as Box<dyn RowSource>),
+                ),
                 sleep_ms: slept.millis(),
             });
         }

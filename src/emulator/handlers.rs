@@ -22,9 +22,6 @@ use super::statement;
 use super::system::Runtime;
 use super::{FailureMode, RetrievalMode};
 
-/// Version `/v1/info` reports.
-pub(crate) const VERSION: &str = "446-emulator";
-
 /// Prefix of the emulator's own control endpoints. Requests to it are not counted in
 /// `EmulatorStats` and not subject to `FailureMode::Status`, so a test can read the counters
 /// (and clear the failure) while the emulator plays dead.
@@ -841,7 +838,7 @@ async fn ui_home(State(st): State<Arc<EmulatorState>>, headers: HeaderMap) -> Re
 
 async fn info(State(st): State<Arc<EmulatorState>>) -> Response {
     Json(serde_json::json!({
-        "nodeVersion": { "version": VERSION },
+        "nodeVersion": { "version": super::state::VERSION },
         "environment": "emulator",
         "coordinator": true,
         "starting": false,

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-use super::engine::RowSource;
 use super::protocol::{
     Column, ErrorCode, PageData, Protocol, QueryData, QueryError, QueryResults, StatementStats,
 };
@@ -75,6 +74,14 @@ pub(crate) struct Session {
     pub parametric_datetime: bool,
 }
 
+/// The rest of an engine query's rows, computed batch by batch as the client pages (the engine
+/// implements it over DataFusion's stream).
+#[async_trait::async_trait]
+pub(crate) trait RowSource: Send + std::fmt::Debug {
+    /// The next batch's rows as Trino writes them; `None` at the end.
+    async fn next(&mut self) -> Option<Result<Vec<Vec<serde_json::Value>>, QueryError>>;
+}
+
 /// What a query returns, decided at submission.
 #[derive(Debug)]
 pub(crate) enum Plan {
@@ -88,7 +95,7 @@ pub(crate) enum Plan {
     Stream {
         columns: Vec<Column>,
         rows: Vec<Vec<serde_json::Value>>,
-        source: Option<Arc<tokio::sync::Mutex<RowSource>>>,
+        source: Option<Arc<tokio::sync::Mutex<Box<dyn RowSource>>>>,
     },
     /// A statement without output (`USE`, `SET SESSION`, transactions): finishes with
     /// `updateType`, an empty column list and no data.
@@ -120,7 +127,7 @@ impl Plan {
     pub(crate) fn stream(
         columns: Vec<Column>,
         rows: Vec<Vec<serde_json::Value>>,
-        source: Option<RowSource>,
+        source: Option<Box<dyn RowSource>>,
     ) -> Plan {
         Plan::Stream {
             columns,

@@ -14,6 +14,9 @@ use super::query::{lock, QueryEntry, QueryState};
 use super::spooling::Spooler;
 use super::{EmulatorConfig, EmulatorStats, FailureMode};
 
+/// Version `/v1/info` and `system.runtime.nodes` report.
+pub(crate) const VERSION: &str = "446-emulator";
+
 /// Queries kept at most; beyond it the oldest finished ones are forgotten first, so that a
 /// long benchmark cannot grow memory without bound.
 pub(crate) const MAX_QUERIES: usize = 10_000;
@@ -401,7 +404,7 @@ impl super::system::Runtime for EmulatorState {
             uri: self
                 .local_addr()
                 .map_or_else(String::new, |a| format!("http://{a}")),
-            version: super::handlers::VERSION,
+            version: VERSION,
         }
     }
 
