@@ -131,6 +131,8 @@ pub struct RequestCtx {
     handover: Option<Box<held::HandOver>>,
     /// A request for a query another gateway instance holds: it goes to that instance.
     forward: Option<Arc<HttpPeer>>,
+    /// A backend answered this submission with 200: the query exists there.
+    accepted: bool,
     /// A submission's count in its backend's started queries (taken back unless accepted).
     submission: Option<Started>,
     /// What a `consistent` group hashed for this submission (a retry hashes it again).
@@ -821,6 +823,7 @@ impl ProxyHttp for TrinoProxy {
             slot: None,
             handover: None,
             forward: None,
+            accepted: false,
             submission: None,
             key: Vec::new(),
             learner: None,
@@ -1240,6 +1243,7 @@ impl ProxyHttp for TrinoProxy {
         }
         if ctx.kind == Kind::Submit {
             if status == 200 {
+                ctx.accepted = true;
                 if let Some(s) = ctx.submission.as_mut() {
                     s.accepted();
                 }
@@ -1496,6 +1500,10 @@ impl ProxyHttp for TrinoProxy {
         // Settle this request's counts now (the context itself may live a little longer).
         ctx.inflight = None;
         ctx.submission = None;
+        if let Some(h) = ctx.handover.as_ref().filter(|_| !ctx.accepted) {
+            // No backend created the query: it waits in the queue again.
+            self.gateway.queue.hand_over_failed(&h.held_id);
+        }
         // Pingora keeps an idle HTTP/1.1 connection open forever by default; bound it, so idle
         // or trickling clients cannot pile up connections. (Kept across reuses of the connection.)
         if session.get_keepalive().is_some() {

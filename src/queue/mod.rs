@@ -53,6 +53,10 @@ pub const POLL_WAIT: Duration = Duration::from_secs(1);
 /// A granted hand-over not taken up by a poll within this long goes back to the head of the line.
 const GRANT_TTL: Duration = Duration::from_secs(10);
 
+/// A hand-over whose submission has neither been accepted nor refused after this long is
+/// forgotten (the proxy reports one or the other when the request ends).
+const HANDOVER_TTL: Duration = Duration::from_secs(600);
+
 /// Handed-over queries whose held id is remembered (the most recent ones).
 const HANDED_REMEMBERED: usize = 100_000;
 
@@ -63,6 +67,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// Request headers kept compactly while a query waits: `name NUL value NUL ...` in one
 /// allocation of exactly their size. (A `HeaderMap` taken from the request keeps its table's
 /// spare room, and values that are slices of the connection's read buffer keep that buffer.)
+#[derive(Clone)]
 pub struct StoredHeaders(Box<[u8]>);
 
 impl StoredHeaders {
@@ -106,6 +111,7 @@ impl StoredHeaders {
 }
 
 /// What the hand-over needs of the original submission.
+#[derive(Clone)]
 pub struct Ticket {
     /// The client's request headers as they arrived (after the listener's identity rules).
     pub headers: StoredHeaders,
@@ -190,6 +196,10 @@ pub enum Polled {
 enum State {
     Waiting,
     Granted(Box<Grant>),
+    /// A poll took the grant and its submission is on its way (since then): the ticket stays
+    /// until the backend accepts the query, so a refused hand-over waits again instead of being
+    /// lost ([`Queue::hand_over_failed`]).
+    HandingOver(Instant),
     Failed(QueueError),
 }
 
@@ -432,8 +442,8 @@ impl Queue {
         e.polled = now;
         let elapsed = now.saturating_duration_since(e.enqueued);
         match &e.state {
-            State::Waiting if !last => Ok(e.wake.clone()),
-            State::Waiting => {
+            State::Waiting | State::HandingOver(_) if !last => Ok(e.wake.clone()),
+            State::Waiting | State::HandingOver(_) => {
                 e.token += 1;
                 Err(Polled::Waiting {
                     held: Held {
@@ -444,35 +454,67 @@ impl Queue {
                     elapsed,
                 })
             }
-            State::Granted(_) | State::Failed(_) => {
-                let Some(e) = inner.entries.remove(&key) else {
+            State::Granted(_) => {
+                let Some(ticket) = e.ticket.clone() else {
                     return Err(Polled::Unknown);
                 };
-                match (e.state, e.ticket) {
-                    (State::Granted(grant), Some(ticket)) => {
-                        METRICS
-                            .queue_wait
-                            .with_label_values(&[&e.group])
-                            .observe(elapsed.as_secs_f64());
-                        Err(Polled::Claimed(Box::new(Claim {
-                            id: e.id,
-                            ticket,
-                            grant,
-                            waited: elapsed,
-                        })))
-                    }
-                    (State::Failed(err), _) => Err(Polled::Failed { err, elapsed }),
-                    _ => Err(Polled::Unknown),
-                }
+                let State::Granted(grant) =
+                    std::mem::replace(&mut e.state, State::HandingOver(now))
+                else {
+                    return Err(Polled::Unknown);
+                };
+                METRICS
+                    .queue_wait
+                    .with_label_values(&[&e.group])
+                    .observe(elapsed.as_secs_f64());
+                Err(Polled::Claimed(Box::new(Claim {
+                    id: e.id.clone(),
+                    ticket,
+                    grant,
+                    waited: elapsed,
+                })))
             }
+            State::Failed(_) => match inner.entries.remove(&key).map(|e| e.state) {
+                Some(State::Failed(err)) => Err(Polled::Failed { err, elapsed }),
+                _ => Err(Polled::Unknown),
+            },
         }
     }
 
-    /// Held query `id` of this instance was handed over and the backend named it `real`.
+    /// Held query `id` of this instance was handed over and the backend named it `real`: it
+    /// leaves the queue.
     pub fn handed_over(&self, id: &str, real: &str) {
         if let Some(key) = self.key_of(id) {
+            self.lock().entries.remove(&key);
             self.handed.insert(key, real.into());
         }
+    }
+
+    /// The submission of held query `id` was not accepted (every backend tried refused it or
+    /// could not be reached, before any answer of the query): it waits again, first in its
+    /// user's line, and its client's next poll (which the failed one's error makes it send) finds
+    /// it there.
+    pub fn hand_over_failed(&self, id: &str) {
+        let Some(key) = self.key_of(id) else {
+            return;
+        };
+        let mut guard = self.lock();
+        let Inner { entries, groups } = &mut *guard;
+        let Some(e) = entries.get_mut(&key) else {
+            return;
+        };
+        if !matches!(e.state, State::HandingOver(_)) {
+            return;
+        }
+        e.state = State::Waiting;
+        groups
+            .entry(e.group.clone())
+            .or_default()
+            .push_front(e.priority, &e.user, key);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        info!(query_id = %e.id, group = %e.group, "hand-over refused: the query waits again");
+        drop(guard);
+        self.dispatcher.notify_one();
     }
 
     /// Whether held query `key` is in this instance's queue now.
@@ -516,7 +558,8 @@ impl Queue {
             State::Waiting => self.leave_line(groups, e, key),
             // Dropping the grant gives its backend's room back.
             State::Granted(_) => self.dispatcher.notify_one(),
-            State::Failed(_) => {}
+            // Too late: its submission is on its way (the client cancels the query it gets).
+            State::HandingOver(_) | State::Failed(_) => {}
         }
         e.wake.notify_one();
         let (id, group) = (e.id.clone(), e.group.clone());
@@ -660,6 +703,12 @@ impl Queue {
                     ));
                     e.wake.notify_one();
                 }
+                // A hand-over whose outcome never came (the request vanished): nothing to wait for.
+                State::HandingOver(since)
+                    if now.saturating_duration_since(*since) > HANDOVER_TTL =>
+                {
+                    gone.push(key);
+                }
                 State::Granted(g) if now.saturating_duration_since(g.at) > GRANT_TTL => {
                     // Dropping the grant gives its backend's room back.
                     e.state = State::Waiting;
@@ -678,7 +727,7 @@ impl Queue {
                 if matches!(e.state, State::Waiting) {
                     self.leave_line(groups, &e, key);
                 }
-                if !matches!(e.state, State::Failed(_)) {
+                if matches!(e.state, State::Waiting | State::Granted(_)) {
                     METRICS
                         .queue_rejections
                         .with_label_values(&[&e.group, "abandoned"])
@@ -717,7 +766,7 @@ impl Queue {
             position,
             state: match e.state {
                 State::Waiting => "waiting",
-                State::Granted(_) => "handing_over",
+                State::Granted(_) | State::HandingOver(_) => "handing_over",
                 State::Failed(_) => "failed",
             },
             waited_ms: u64::try_from(now.saturating_duration_since(e.enqueued).as_millis())

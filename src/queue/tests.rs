@@ -107,11 +107,35 @@ async fn held_until_room_then_handed_over_in_fair_order() {
         }
         _ => panic!("expected the hand-over"),
     }
-    // Taken once only.
+    // Taken once only: while its submission is on its way, another poll is told to wait.
+    assert!(matches!(
+        q.poll(key(&q, &b), &b.slug, Duration::ZERO).await,
+        Polled::Waiting { .. }
+    ));
+    // Refused by the backend: it waits again, first in line, and is granted again.
+    q.hand_over_failed(&b.id);
+    assert_eq!(q.waiting(), 3);
+    s.backends[0].runtime.health.set_load(1, 0);
+    q.dispatch(&s);
+    assert_eq!(q.waiting(), 2);
+    assert!(matches!(
+        q.poll(key(&q, &b), &b.slug, Duration::ZERO).await,
+        Polled::Claimed(_)
+    ));
+    // Accepted: it leaves the queue, and its held id leads to the query's own.
+    q.handed_over(&b.id, "20261130_101010_00009_k3f9a");
+    assert!(!q.holds(key(&q, &b)));
     assert!(matches!(
         q.poll(key(&q, &b), &b.slug, Duration::ZERO).await,
         Polled::Unknown
     ));
+    assert_eq!(
+        q.real_id(key(&q, &b)).as_deref(),
+        Some("20261130_101010_00009_k3f9a")
+    );
+    // A late report of failure changes nothing for a query already accepted.
+    q.hand_over_failed(&b.id);
+    assert_eq!(q.waiting(), 2);
 }
 
 #[tokio::test]
