@@ -882,25 +882,22 @@ impl ProxyHttp for TrinoProxy {
                 Err(e) => routed = Err(e),
             }
         }
+        // A query some gateway holds in its queue: this instance answers its own, and forwards
+        // another instance's to that instance.
         let held = ctx
             .query_id
             .as_deref()
             .filter(|_| ctx.kind == Kind::FollowUp)
-            .and_then(|id| self.gateway.queue.key_of(id));
-        if let (Ok(()), Some(key)) = (&routed, held) {
-            match self.follow_held(session, ctx, key).await {
-                Ok(held::Followed::Answered) => return Ok(true),
-                Ok(held::Followed::HandOver) => {}
-                Err(e) => routed = Err(e),
+            .and_then(crate::query_id::held_id);
+        match (&routed, held) {
+            (Ok(()), Some((key, tag))) if tag == self.gateway.queue.tag() => {
+                match self.follow_held(session, ctx, key).await {
+                    Ok(held::Followed::Answered) => return Ok(true),
+                    Ok(held::Followed::HandOver) => {}
+                    Err(e) => routed = Err(e),
+                }
             }
-        }
-        let elsewhere = ctx
-            .query_id
-            .as_deref()
-            .filter(|_| ctx.kind == Kind::FollowUp && held.is_none())
-            .and_then(|id| self.gateway.queue.other_tag(id));
-        if let (Ok(()), Some(tag)) = (&routed, elsewhere) {
-            match self.gateway.queue.peers.get(tag) {
+            (Ok(()), Some((_, tag))) => match self.gateway.queue.peers.get(tag) {
                 Some(peer) => {
                     METRICS.queue_forwarded.inc();
                     ctx.forward = Some(peer);
@@ -909,7 +906,8 @@ impl ProxyHttp for TrinoProxy {
                     let id = ctx.query_id.as_deref().unwrap_or_default();
                     routed = Err(GatewayError::held_elsewhere(id));
                 }
-            }
+            },
+            _ => {}
         }
         if routed.is_ok()
             && ctx.kind == Kind::FollowUp

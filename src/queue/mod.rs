@@ -40,6 +40,7 @@ use tracing::{debug, info};
 
 use crate::bookkeeping::Started;
 use crate::metrics::METRICS;
+use crate::query_id::{held_id, COORDINATOR_ALPHABET};
 use crate::routing::query::QueryProperties;
 use crate::routing::{self, RouteReason};
 use crate::snapshot::{Backend, Snapshot, SnapshotHandle};
@@ -262,8 +263,6 @@ pub struct Queue {
     closed: AtomicBool,
 }
 
-const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-
 impl Default for Queue {
     fn default() -> Self {
         Self::new()
@@ -274,7 +273,7 @@ impl Queue {
     pub fn new() -> Queue {
         let mut tag = [0u8; 4];
         for c in &mut tag {
-            *c = ALPHABET[fastrand::usize(..ALPHABET.len())];
+            *c = COORDINATOR_ALPHABET[fastrand::usize(..COORDINATOR_ALPHABET.len())];
         }
         Queue {
             inner: Mutex::new(Inner::default()),
@@ -305,38 +304,12 @@ impl Queue {
 
     /// The sequence number of a held query id of this instance; `None` for any other id.
     pub fn key_of(&self, id: &str) -> Option<u64> {
-        let b = id.as_bytes();
-        if b.len() < 27 || b[b.len() - 6] != b'_' || b[b.len() - 5] != b'0' {
-            return None;
-        }
-        if b[b.len() - 4..] != self.tag {
-            return None;
-        }
-        id.get(16..b.len() - 6)?.parse().ok()
+        held_id(id).and_then(|(seq, tag)| (tag == self.tag).then_some(seq))
     }
 
     /// This instance's tag in held query ids.
     pub fn tag(&self) -> [u8; 4] {
         self.tag
-    }
-
-    /// The tag of the instance holding query `id`, when `id` is a held query id of another
-    /// instance.
-    pub fn other_tag(&self, id: &str) -> Option<[u8; 4]> {
-        if !Self::is_held_id(id) {
-            return None;
-        }
-        let tail = <[u8; 4]>::try_from(&id.as_bytes()[id.len() - 4..]).ok()?;
-        (tail != self.tag).then_some(tail)
-    }
-
-    /// Whether `id` has the form of a held query id (of any instance).
-    pub fn is_held_id(id: &str) -> bool {
-        let b = id.as_bytes();
-        b.len() >= 27
-            && b[b.len() - 6] == b'_'
-            && b[b.len() - 5] == b'0'
-            && b[b.len() - 4..].iter().all(|c| ALPHABET.contains(c))
     }
 
     fn new_id(&self) -> (u64, Arc<str>) {

@@ -63,7 +63,7 @@ async fn held_until_room_then_handed_over_in_fair_order() {
     let b = hold(&q, &s, "bob").unwrap();
     assert_eq!(q.waiting(), 4);
     assert!(q.group_waiting("g"));
-    assert!(Queue::is_held_id(&a[0].id));
+    assert!(crate::query_id::held_id(&a[0].id).is_some());
     assert_eq!(q.key_of("20261130_101010_00001_k3f9a"), None);
     q.dispatch(&s);
     assert_eq!(q.waiting(), 4, "no room: nothing granted");
